@@ -1,0 +1,465 @@
+//! Reading paper corpora: arXiv / Kaggle-arXiv JSON lines, BEIR corpora,
+//! CSV/TSV with a header row, and the Hugging Face Daily Papers page as a
+//! person copies it out of the browser.
+//!
+//! All readers stream, so a multi-gigabyte corpus never has to fit in memory,
+//! and gzip is recognised by its magic bytes because people rename files.
+//! One bad record never aborts a file: it is skipped and reported as an
+//! [`Issue`] with `file:line`, unless [`ReadOptions::strict`] asks for the
+//! first one to be fatal. In every summary `skipped == issues.len()`.
+
+mod delimited;
+mod fields;
+mod hf_daily;
+mod input;
+mod json;
+mod template;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use template::TextTemplate;
+
+use input::{Input, LineReader};
+
+/// Longest record accepted, in bytes (1 MiB): one line of a JSON-lines file,
+/// one (possibly multi-line) row of a CSV/TSV file, one line of an hf-daily
+/// copy. Longer records are bad records. The readers stop buffering at the cap
+/// and skip to the end of the record, so a file without newlines or a stray
+/// binary blob cannot exhaust memory.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Abstracts are cut to this many characters (at a character boundary),
+/// silently: the embedder only looks at the first 256 tokens anyway, and the
+/// cap keeps a pathological record from bloating everything downstream.
+pub const MAX_ABSTRACT_CHARS: usize = 100_000;
+
+/// The `--format` names, for messages.
+const FORMAT_NAMES: &str = "arxiv, beir, csv, tsv, hf-daily";
+
+/// Everything that can go wrong while reading a corpus.
+#[derive(Debug, thiserror::Error)]
+pub enum CorpusError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot tell the format of {}: {reason}; pass --format with one of: {names}", .path.display(), names = FORMAT_NAMES)]
+    UnknownFormat { path: PathBuf, reason: String },
+    #[error("unknown format `{0}`; expected one of: {names}", names = FORMAT_NAMES)]
+    UnknownFormatName(String),
+    #[error("{}: bad header row: {reason}", .path.display())]
+    BadHeader { path: PathBuf, reason: String },
+    #[error("bad record at {0}")]
+    BadRecord(Issue),
+    #[error("invalid text template `{template}`: {reason}")]
+    BadTemplate { template: String, reason: String },
+}
+
+/// One paper, whatever file it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Paper {
+    pub id: String,
+    pub title: String,
+    #[serde(rename = "abstract")]
+    pub abstract_text: String,
+    #[serde(default)]
+    pub authors: Vec<String>,
+    #[serde(default)]
+    pub categories: Vec<String>,
+    /// `YYYY-MM-DD` when the source's date could be parsed, else the source's
+    /// text as given (e.g. a bare year from a CSV `year` column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// The input formats understood by [`open`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Arxiv,
+    Beir,
+    Csv,
+    Tsv,
+    HfDaily,
+}
+
+impl Format {
+    pub const ALL: [Format; 5] = [
+        Format::Arxiv,
+        Format::Beir,
+        Format::Csv,
+        Format::Tsv,
+        Format::HfDaily,
+    ];
+
+    /// The name used by `--format` and [`FromStr`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Arxiv => "arxiv",
+            Format::Beir => "beir",
+            Format::Csv => "csv",
+            Format::Tsv => "tsv",
+            Format::HfDaily => "hf-daily",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Format {
+    type Err = CorpusError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_lowercase();
+        Format::ALL
+            .into_iter()
+            .find(|f| f.name() == wanted)
+            .ok_or_else(|| CorpusError::UnknownFormatName(s.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// `None` detects the format with [`detect_format`].
+    pub format: Option<Format>,
+    /// Make the first bad record an error instead of skipping it.
+    pub strict: bool,
+}
+
+/// A bad record: where it is and why it was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub path: PathBuf,
+    /// 1-based line where the record starts.
+    pub line: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.reason)
+    }
+}
+
+/// What a reader did. `skipped == issues.len()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadSummary {
+    pub format: Format,
+    pub read: usize,
+    pub skipped: usize,
+    pub issues: Vec<Issue>,
+}
+
+/// What a format-specific source hands to [`CorpusReader`], which owns the
+/// policy (duplicates, counting, strictness) so that every format gets it alike.
+pub(crate) enum Event {
+    Paper {
+        paper: Paper,
+        line: usize,
+    },
+    Bad {
+        line: usize,
+        reason: String,
+    },
+    /// The rest of the input is unreadable (corrupt gzip): reported like a bad
+    /// record, then reading stops.
+    Fatal {
+        line: usize,
+        reason: String,
+    },
+}
+
+pub(crate) trait Source: Send {
+    fn next_event(&mut self) -> Result<Option<Event>, CorpusError>;
+}
+
+/// Streaming reader returned by [`open`]: yields good papers; bad records are
+/// recorded in its summary and skipped, unless `opts.strict`, where the first
+/// bad record is returned as `Err(CorpusError::BadRecord(issue))` and
+/// iteration ends. I/O errors also end iteration.
+pub struct CorpusReader {
+    path: PathBuf,
+    source: Box<dyn Source>,
+    strict: bool,
+    /// id -> line of its first occurrence, to name it in the duplicate's issue.
+    seen: HashMap<String, usize>,
+    summary: ReadSummary,
+    done: bool,
+}
+
+impl CorpusReader {
+    pub fn summary(&self) -> &ReadSummary {
+        &self.summary
+    }
+
+    pub fn into_summary(self) -> ReadSummary {
+        self.summary
+    }
+
+    /// Records the issue; in strict mode also ends iteration with it.
+    fn bad(&mut self, line: usize, reason: String) -> Option<CorpusError> {
+        let issue = Issue {
+            path: self.path.clone(),
+            line,
+            reason,
+        };
+        self.summary.skipped += 1;
+        self.summary.issues.push(issue.clone());
+        if self.strict {
+            self.done = true;
+            Some(CorpusError::BadRecord(issue))
+        } else {
+            None
+        }
+    }
+}
+
+impl Iterator for CorpusReader {
+    type Item = Result<Paper, CorpusError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            let event = match self.source.next_event() {
+                Ok(Some(event)) => event,
+                Ok(None) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            };
+            match event {
+                Event::Paper { paper, line } => {
+                    if let Some(&first) = self.seen.get(&paper.id) {
+                        let reason =
+                            format!("duplicate id `{}` (first seen on line {first})", paper.id);
+                        if let Some(err) = self.bad(line, reason) {
+                            return Some(Err(err));
+                        }
+                        continue;
+                    }
+                    self.seen.insert(paper.id.clone(), line);
+                    self.summary.read += 1;
+                    return Some(Ok(paper));
+                }
+                Event::Bad { line, reason } => {
+                    if let Some(err) = self.bad(line, reason) {
+                        return Some(Err(err));
+                    }
+                }
+                Event::Fatal { line, reason } => {
+                    let err = self.bad(line, reason);
+                    self.done = true;
+                    return err.map(Err);
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Opens a corpus for streaming. The format is `opts.format`, or detected with
+/// [`detect_format`]. CSV/TSV header problems are reported here.
+pub fn open(path: &Path, opts: &ReadOptions) -> Result<CorpusReader, CorpusError> {
+    let format = match opts.format {
+        Some(format) => format,
+        None => detect_format(path)?,
+    };
+    let input = Input::open(path)?;
+    let source: Box<dyn Source> = match format {
+        Format::Arxiv => Box::new(json::JsonLinesSource::new(
+            LineReader::new(input),
+            json::Shape::Arxiv,
+        )),
+        Format::Beir => Box::new(json::JsonLinesSource::new(
+            LineReader::new(input),
+            json::Shape::Beir,
+        )),
+        Format::Csv => Box::new(delimited::DelimitedSource::new(input, b',')?),
+        Format::Tsv => Box::new(delimited::DelimitedSource::new(input, b'\t')?),
+        Format::HfDaily => Box::new(hf_daily::HfDailySource::new(LineReader::new(input))),
+    };
+    Ok(CorpusReader {
+        path: path.to_path_buf(),
+        source,
+        strict: opts.strict,
+        seen: HashMap::new(),
+        summary: ReadSummary {
+            format,
+            read: 0,
+            skipped: 0,
+            issues: Vec::new(),
+        },
+        done: false,
+    })
+}
+
+/// Convenience: reads everything [`open`] yields.
+pub fn read_all(path: &Path, opts: &ReadOptions) -> Result<(Vec<Paper>, ReadSummary), CorpusError> {
+    let mut reader = open(path, opts)?;
+    let papers = reader.by_ref().collect::<Result<Vec<_>, _>>()?;
+    Ok((papers, reader.into_summary()))
+}
+
+/// How many lines [`detect_format`] looks through for an hf-daily marker.
+const SNIFF_LINES: usize = 2000;
+
+/// Guesses the format: from the extension (after stripping `.gz`) where it is
+/// unambiguous (`.csv`, `.tsv`/`.tab`, `.txt`/`.md`), otherwise from content:
+/// a first non-empty line that is a JSON object with `_id` is BEIR, one with
+/// `id` and `title` or `abstract` is arXiv; text with a `• N authors` line is
+/// hf-daily.
+pub fn detect_format(path: &Path) -> Result<Format, CorpusError> {
+    if let Some(format) = format_from_extension(path) {
+        return Ok(format);
+    }
+    let unknown = |reason: &str| CorpusError::UnknownFormat {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let mut lines = LineReader::new(Input::open(path)?);
+    let mut first_non_empty = true;
+    for _ in 0..SNIFF_LINES {
+        let line = match lines.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(failure) => return Err(lines.io_error(failure)),
+        };
+        let Ok(text) = std::str::from_utf8(line.bytes) else {
+            if first_non_empty {
+                return Err(unknown("the first line is not valid UTF-8"));
+            }
+            continue;
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if first_non_empty {
+            first_non_empty = false;
+            if text.starts_with('{') {
+                let Ok(serde_json::Value::Object(object)) = serde_json::from_str(text) else {
+                    return Err(unknown(
+                        "the first line starts like JSON but is not a JSON object",
+                    ));
+                };
+                if object.contains_key("_id") {
+                    return Ok(Format::Beir);
+                }
+                if object.contains_key("id")
+                    && (object.contains_key("title") || object.contains_key("abstract"))
+                {
+                    return Ok(Format::Arxiv);
+                }
+                return Err(unknown(
+                    "the first line is a JSON object with neither `_id` nor `id` plus `title`/`abstract`",
+                ));
+            }
+        }
+        if hf_daily::is_authors_marker(text) {
+            return Ok(Format::HfDaily);
+        }
+    }
+    if first_non_empty {
+        return Err(unknown("the file is empty"));
+    }
+    Err(unknown(
+        "the first line is not JSON and no `• N authors` line (hf-daily) was found",
+    ))
+}
+
+fn format_from_extension(path: &Path) -> Option<Format> {
+    let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    match Path::new(name).extension()?.to_str()? {
+        "csv" => Some(Format::Csv),
+        "tsv" | "tab" => Some(Format::Tsv),
+        "txt" | "md" => Some(Format::HfDaily),
+        _ => None,
+    }
+}
+
+/// One `{"id": "...", "text": "..."}` line: the input of the `embed` command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextRecord {
+    pub id: String,
+    pub text: String,
+}
+
+/// Reads a text-records JSON-lines file (gzip or not) with the same handling
+/// of bad records as [`open`]: returns the good records and the issues, or in
+/// `strict` mode the first issue as `Err(CorpusError::BadRecord)`. A text that
+/// is missing, not a string or blank is a bad record.
+pub fn read_text_records(
+    path: &Path,
+    strict: bool,
+) -> Result<(Vec<TextRecord>, Vec<Issue>), CorpusError> {
+    let mut lines = LineReader::new(Input::open(path)?);
+    let mut records = Vec::new();
+    let mut issues = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    loop {
+        let (line_no, outcome) = match lines.next_line() {
+            Ok(Some(line)) => {
+                let outcome = match json::parse_object_line(&line) {
+                    json::Parsed::Blank => continue,
+                    json::Parsed::Bad(reason) => Err(reason),
+                    json::Parsed::Object(object) => json::text_record(&object),
+                };
+                (line.number, outcome)
+            }
+            Ok(None) => break,
+            Err(failure) => {
+                let (line, reason) = lines.failure(failure)?;
+                let issue = Issue {
+                    path: path.to_path_buf(),
+                    line,
+                    reason,
+                };
+                if strict {
+                    return Err(CorpusError::BadRecord(issue));
+                }
+                issues.push(issue);
+                break;
+            }
+        };
+        let outcome = outcome.and_then(|record| match seen.get(&record.id) {
+            Some(first) => Err(format!(
+                "duplicate id `{}` (first seen on line {first})",
+                record.id
+            )),
+            None => Ok(record),
+        });
+        match outcome {
+            Ok(record) => {
+                seen.insert(record.id.clone(), line_no);
+                records.push(record);
+            }
+            Err(reason) => {
+                let issue = Issue {
+                    path: path.to_path_buf(),
+                    line: line_no,
+                    reason,
+                };
+                if strict {
+                    return Err(CorpusError::BadRecord(issue));
+                }
+                issues.push(issue);
+            }
+        }
+    }
+    Ok((records, issues))
+}

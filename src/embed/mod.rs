@@ -1,0 +1,217 @@
+//! Text → unit vectors with a sentence-transformers model (BERT family) on candle.
+//!
+//! The pipeline: tokenize (truncating at the model's `max_seq_length`), plan
+//! length-sorted batches under a token budget ([`batch`]), run each through a
+//! [`Backend`], pool under the attention mask ([`Pooling`]), L2-normalise, and
+//! put the vectors back in input order.
+
+mod backend;
+pub mod batch;
+mod model;
+mod pooling;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tokenizers::{Tokenizer, TruncationParams};
+
+pub use backend::{Backend, CandleBert, DeviceSpec, TokenBatch};
+pub use batch::BatchLimits;
+pub use model::{
+    from_dir, resolve_in_cache, weights_sha256, ModelFiles, ModelSource, DEFAULT_HUB_ID,
+    DEFAULT_MODEL_DIR, FETCH_HINT,
+};
+pub use pooling::{normalize, Pooling};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("model {model}: {reason}; {hint}", hint = FETCH_HINT)]
+    ModelMissing { model: String, reason: String },
+    #[error("{}: {reason}", path.display())]
+    BadModelFile { path: PathBuf, reason: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("device {0}")]
+    BadDevice(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("forward pass failed: {0}")]
+    Forward(String),
+}
+
+/// What a library records about the model that embedded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub weights_sha256: String,
+    pub dim: usize,
+    pub pooling: Pooling,
+    pub max_seq_length: usize,
+}
+
+/// Throughput figures of one `embed` call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct EmbedStats {
+    pub docs: usize,
+    /// Real tokens, special tokens included, after truncation.
+    pub tokens: usize,
+    /// Token slots computed, padding included.
+    pub padded_tokens: usize,
+    pub batches: usize,
+    pub seconds: f64,
+}
+
+impl EmbedStats {
+    pub fn docs_per_s(&self) -> f64 {
+        self.docs as f64 / self.seconds.max(1e-9)
+    }
+    pub fn tokens_per_s(&self) -> f64 {
+        self.tokens as f64 / self.seconds.max(1e-9)
+    }
+    pub fn padding_ratio(&self) -> f64 {
+        if self.tokens == 0 {
+            1.0
+        } else {
+            self.padded_tokens as f64 / self.tokens as f64
+        }
+    }
+    pub fn add(&mut self, o: &EmbedStats) {
+        self.docs += o.docs;
+        self.tokens += o.tokens;
+        self.padded_tokens += o.padded_tokens;
+        self.batches += o.batches;
+        self.seconds += o.seconds;
+    }
+}
+
+pub struct Embedder {
+    tokenizer: Tokenizer,
+    backend: Box<dyn Backend>,
+    info: ModelInfo,
+    pad_id: u32,
+    limits: BatchLimits,
+}
+
+/// Texts tokenized at a time: bounds memory on big corpora (a tokenizers
+/// `Encoding` carries offsets and token strings) while leaving enough texts
+/// for length sorting to keep padding low.
+const TOKENIZE_CHUNK: usize = 2048;
+
+impl Embedder {
+    /// Loads the tokenizer and weights of `files` onto `device`.
+    pub fn load(files: &ModelFiles, device: DeviceSpec) -> Result<Self, EmbedError> {
+        let backend = CandleBert::load(files, device)?;
+        Self::with_backend(files, Box::new(backend))
+    }
+
+    /// Builds an embedder around any backend (tests use a deterministic double).
+    pub fn with_backend(files: &ModelFiles, backend: Box<dyn Backend>) -> Result<Self, EmbedError> {
+        let mut tokenizer = Tokenizer::from_file(&files.tokenizer).map_err(|e| {
+            EmbedError::BadModelFile {
+                path: files.tokenizer.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        #[derive(Deserialize)]
+        struct PosConfig {
+            max_position_embeddings: Option<usize>,
+            pad_token_id: Option<u32>,
+        }
+        let cfg: PosConfig = model::read_json(&files.config)?;
+        let max_pos = cfg.max_position_embeddings.unwrap_or(512);
+        // sentence_bert_config.json wins; tokenizer.json's own truncation (128
+        // for all-MiniLM-L6-v2) is not what sentence-transformers uses.
+        let max_seq_length = files.max_seq_length.unwrap_or(max_pos).min(max_pos);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_seq_length,
+                ..Default::default()
+            }))
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        // We pad per batch ourselves; tokenizer.json pads every text to 128.
+        tokenizer.with_padding(None);
+        let info = ModelInfo {
+            id: files.id.clone(),
+            weights_sha256: weights_sha256(&files.weights)?,
+            dim: backend.dim(),
+            pooling: files.pooling,
+            max_seq_length,
+        };
+        Ok(Embedder {
+            tokenizer,
+            backend,
+            info,
+            pad_id: cfg.pad_token_id.unwrap_or(0),
+            limits: BatchLimits::default(),
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn device_name(&self) -> String {
+        self.backend.device_name()
+    }
+
+    pub fn set_limits(&mut self, limits: BatchLimits) {
+        self.limits = limits;
+    }
+
+    /// Token ids of each text, special tokens included, truncated.
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, EmbedError> {
+        let enc = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(enc.into_iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    /// Embeds `texts`, returning `texts.len() * dim` floats in input order.
+    /// Each row is unit length, or, if the model produced a zero or
+    /// non-finite vector, left as is: callers check with [`is_unit`].
+    /// `progress` is called with the number of texts each finished batch held.
+    pub fn embed(
+        &self,
+        texts: &[&str],
+        progress: &dyn Fn(usize),
+    ) -> Result<(Vec<f32>, EmbedStats), EmbedError> {
+        let dim = self.info.dim;
+        let mut out = vec![0f32; texts.len() * dim];
+        let mut stats = EmbedStats::default();
+        let start = Instant::now();
+        for (c, chunk) in texts.chunks(TOKENIZE_CHUNK).enumerate() {
+            let ids = self.tokenize(chunk)?;
+            let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+            for b in batch::plan(&lengths, self.limits) {
+                let rows: Vec<&[u32]> = b.iter().map(|&i| ids[i].as_slice()).collect();
+                let tb = TokenBatch::pad(&rows, self.pad_id);
+                let hidden = self.backend.forward(&tb)?;
+                let pooled = self.info.pooling.pool(&hidden, &tb.mask, tb.seq, dim);
+                for (k, &i) in b.iter().enumerate() {
+                    let row = c * TOKENIZE_CHUNK + i;
+                    out[row * dim..(row + 1) * dim]
+                        .copy_from_slice(&pooled[k * dim..(k + 1) * dim]);
+                }
+                stats.tokens += rows.iter().map(|r| r.len()).sum::<usize>();
+                stats.padded_tokens += tb.batch * tb.seq;
+                stats.batches += 1;
+                progress(b.len());
+            }
+        }
+        stats.docs = texts.len();
+        stats.seconds = start.elapsed().as_secs_f64();
+        Ok((out, stats))
+    }
+}
+
+/// True when `v` is finite and of unit length (within f32 rounding): the only
+/// vectors that may enter a library.
+pub fn is_unit(v: &[f32]) -> bool {
+    let n: f32 = v.iter().map(|x| x * x).sum();
+    n.is_finite() && (n - 1.0).abs() < 1e-3
+}

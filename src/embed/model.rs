@@ -1,0 +1,353 @@
+//! Finding a sentence-transformers model on disk: a local directory, or a hub id
+//! resolved through the Hugging Face cache (and downloaded with the `hub` feature).
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::pooling::Pooling;
+use super::EmbedError;
+
+/// Where `scripts/fetch-model.sh` puts the default model, relative to the
+/// project root (and to the working directory when papersim runs from there).
+pub const DEFAULT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
+/// What the default resolves to when that directory is absent.
+pub const DEFAULT_HUB_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
+/// The command that fetches the default model, named in every "model missing" error.
+pub const FETCH_HINT: &str = "run scripts/fetch-model.sh (it installs models/all-MiniLM-L6-v2)";
+
+const REQUIRED: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+
+/// The files of one resolved model and what its sentence-transformers config says.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// How the user named the model (a path or a hub id); recorded in the library manifest.
+    pub id: String,
+    pub config: PathBuf,
+    pub tokenizer: PathBuf,
+    pub weights: PathBuf,
+    pub pooling: Pooling,
+    /// From sentence_bert_config.json; tokenizer.json's own truncation is not trusted
+    /// (all-MiniLM-L6-v2's says 128 where sentence-transformers uses 256).
+    pub max_seq_length: Option<usize>,
+}
+
+/// A model reference as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    Dir(PathBuf),
+    Hub(String),
+}
+
+impl ModelSource {
+    /// A string naming an existing directory, or containing a path separator other
+    /// than the one `ORG/NAME` has, is a path; otherwise a hub id.
+    pub fn parse(s: &str) -> Self {
+        let p = Path::new(s);
+        let looks_like_path = p.is_dir()
+            || s.starts_with('.')
+            || s.starts_with('/')
+            || s.starts_with('~')
+            || s.matches('/').count() != 1;
+        if looks_like_path {
+            ModelSource::Dir(p.to_path_buf())
+        } else {
+            ModelSource::Hub(s.to_string())
+        }
+    }
+
+    /// `models/all-MiniLM-L6-v2` when it exists, else the hub id.
+    pub fn default_source() -> Self {
+        let dir = Path::new(DEFAULT_MODEL_DIR);
+        if dir.is_dir() {
+            ModelSource::Dir(dir.to_path_buf())
+        } else {
+            ModelSource::Hub(DEFAULT_HUB_ID.to_string())
+        }
+    }
+
+    pub fn resolve(&self) -> Result<ModelFiles, EmbedError> {
+        match self {
+            ModelSource::Dir(dir) => from_dir(dir, &dir.display().to_string()),
+            ModelSource::Hub(id) => resolve_hub(id),
+        }
+    }
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelSource::Dir(d) => write!(f, "{}", d.display()),
+            ModelSource::Hub(id) => f.write_str(id),
+        }
+    }
+}
+
+/// Reads a sentence-transformers directory: the three required files, plus
+/// `1_Pooling/config.json` and `sentence_bert_config.json` when present.
+pub fn from_dir(dir: &Path, id: &str) -> Result<ModelFiles, EmbedError> {
+    if !dir.is_dir() {
+        return Err(EmbedError::ModelMissing {
+            model: id.to_string(),
+            reason: format!("{} is not a directory", dir.display()),
+        });
+    }
+    for f in REQUIRED {
+        if !dir.join(f).is_file() {
+            return Err(EmbedError::ModelMissing {
+                model: id.to_string(),
+                reason: format!("{} has no {f}", dir.display()),
+            });
+        }
+    }
+    let pooling_path = dir.join("1_Pooling/config.json");
+    let pooling = if pooling_path.is_file() {
+        Pooling::from_config_file(&pooling_path)?
+    } else {
+        // sentence-transformers' own default for a bare transformer.
+        Pooling::Mean
+    };
+    let sbert = dir.join("sentence_bert_config.json");
+    let max_seq_length = if sbert.is_file() {
+        #[derive(Deserialize)]
+        struct SbertConfig {
+            max_seq_length: Option<usize>,
+        }
+        let c: SbertConfig = read_json(&sbert)?;
+        c.max_seq_length
+    } else {
+        None
+    };
+    Ok(ModelFiles {
+        id: id.to_string(),
+        config: dir.join("config.json"),
+        tokenizer: dir.join("tokenizer.json"),
+        weights: dir.join("model.safetensors"),
+        pooling,
+        max_seq_length,
+    })
+}
+
+/// Resolves `ORG/NAME` from the local Hugging Face cache (`$HF_HOME/hub`, the
+/// layout hf-hub and huggingface_hub share), downloading first with the `hub`
+/// feature when the cache lacks it.
+fn resolve_hub(id: &str) -> Result<ModelFiles, EmbedError> {
+    let cache = hf_hub::Cache::from_env();
+    resolve_in_cache(&cache, id).or_else(|cache_err| download(id).map_err(|_| cache_err))
+}
+
+/// The cache half of [`resolve_hub`], separate so tests can point it at a
+/// cache directory they build.
+pub fn resolve_in_cache(cache: &hf_hub::Cache, id: &str) -> Result<ModelFiles, EmbedError> {
+    let repo = cache.model(id.to_string());
+    let snapshot = repo
+        .get("config.json")
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .ok_or_else(|| EmbedError::ModelMissing {
+            model: id.to_string(),
+            reason: format!(
+                "not a local directory, and not in the Hugging Face cache at {}{}",
+                cache.path().display(),
+                if cfg!(feature = "hub") {
+                    ""
+                } else {
+                    " (this build cannot download: rebuild with --features hub)"
+                }
+            ),
+        })?;
+    from_dir(&snapshot, id)
+}
+
+#[cfg(feature = "hub")]
+fn download(id: &str) -> Result<ModelFiles, EmbedError> {
+    let api = hf_hub::api::sync::Api::new().map_err(|e| EmbedError::ModelMissing {
+        model: id.to_string(),
+        reason: format!("cannot reach the hub: {e}"),
+    })?;
+    let repo = api.model(id.to_string());
+    let mut config = None;
+    for f in REQUIRED.iter().chain(["1_Pooling/config.json", "sentence_bert_config.json"].iter()) {
+        match repo.get(f) {
+            Ok(p) if *f == "config.json" => config = Some(p),
+            Ok(_) => {}
+            Err(e) if REQUIRED.contains(f) => {
+                return Err(EmbedError::ModelMissing {
+                    model: id.to_string(),
+                    reason: format!("download of {f} failed: {e}"),
+                })
+            }
+            Err(_) => {} // optional files
+        }
+    }
+    let dir = config
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .ok_or_else(|| EmbedError::ModelMissing {
+            model: id.to_string(),
+            reason: "download gave no config.json".into(),
+        })?;
+    from_dir(&dir, id)
+}
+
+#[cfg(not(feature = "hub"))]
+fn download(id: &str) -> Result<ModelFiles, EmbedError> {
+    Err(EmbedError::ModelMissing {
+        model: id.to_string(),
+        reason: "built without the `hub` feature".into(),
+    })
+}
+
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EmbedError> {
+    let text = fs::read_to_string(path).map_err(|source| EmbedError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| EmbedError::BadModelFile {
+        path: path.to_path_buf(),
+        reason: format!("line {}: {e}", e.line()),
+    })
+}
+
+/// sha256 of the weights, hex. A library records it so that queries are
+/// embedded by the very model that built it.
+///
+/// Hashing 90 MB costs ~0.2 s, which a `search` should not pay every time, so
+/// the digest is cached beside the file, keyed by size and mtime; an
+/// unwritable model directory just means hashing each time.
+pub fn weights_sha256(path: &Path) -> Result<String, EmbedError> {
+    let io = |source| EmbedError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = fs::metadata(path).map_err(io)?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let key = format!("{} {}", meta.len(), mtime);
+    let sidecar = path.with_file_name(format!(
+        ".{}.sha256",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("weights")
+    ));
+    if let Ok(cached) = fs::read_to_string(&sidecar) {
+        if let Some((k, sha)) = cached.trim().rsplit_once(' ') {
+            if k == key && sha.len() == 64 {
+                return Ok(sha.to_string());
+            }
+        }
+    }
+    let mut file = fs::File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let sha: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let _ = fs::write(&sidecar, format!("{key} {sha}\n"));
+    Ok(sha)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_distinguishes_paths_from_hub_ids() {
+        assert_eq!(
+            ModelSource::parse("sentence-transformers/all-MiniLM-L6-v2"),
+            ModelSource::Hub("sentence-transformers/all-MiniLM-L6-v2".into())
+        );
+        assert_eq!(
+            ModelSource::parse("./my/model"),
+            ModelSource::Dir("./my/model".into())
+        );
+        assert_eq!(
+            ModelSource::parse("/abs/model"),
+            ModelSource::Dir("/abs/model".into())
+        );
+        assert_eq!(
+            ModelSource::parse("a/b/c"),
+            ModelSource::Dir("a/b/c".into())
+        );
+    }
+
+    fn write_model(dir: &Path) {
+        fs::create_dir_all(dir.join("1_Pooling")).unwrap();
+        fs::write(dir.join("config.json"), "{}").unwrap();
+        fs::write(dir.join("tokenizer.json"), "{}").unwrap();
+        fs::write(dir.join("model.safetensors"), "weights").unwrap();
+        fs::write(
+            dir.join("1_Pooling/config.json"),
+            r#"{"word_embedding_dimension": 4, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#,
+        )
+        .unwrap();
+        fs::write(
+            dir.join("sentence_bert_config.json"),
+            r#"{"max_seq_length": 200, "do_lower_case": false}"#,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn hub_ids_resolve_from_the_hf_cache_layout() {
+        // The layout huggingface_hub writes: models--ORG--NAME/refs/main holds a
+        // commit hash, snapshots/<hash>/ holds the files.
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("models--acme--tiny-bert");
+        let snap = repo.join("snapshots/0123abcd");
+        write_model(&snap);
+        fs::create_dir_all(repo.join("refs")).unwrap();
+        fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+
+        let cache = hf_hub::Cache::new(tmp.path().to_path_buf());
+        let files = resolve_in_cache(&cache, "acme/tiny-bert").unwrap();
+        assert_eq!(files.weights, snap.join("model.safetensors"));
+        assert_eq!(files.pooling, Pooling::Cls);
+        assert_eq!(files.max_seq_length, Some(200));
+        assert_eq!(files.id, "acme/tiny-bert");
+
+        let err = resolve_in_cache(&cache, "acme/absent").unwrap_err();
+        assert!(
+            err.to_string().contains("Hugging Face cache"),
+            "unexpected error: {err}"
+        );
+    }
+
+    #[test]
+    fn missing_files_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_model(tmp.path());
+        fs::remove_file(tmp.path().join("tokenizer.json")).unwrap();
+        let err = from_dir(tmp.path(), "x").unwrap_err().to_string();
+        assert!(err.contains("tokenizer.json"), "{err}");
+        assert!(err.contains("fetch-model.sh"), "{err}");
+    }
+
+    #[test]
+    fn weights_digest_is_cached_and_invalidated_by_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = tmp.path().join("model.safetensors");
+        fs::write(&w, b"abc").unwrap();
+        let sha = weights_sha256(&w).unwrap();
+        assert_eq!(
+            sha,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(tmp.path().join(".model.safetensors.sha256").is_file());
+        assert_eq!(weights_sha256(&w).unwrap(), sha);
+        fs::write(&w, b"abcd").unwrap();
+        assert_ne!(weights_sha256(&w).unwrap(), sha);
+    }
+}

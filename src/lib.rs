@@ -1,0 +1,16 @@
+//! papersim: semantic similarity for scientific papers on local embeddings.
+//!
+//! The data flows through one module per stage:
+//! [`corpus`] (read papers) → [`embed`] (text → unit vectors) →
+//! [`store`] (a library on disk) → [`index`] (nearest neighbours) →
+//! [`query`] (search, similar). [`pipeline`] strings the first stages
+//! together for `papersim build`; [`report`] renders results for people.
+//! The command-line binary (`src/main.rs`) is only flags and glue.
+
+pub mod corpus;
+pub mod embed;
+pub mod index;
+pub mod pipeline;
+pub mod query;
+pub mod report;
+pub mod store;

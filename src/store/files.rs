@@ -1,0 +1,246 @@
+//! File-level durability: write to a temporary name, fsync, rename, fsync the
+//! folder. And the vectors file format.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use super::StoreError;
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Test hook: when `PAPERSIM_FAILPOINT` names this point, the process aborts
+/// here, as a crash or `kill -9` would. Crash tests use it to stop a commit at
+/// each step deterministically.
+pub(crate) fn failpoint(name: &str) {
+    if std::env::var("PAPERSIM_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("papersim: failpoint {name}: aborting");
+        std::process::abort();
+    }
+}
+
+/// Makes a rename or creation in `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// What the manifest records about each file it points to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
+/// Writes `path` through `fill`: into `path.tmp`, fsynced, then renamed. A
+/// crash leaves at most a stray `.tmp`, never a half-written `path`.
+pub(crate) fn write_atomic(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<FileEntry, StoreError> {
+    let tmp = tmp_name(path);
+    let file = File::create(&tmp).map_err(io_err(&tmp))?;
+    let mut w = CrcWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        crc: crc32fast::Hasher::new(),
+        bytes: 0,
+    };
+    fill(&mut w).map_err(io_err(&tmp))?;
+    let CrcWriter { inner, crc, bytes } = w;
+    let file = inner.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+    file.sync_all().map_err(io_err(&tmp))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io_err(path))?;
+    Ok(FileEntry {
+        name: file_name(path),
+        bytes,
+        crc32: crc.finalize(),
+    })
+}
+
+pub(crate) fn tmp_name(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+struct CrcWriter<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Describes an existing file (one hnsw_rs wrote) after fsyncing it.
+pub(crate) fn entry_of(path: &Path) -> Result<FileEntry, StoreError> {
+    let mut f = File::open(path).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))?;
+    let (bytes, crc32) = crc_of(&mut f).map_err(io_err(path))?;
+    Ok(FileEntry {
+        name: file_name(path),
+        bytes,
+        crc32,
+    })
+}
+
+fn crc_of(r: &mut impl Read) -> io::Result<(u64, u32)> {
+    let mut h = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf)?;
+        if k == 0 {
+            return Ok((n, h.finalize()));
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+}
+
+/// Checks that `dir/entry.name` exists with the recorded size and checksum.
+pub(crate) fn check(dir: &Path, entry: &FileEntry) -> Result<PathBuf, StoreError> {
+    let path = dir.join(&entry.name);
+    let corrupt = |reason: String| StoreError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
+    let mut f = File::open(&path).map_err(io_err(&path))?;
+    let (bytes, crc) = crc_of(&mut f).map_err(io_err(&path))?;
+    if bytes != entry.bytes {
+        return Err(corrupt(format!(
+            "{bytes} bytes, the manifest says {}",
+            entry.bytes
+        )));
+    }
+    if crc != entry.crc32 {
+        return Err(corrupt(format!(
+            "checksum {crc:08x}, the manifest says {:08x}",
+            entry.crc32
+        )));
+    }
+    Ok(path)
+}
+
+// ---- vectors file -------------------------------------------------------------
+//
+// Layout (little-endian): magic "PSIMVEC\0" | format version u32 | dim u32 |
+// rows u64 | 8 reserved bytes | rows*dim f32 | crc32 u32 of everything before.
+// The 32-byte header keeps the f32 data 4-aligned in an mmap.
+
+const VEC_MAGIC: &[u8; 8] = b"PSIMVEC\0";
+const VEC_VERSION: u32 = 1;
+const VEC_HEADER: usize = 32;
+
+pub(crate) fn write_vectors(path: &Path, vectors: &[f32], dim: usize) -> Result<FileEntry, StoreError> {
+    let rows = vectors.len() / dim.max(1);
+    write_atomic(path, |w| {
+        let mut header = Vec::with_capacity(VEC_HEADER);
+        header.extend_from_slice(VEC_MAGIC);
+        header.extend_from_slice(&VEC_VERSION.to_le_bytes());
+        header.extend_from_slice(&(dim as u32).to_le_bytes());
+        header.extend_from_slice(&(rows as u64).to_le_bytes());
+        header.extend_from_slice(&[0u8; 8]);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&header);
+        w.write_all(&header)?;
+        for chunk in vectors.chunks(1 << 16) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+            crc.update(&bytes);
+            w.write_all(&bytes)?;
+        }
+        w.write_all(&crc.finalize().to_le_bytes())
+    })
+}
+
+/// The vectors of a library, memory-mapped.
+pub struct Vectors {
+    map: Mmap,
+    dim: usize,
+    rows: usize,
+}
+
+impl Vectors {
+    /// Maps and validates a vectors file: magic, version, shape against the
+    /// manifest's, and that the size matches the shape exactly.
+    pub(crate) fn open(path: &Path, dim: usize, rows: usize) -> Result<Self, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let file = File::open(path).map_err(io_err(path))?;
+        // SAFETY: the library's files are never modified in place (every
+        // commit writes new files), so the mapping cannot change under us.
+        let map = unsafe { Mmap::map(&file) }.map_err(io_err(path))?;
+        if map.len() < VEC_HEADER + 4 || &map[..8] != VEC_MAGIC {
+            return Err(corrupt("not a papersim vectors file (bad magic)".into()));
+        }
+        let u32_at = |o: usize| u32::from_le_bytes([map[o], map[o + 1], map[o + 2], map[o + 3]]);
+        let version = u32_at(8);
+        if version != VEC_VERSION {
+            return Err(corrupt(format!(
+                "vectors format version {version}, this papersim reads {VEC_VERSION}"
+            )));
+        }
+        let fdim = u32_at(12) as usize;
+        let frows = u64::from_le_bytes(map[16..24].try_into().unwrap_or_default()) as usize;
+        if fdim != dim || frows != rows {
+            return Err(corrupt(format!(
+                "holds {frows} x {fdim} vectors, the manifest says {rows} x {dim}"
+            )));
+        }
+        let want = VEC_HEADER + rows * dim * 4 + 4;
+        if map.len() != want {
+            return Err(corrupt(format!("{} bytes, expected {want}", map.len())));
+        }
+        if cfg!(target_endian = "big") {
+            return Err(corrupt("vectors are little-endian; this host is not".into()));
+        }
+        Ok(Vectors { map, dim, rows })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// All vectors, `rows * dim`.
+    pub fn as_slice(&self) -> &[f32] {
+        let data = &self.map[VEC_HEADER..VEC_HEADER + self.rows * self.dim * 4];
+        // `open` checked the length; the mmap is page-aligned and the header
+        // is 32 bytes, so this cast cannot fail.
+        bytemuck::try_cast_slice(data).unwrap_or(&[])
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.as_slice()[i * self.dim..(i + 1) * self.dim]
+    }
+}

@@ -1,0 +1,388 @@
+//! A library on disk: papers, their vectors and the HNSW graph, tied together
+//! by a manifest.
+//!
+//! ```text
+//! LIBRARY/
+//!   manifest.json            the commit point (JSON, format_version, checksums of the rest)
+//!   papers.<gen>.jsonl       one paper per line; line i describes vector row i
+//!   vectors.<gen>.f32        magic + version + shape header, f32 rows, crc32 footer
+//!   graph.<gen>.hnsw.graph   hnsw_rs dump of the graph (its data ids are vector rows)
+//!   graph.<gen>.hnsw.data    hnsw_rs dump of the vectors the graph holds
+//! ```
+//!
+//! A commit writes generation `gen+1` under new names (each through a temp
+//! name, fsynced, renamed), syncs the folder, then atomically replaces
+//! `manifest.json`. A crash at any point leaves the old manifest pointing at
+//! the old, untouched files, or the new manifest pointing at complete new
+//! ones. The generation before the current one is kept, so a reader that
+//! read the old manifest a moment ago still finds its files.
+
+mod files;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::corpus::{Paper, TextTemplate};
+use crate::embed::{is_unit, ModelInfo};
+use crate::index::{HnswIndex, HnswParams, IndexError};
+
+pub use files::{FileEntry, Vectors};
+
+pub const MANIFEST: &str = "manifest.json";
+pub const FORMAT_NAME: &str = "papersim-library";
+/// Bumped whenever a reader of the previous version could misread the files.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: no papersim library here (no {MANIFEST}); create one with `papersim build --corpus FILE --library {}`", path.display(), path.display())]
+    NotALibrary { path: PathBuf },
+    #[error("{}: {reason}", path.display())]
+    BadManifest { path: PathBuf, reason: String },
+    #[error("{}: corrupt: {reason}; rebuild the library", path.display())]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{}:{line}: {reason}", path.display())]
+    BadPaper {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("refusing to commit: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// Files of one generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFiles {
+    pub papers: FileEntry,
+    pub vectors: FileEntry,
+    pub graph: FileEntry,
+    pub graph_data: FileEntry,
+}
+
+/// What `manifest.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub format_version: u32,
+    pub generation: u64,
+    pub model: ModelInfo,
+    pub text_template: TextTemplate,
+    pub papers: usize,
+    pub dim: usize,
+    pub index: HnswParams,
+    /// RFC 3339.
+    pub created: String,
+    pub updated: String,
+    pub files: ManifestFiles,
+}
+
+/// What a commit needs besides the papers and vectors.
+pub struct CommitSpec<'a> {
+    pub model: &'a ModelInfo,
+    pub text_template: &'a TextTemplate,
+    pub index: HnswParams,
+}
+
+/// An open library: everything needed to answer queries.
+pub struct Library {
+    dir: PathBuf,
+    manifest: Manifest,
+    papers: Vec<Paper>,
+    rows_by_id: HashMap<String, usize>,
+    vectors: Vectors,
+    index: HnswIndex,
+}
+
+impl Library {
+    /// Opens `dir`, checking the manifest's format and version, and every
+    /// file's size and checksum, before anything reads their contents.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let manifest = read_manifest(dir)?;
+        let f = &manifest.files;
+        let papers_path = files::check(dir, &f.papers)?;
+        let vectors_path = files::check(dir, &f.vectors)?;
+        files::check(dir, &f.graph)?;
+        files::check(dir, &f.graph_data)?;
+
+        let papers = read_papers(&papers_path, manifest.papers)?;
+        let vectors = Vectors::open(&vectors_path, manifest.dim, manifest.papers)?;
+        let rows_by_id = papers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.id.clone(), i))
+            .collect();
+        let basename = f
+            .graph
+            .name
+            .strip_suffix(".hnsw.graph")
+            .ok_or_else(|| StoreError::BadManifest {
+                path: dir.join(MANIFEST),
+                reason: format!("files.graph.name {:?} does not end in .hnsw.graph", f.graph.name),
+            })?;
+        let index = HnswIndex::load(dir, basename, manifest.index)?;
+        if index.len() != manifest.papers {
+            return Err(StoreError::Corrupt {
+                path: dir.join(&f.graph.name),
+                reason: format!(
+                    "graph holds {} points, the manifest says {}",
+                    index.len(),
+                    manifest.papers
+                ),
+            });
+        }
+        Ok(Library {
+            dir: dir.to_path_buf(),
+            manifest,
+            papers,
+            rows_by_id,
+            vectors,
+            index,
+        })
+    }
+
+    /// Writes a new generation of the library at `dir` holding exactly
+    /// `papers` with `vectors` (row i is paper i), then builds its index.
+    /// Every vector must be unit length: a zero or NaN vector never reaches
+    /// the index.
+    pub fn commit(
+        dir: &Path,
+        papers: &[Paper],
+        vectors: &[f32],
+        spec: &CommitSpec,
+        progress: &dyn Fn(&str),
+    ) -> Result<Manifest, StoreError> {
+        let dim = spec.model.dim;
+        if dim == 0 || vectors.len() != papers.len() * dim {
+            return Err(StoreError::Invalid(format!(
+                "{} papers but {} floats for dim {dim}",
+                papers.len(),
+                vectors.len()
+            )));
+        }
+        if let Some(bad) = vectors.chunks_exact(dim).position(|v| !is_unit(v)) {
+            return Err(StoreError::Invalid(format!(
+                "vector of paper {:?} is not unit length (zero or NaN)",
+                papers[bad].id
+            )));
+        }
+        fs::create_dir_all(dir).map_err(files::io_err(dir))?;
+        let previous = match read_manifest(dir) {
+            Ok(m) => Some(m),
+            Err(StoreError::NotALibrary { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let generation = previous.as_ref().map_or(0, |m| m.generation) + 1;
+        clear_generation(dir, generation);
+
+        progress("writing papers");
+        let papers_entry = files::write_atomic(&dir.join(format!("papers.{generation}.jsonl")), |w| {
+            for p in papers {
+                serde_json::to_writer(&mut *w, p)?;
+                w.write_all(b"\n")?;
+            }
+            Ok(())
+        })?;
+        files::failpoint("after-papers");
+        progress("writing vectors");
+        let vectors_entry =
+            files::write_vectors(&dir.join(format!("vectors.{generation}.f32")), vectors, dim)?;
+        files::failpoint("after-vectors");
+
+        progress("building the HNSW index");
+        let index = HnswIndex::build(vectors, dim, spec.index);
+        progress("writing the index");
+        // hnsw_rs writes straight to its final names; they are new names no
+        // manifest points to yet, and are synced before the manifest is.
+        let [graph, graph_data] = index.dump(dir, &format!("graph.{generation}"))?;
+        let graph_entry = files::entry_of(&graph)?;
+        let graph_data_entry = files::entry_of(&graph_data)?;
+        files::failpoint("after-graph");
+        files::sync_dir(dir)?;
+
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let manifest = Manifest {
+            format: FORMAT_NAME.into(),
+            format_version: FORMAT_VERSION,
+            generation,
+            model: spec.model.clone(),
+            text_template: spec.text_template.clone(),
+            papers: papers.len(),
+            dim,
+            index: spec.index,
+            created: previous.as_ref().map_or_else(|| now.clone(), |m| m.created.clone()),
+            updated: now,
+            files: ManifestFiles {
+                papers: papers_entry,
+                vectors: vectors_entry,
+                graph: graph_entry,
+                graph_data: graph_data_entry,
+            },
+        };
+        files::write_atomic(&dir.join(MANIFEST), |w| {
+            serde_json::to_writer_pretty(&mut *w, &manifest)?;
+            w.write_all(b"\n")
+        })?;
+        files::sync_dir(dir)?;
+        files::failpoint("after-manifest");
+        remove_stale(dir, &manifest, previous.as_ref());
+        Ok(manifest)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn papers(&self) -> &[Paper] {
+        &self.papers
+    }
+
+    pub fn len(&self) -> usize {
+        self.papers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.papers.is_empty()
+    }
+
+    pub fn row_of(&self, id: &str) -> Option<usize> {
+        self.rows_by_id.get(id).copied()
+    }
+
+    pub fn vectors(&self) -> &Vectors {
+        &self.vectors
+    }
+
+    pub fn index(&self) -> &HnswIndex {
+        &self.index
+    }
+
+    /// Bytes the library's current files take on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        let f = &self.manifest.files;
+        [&f.papers, &f.vectors, &f.graph, &f.graph_data]
+            .iter()
+            .map(|e| e.bytes)
+            .sum()
+    }
+}
+
+/// Reads and validates `dir/manifest.json`.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
+    let path = dir.join(MANIFEST);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::NotALibrary {
+                path: dir.to_path_buf(),
+            })
+        }
+        Err(source) => return Err(StoreError::Io { path, source }),
+    };
+    let bad = |reason: String| StoreError::BadManifest {
+        path: path.clone(),
+        reason,
+    };
+    // Check the format and version before the full shape, so that a newer
+    // library says "newer" instead of "missing field".
+    let head: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| bad(format!("line {}: {e}", e.line())))?;
+    if head.get("format").and_then(|v| v.as_str()) != Some(FORMAT_NAME) {
+        return Err(bad(format!("not a {FORMAT_NAME} manifest (field \"format\")")));
+    }
+    match head.get("format_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == u64::from(FORMAT_VERSION) => {}
+        Some(v) => {
+            return Err(bad(format!(
+                "library format version {v}; this papersim reads version {FORMAT_VERSION} \
+                 (rebuild the library, or use a matching papersim)"
+            )))
+        }
+        None => return Err(bad("field \"format_version\" is missing or not a number".into())),
+    }
+    let m: Manifest = serde_json::from_str(&text).map_err(|e| bad(format!("line {}: {e}", e.line())))?;
+    if m.dim != m.model.dim {
+        return Err(bad(format!(
+            "dim {} disagrees with model.dim {}",
+            m.dim, m.model.dim
+        )));
+    }
+    Ok(m)
+}
+
+fn read_papers(path: &Path, expected: usize) -> Result<Vec<Paper>, StoreError> {
+    let file = fs::File::open(path).map_err(files::io_err(path))?;
+    let mut papers = Vec::with_capacity(expected);
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(files::io_err(path))?;
+        let paper: Paper = serde_json::from_str(&line).map_err(|e| StoreError::BadPaper {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason: e.to_string(),
+        })?;
+        papers.push(paper);
+    }
+    if papers.len() != expected {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("{} papers, the manifest says {expected}", papers.len()),
+        });
+    }
+    Ok(papers)
+}
+
+/// Removes what a crashed commit of `generation` may have left, so that the
+/// retry writes (and hnsw_rs dumps) under the same names.
+fn clear_generation(dir: &Path, generation: u64) {
+    let prefixes = ["papers", "vectors", "graph"].map(|p| format!("{p}.{generation}."));
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if prefixes.iter().any(|p| name.starts_with(p)) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Deletes files of generations older than the previous one, and temp files
+/// left by crashed commits. Best effort: a leftover file is harmless.
+fn remove_stale(dir: &Path, current: &Manifest, previous: Option<&Manifest>) {
+    let keep: Vec<&str> = [Some(current), previous]
+        .into_iter()
+        .flatten()
+        .flat_map(|m| {
+            let f = &m.files;
+            [&f.papers, &f.vectors, &f.graph, &f.graph_data].map(|e| e.name.as_str())
+        })
+        .collect();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = ["papers.", "vectors.", "graph."]
+            .iter()
+            .any(|p| name.starts_with(p))
+            || name.ends_with(".tmp");
+        if ours && !keep.contains(&name.as_str()) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}

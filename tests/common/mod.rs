@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests: locating the real model and
+//! ../shared, and skipping (or, under CI=true, failing) when they are absent.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Returns `path` if it exists. Otherwise prints why the test is skipped and
+/// returns None, except under CI=true, where a missing input is a failure.
+pub fn require(path: PathBuf, what: &str, how: &str) -> Option<PathBuf> {
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!("{what} not found at {} ({how})", path.display());
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}; CI=true, so this is a failure");
+    }
+    eprintln!("SKIPPED: {msg}");
+    None
+}
+
+/// The real all-MiniLM-L6-v2, installed by scripts/fetch-model.sh.
+pub fn model_dir() -> Option<PathBuf> {
+    require(
+        root().join("models/all-MiniLM-L6-v2/model.safetensors"),
+        "model",
+        "run scripts/fetch-model.sh",
+    )
+    .map(|p| p.parent().map(Path::to_path_buf).unwrap_or(p))
+}
+
+/// A file under ../shared (beside the clone).
+pub fn shared(rel: &str) -> Option<PathBuf> {
+    require(
+        root().join("../shared").join(rel),
+        "shared data",
+        "../shared is beside the clone on dev machines and CI",
+    )
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}

@@ -1,0 +1,88 @@
+//! The embeddings are sentence-transformers': every reference text's vector,
+//! computed by sentence-transformers' all-MiniLM-L6-v2, is matched with
+//! cosine >= 0.9999, whatever the batching, and the tokenizer truncates to
+//! the same token counts.
+
+mod common;
+
+use papersim::embed::{from_dir, BatchLimits, DeviceSpec, Embedder};
+
+struct Reference {
+    id: String,
+    text: String,
+    n_tokens: usize,
+    embedding: Vec<f32>,
+}
+
+fn references() -> Option<Vec<Reference>> {
+    let path = common::shared("reference/minilm-l6-v2.jsonl")?;
+    let text = std::fs::read_to_string(&path).unwrap();
+    Some(
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                Reference {
+                    id: v["id"].as_str().unwrap().to_string(),
+                    text: v["text"].as_str().unwrap().to_string(),
+                    n_tokens: v["n_tokens"].as_u64().unwrap() as usize,
+                    embedding: v["embedding"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap() as f32)
+                        .collect(),
+                }
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn embeddings_match_sentence_transformers_at_any_batch_size() {
+    let (Some(dir), Some(refs)) = (common::model_dir(), references()) else {
+        return;
+    };
+    let files = from_dir(&dir, "models/all-MiniLM-L6-v2").unwrap();
+    let mut embedder = Embedder::load(&files, DeviceSpec::Cpu).unwrap();
+    assert_eq!(embedder.info().max_seq_length, 256);
+    let texts: Vec<&str> = refs.iter().map(|r| r.text.as_str()).collect();
+
+    let ids = embedder.tokenize(&texts).unwrap();
+    for (r, t) in refs.iter().zip(&ids) {
+        assert_eq!(t.len(), r.n_tokens, "token count of {}", r.id);
+    }
+
+    // Default token-budget batches, one text per forward, and an odd size
+    // that mixes lengths.
+    let limits = [
+        BatchLimits::default(),
+        BatchLimits {
+            max_tokens: usize::MAX,
+            max_size: 1,
+        },
+        BatchLimits {
+            max_tokens: 1500,
+            max_size: 7,
+        },
+    ];
+    for l in limits {
+        embedder.set_limits(l);
+        let (vectors, stats) = embedder.embed(&texts, &|_| {}).unwrap();
+        let dim = embedder.info().dim;
+        let mut worst = (f32::MAX, "");
+        for (r, v) in refs.iter().zip(vectors.chunks_exact(dim)) {
+            let c = common::cosine(v, &r.embedding);
+            if c < worst.0 {
+                worst = (c, &r.id);
+            }
+        }
+        println!(
+            "batch limits {l:?}: min cosine {:.7} ({}), {} texts, padding ratio {:.3}",
+            worst.0,
+            worst.1,
+            refs.len(),
+            stats.padding_ratio()
+        );
+        assert!(worst.0 >= 0.9999, "{} has cosine {}", worst.1, worst.0);
+    }
+}
