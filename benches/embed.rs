@@ -17,7 +17,10 @@ fn batch(b: usize, seq: usize) -> TokenBatch {
 fn forward(c: &mut Criterion) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
     let Ok(files) = from_dir(&dir, "all-MiniLM-L6-v2") else {
-        eprintln!("SKIPPED: no model at {} (run scripts/fetch-model.sh)", dir.display());
+        eprintln!(
+            "SKIPPED: no model at {} (run scripts/fetch-model.sh)",
+            dir.display()
+        );
         return;
     };
     let model = CandleBert::load(&files, DeviceSpec::Cpu).expect("load model");
@@ -26,9 +29,11 @@ fn forward(c: &mut Criterion) {
     for (b, seq) in SHAPES {
         let tb = batch(b, seq);
         g.throughput(Throughput::Elements((b * seq) as u64));
-        g.bench_with_input(BenchmarkId::from_parameter(format!("{b}x{seq}")), &tb, |bench, tb| {
-            bench.iter(|| model.forward(tb).expect("forward"))
-        });
+        g.bench_with_input(
+            BenchmarkId::from_parameter(format!("{b}x{seq}")),
+            &tb,
+            |bench, tb| bench.iter(|| model.forward(tb).expect("forward")),
+        );
     }
     g.finish();
 }

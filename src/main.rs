@@ -251,7 +251,10 @@ fn print_issues(issues: &[corpus::Issue]) {
         eprintln!("papersim: skipped: {i}");
     }
     if issues.len() > SHOWN {
-        eprintln!("papersim: ... and {} more skipped records", issues.len() - SHOWN);
+        eprintln!(
+            "papersim: ... and {} more skipped records",
+            issues.len() - SHOWN
+        );
     }
 }
 

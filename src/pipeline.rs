@@ -111,7 +111,10 @@ pub fn build(
             issues.push(Issue {
                 path: corpus_path.to_path_buf(),
                 line: 0,
-                reason: format!("paper {:?}: the model gave a zero or NaN vector; skipped", p.id),
+                reason: format!(
+                    "paper {:?}: the model gave a zero or NaN vector; skipped",
+                    p.id
+                ),
             });
         }
     }

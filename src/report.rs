@@ -22,10 +22,19 @@ fn year(date: &Option<String>) -> &str {
 
 /// A results table: rank, score, id, year, title.
 pub fn hits_table(hits: &[Hit], width: usize) -> String {
-    let id_w = hits.iter().map(|h| h.id.chars().count()).max().unwrap_or(2).clamp(2, 40);
+    let id_w = hits
+        .iter()
+        .map(|h| h.id.chars().count())
+        .max()
+        .unwrap_or(2)
+        .clamp(2, 40);
     let title_w = width.saturating_sub(id_w + 22).max(20);
     let mut out = String::new();
-    let _ = writeln!(out, "{:>4}  {:>6}  {:<id_w$}  {:<4}  TITLE", "#", "SCORE", "ID", "YEAR");
+    let _ = writeln!(
+        out,
+        "{:>4}  {:>6}  {:<id_w$}  {:<4}  TITLE",
+        "#", "SCORE", "ID", "YEAR"
+    );
     for h in hits {
         let _ = writeln!(
             out,

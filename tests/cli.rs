@@ -223,7 +223,10 @@ fn malformed_input_is_reported_with_file_and_line_and_good_records_kept() {
     let err = stderr(&out);
     let name = corpus.display().to_string();
     for line in [2, 3, 4] {
-        assert!(err.contains(&format!("{name}:{line}:")), "line {line}:\n{err}");
+        assert!(
+            err.contains(&format!("{name}:{line}:")),
+            "line {line}:\n{err}"
+        );
     }
 
     let strict = papersim(&[
@@ -235,7 +238,11 @@ fn malformed_input_is_reported_with_file_and_line_and_good_records_kept() {
         "--strict",
     ]);
     assert_eq!(strict.status.code(), Some(2));
-    assert!(stderr(&strict).contains(&format!("{name}:2:")), "{}", stderr(&strict));
+    assert!(
+        stderr(&strict).contains(&format!("{name}:2:")),
+        "{}",
+        stderr(&strict)
+    );
     assert!(!tmp.path().join("strict/manifest.json").exists());
 }
 
@@ -265,8 +272,15 @@ fn an_interrupted_build_leaves_the_old_library_intact() {
             ],
             &[("PAPERSIM_FAILPOINT", point)],
         );
-        assert!(!out.status.success(), "failpoint {point} did not stop the build");
-        assert_eq!(similar(&lib, OBJECTIVE_MISMATCH, "10"), before, "after {point}");
+        assert!(
+            !out.status.success(),
+            "failpoint {point} did not stop the build"
+        );
+        assert_eq!(
+            similar(&lib, OBJECTIVE_MISMATCH, "10"),
+            before,
+            "after {point}"
+        );
     }
 
     // A real kill in the middle of embedding.
@@ -286,11 +300,20 @@ fn an_interrupted_build_leaves_the_old_library_intact() {
     std::thread::sleep(std::time::Duration::from_millis(2500));
     child.kill().unwrap();
     child.wait().unwrap();
-    assert_eq!(similar(&lib, OBJECTIVE_MISMATCH, "10"), before, "after kill");
+    assert_eq!(
+        similar(&lib, OBJECTIVE_MISMATCH, "10"),
+        before,
+        "after kill"
+    );
 
     // And a build that completes replaces it.
     build(&sample, &lib, &["--limit", "40"]);
-    let info = json(&ok(papersim(&["info", "--library", lib.to_str().unwrap(), "--json"])));
+    let info = json(&ok(papersim(&[
+        "info",
+        "--library",
+        lib.to_str().unwrap(),
+        "--json",
+    ])));
     assert_eq!(info["papers"], 40);
     assert_eq!(info["generation"], 2);
 }
@@ -330,7 +353,11 @@ fn embed_writes_vectors_in_input_order() {
     // Each vector equals the text embedded alone.
     for (row, (id, text)) in rows.iter().zip(texts) {
         let single = tmp.path().join(format!("{id}.jsonl"));
-        std::fs::write(&single, format!("{}\n", serde_json::json!({"id": id, "text": text}))).unwrap();
+        std::fs::write(
+            &single,
+            format!("{}\n", serde_json::json!({"id": id, "text": text})),
+        )
+        .unwrap();
         let out = ok(papersim(&["embed", single.to_str().unwrap()]));
         let alone: Value = serde_json::from_slice(&out.stdout).unwrap();
         let vec = |v: &Value| -> Vec<f32> {
@@ -352,8 +379,16 @@ fn errors_name_what_is_wrong_and_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     let not_lib = papersim(&["similar", "--library", tmp.path().to_str().unwrap(), "x"]);
     assert_eq!(not_lib.status.code(), Some(2));
-    assert!(stderr(&not_lib).contains("no papersim library"), "{}", stderr(&not_lib));
-    assert!(stderr(&not_lib).contains("papersim build"), "{}", stderr(&not_lib));
+    assert!(
+        stderr(&not_lib).contains("no papersim library"),
+        "{}",
+        stderr(&not_lib)
+    );
+    assert!(
+        stderr(&not_lib).contains("papersim build"),
+        "{}",
+        stderr(&not_lib)
+    );
 
     let no_model = papersim(&[
         "embed",
@@ -362,11 +397,19 @@ fn errors_name_what_is_wrong_and_what_to_do() {
         tmp.path().join("nowhere").to_str().unwrap(),
     ]);
     assert_eq!(no_model.status.code(), Some(2));
-    assert!(stderr(&no_model).contains("fetch-model.sh"), "{}", stderr(&no_model));
+    assert!(
+        stderr(&no_model).contains("fetch-model.sh"),
+        "{}",
+        stderr(&no_model)
+    );
 
     let bad_manifest = tmp.path().join("broken");
     std::fs::create_dir_all(&bad_manifest).unwrap();
-    std::fs::write(bad_manifest.join("manifest.json"), "{\"format\": \"papersim-library\",\n \"format_version\": 99}").unwrap();
+    std::fs::write(
+        bad_manifest.join("manifest.json"),
+        "{\"format\": \"papersim-library\",\n \"format_version\": 99}",
+    )
+    .unwrap();
     let out = papersim(&["info", "--library", bad_manifest.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("manifest.json"), "{}", stderr(&out));
@@ -377,9 +420,18 @@ fn errors_name_what_is_wrong_and_what_to_do() {
     }
     let lib = tmp.path().join("lib");
     build(&hf_daily(), &lib, &[]);
-    let unknown = papersim(&["similar", "--library", lib.to_str().unwrap(), "objective-mismatch"]);
+    let unknown = papersim(&[
+        "similar",
+        "--library",
+        lib.to_str().unwrap(),
+        "objective-mismatch",
+    ]);
     assert_eq!(unknown.status.code(), Some(2));
-    assert!(stderr(&unknown).contains("did you mean"), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("did you mean"),
+        "{}",
+        stderr(&unknown)
+    );
 
     // Flip one byte of the vectors file: the checksum catches it.
     let vectors = std::fs::read_dir(&lib)
@@ -391,7 +443,12 @@ fn errors_name_what_is_wrong_and_what_to_do() {
     let mut bytes = std::fs::read(&vectors).unwrap();
     bytes[100] ^= 0x40;
     std::fs::write(&vectors, bytes).unwrap();
-    let out = papersim(&["similar", "--library", lib.to_str().unwrap(), OBJECTIVE_MISMATCH]);
+    let out = papersim(&[
+        "similar",
+        "--library",
+        lib.to_str().unwrap(),
+        OBJECTIVE_MISMATCH,
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("checksum"), "{}", stderr(&out));
     assert!(stderr(&out).contains(".f32"), "{}", stderr(&out));

@@ -89,9 +89,8 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
             #[cfg(feature = "cuda")]
-            DeviceSpec::Cuda(n) => Device::new_cuda(*n).map_err(|e| {
-                EmbedError::BadDevice(format!("cuda:{n} is not usable: {e}"))
-            }),
+            DeviceSpec::Cuda(n) => Device::new_cuda(*n)
+                .map_err(|e| EmbedError::BadDevice(format!("cuda:{n} is not usable: {e}"))),
             #[cfg(not(feature = "cuda"))]
             DeviceSpec::Cuda(n) => Err(EmbedError::BadDevice(format!(
                 "cuda:{n} asked for, but this papersim was built without CUDA; \

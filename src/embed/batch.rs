@@ -110,7 +110,9 @@ mod tests {
     fn sorting_keeps_padding_low() {
         // Alternating short and long texts: input-order batches of 2 would
         // pad every short text to 200.
-        let lengths: Vec<usize> = (0..100).map(|i| if i % 2 == 0 { 10 } else { 200 }).collect();
+        let lengths: Vec<usize> = (0..100)
+            .map(|i| if i % 2 == 0 { 10 } else { 200 })
+            .collect();
         let p = plan(
             &lengths,
             BatchLimits {

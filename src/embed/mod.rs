@@ -110,12 +110,11 @@ impl Embedder {
 
     /// Builds an embedder around any backend (tests use a deterministic double).
     pub fn with_backend(files: &ModelFiles, backend: Box<dyn Backend>) -> Result<Self, EmbedError> {
-        let mut tokenizer = Tokenizer::from_file(&files.tokenizer).map_err(|e| {
-            EmbedError::BadModelFile {
+        let mut tokenizer =
+            Tokenizer::from_file(&files.tokenizer).map_err(|e| EmbedError::BadModelFile {
                 path: files.tokenizer.clone(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         #[derive(Deserialize)]
         struct PosConfig {
             max_position_embeddings: Option<usize>,

@@ -169,7 +169,10 @@ fn download(id: &str) -> Result<ModelFiles, EmbedError> {
     })?;
     let repo = api.model(id.to_string());
     let mut config = None;
-    for f in REQUIRED.iter().chain(["1_Pooling/config.json", "sentence_bert_config.json"].iter()) {
+    for f in REQUIRED
+        .iter()
+        .chain(["1_Pooling/config.json", "sentence_bert_config.json"].iter())
+    {
         match repo.get(f) {
             Ok(p) if *f == "config.json" => config = Some(p),
             Ok(_) => {}
@@ -231,7 +234,9 @@ pub fn weights_sha256(path: &Path) -> Result<String, EmbedError> {
     let key = format!("{} {}", meta.len(), mtime);
     let sidecar = path.with_file_name(format!(
         ".{}.sha256",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("weights")
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("weights")
     ));
     if let Ok(cached) = fs::read_to_string(&sidecar) {
         if let Some((k, sha)) = cached.trim().rsplit_once(' ') {

@@ -181,7 +181,12 @@ fn suggest(lib: &Library, id: &str) -> Option<String> {
     if let Some(p) = papers.iter().find(|p| base(&p.id) == want_base) {
         return Some(p.id.clone());
     }
-    let common = |a: &str| a.chars().zip(want.chars()).take_while(|(x, y)| x == y).count();
+    let common = |a: &str| {
+        a.chars()
+            .zip(want.chars())
+            .take_while(|(x, y)| x == y)
+            .count()
+    };
     papers
         .iter()
         .map(|p| (common(&p.id.to_lowercase()), &p.id))

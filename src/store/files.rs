@@ -56,7 +56,9 @@ pub(crate) fn write_atomic(
     };
     fill(&mut w).map_err(io_err(&tmp))?;
     let CrcWriter { inner, crc, bytes } = w;
-    let file = inner.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
+    let file = inner
+        .into_inner()
+        .map_err(|e| io_err(&tmp)(e.into_error()))?;
     file.sync_all().map_err(io_err(&tmp))?;
     drop(file);
     fs::rename(&tmp, path).map_err(io_err(path))?;
@@ -157,7 +159,11 @@ const VEC_MAGIC: &[u8; 8] = b"PSIMVEC\0";
 const VEC_VERSION: u32 = 1;
 const VEC_HEADER: usize = 32;
 
-pub(crate) fn write_vectors(path: &Path, vectors: &[f32], dim: usize) -> Result<FileEntry, StoreError> {
+pub(crate) fn write_vectors(
+    path: &Path,
+    vectors: &[f32],
+    dim: usize,
+) -> Result<FileEntry, StoreError> {
     let rows = vectors.len() / dim.max(1);
     write_atomic(path, |w| {
         let mut header = Vec::with_capacity(VEC_HEADER);
@@ -219,7 +225,9 @@ impl Vectors {
             return Err(corrupt(format!("{} bytes, expected {want}", map.len())));
         }
         if cfg!(target_endian = "big") {
-            return Err(corrupt("vectors are little-endian; this host is not".into()));
+            return Err(corrupt(
+                "vectors are little-endian; this host is not".into(),
+            ));
         }
         Ok(Vectors { map, dim, rows })
     }

@@ -123,14 +123,17 @@ impl Library {
             .enumerate()
             .map(|(i, p)| (p.id.clone(), i))
             .collect();
-        let basename = f
-            .graph
-            .name
-            .strip_suffix(".hnsw.graph")
-            .ok_or_else(|| StoreError::BadManifest {
-                path: dir.join(MANIFEST),
-                reason: format!("files.graph.name {:?} does not end in .hnsw.graph", f.graph.name),
-            })?;
+        let basename =
+            f.graph
+                .name
+                .strip_suffix(".hnsw.graph")
+                .ok_or_else(|| StoreError::BadManifest {
+                    path: dir.join(MANIFEST),
+                    reason: format!(
+                        "files.graph.name {:?} does not end in .hnsw.graph",
+                        f.graph.name
+                    ),
+                })?;
         let index = HnswIndex::load(dir, basename, manifest.index)?;
         if index.len() != manifest.papers {
             return Err(StoreError::Corrupt {
@@ -187,13 +190,14 @@ impl Library {
         clear_generation(dir, generation);
 
         progress("writing papers");
-        let papers_entry = files::write_atomic(&dir.join(format!("papers.{generation}.jsonl")), |w| {
-            for p in papers {
-                serde_json::to_writer(&mut *w, p)?;
-                w.write_all(b"\n")?;
-            }
-            Ok(())
-        })?;
+        let papers_entry =
+            files::write_atomic(&dir.join(format!("papers.{generation}.jsonl")), |w| {
+                for p in papers {
+                    serde_json::to_writer(&mut *w, p)?;
+                    w.write_all(b"\n")?;
+                }
+                Ok(())
+            })?;
         files::failpoint("after-papers");
         progress("writing vectors");
         let vectors_entry =
@@ -221,7 +225,9 @@ impl Library {
             papers: papers.len(),
             dim,
             index: spec.index,
-            created: previous.as_ref().map_or_else(|| now.clone(), |m| m.created.clone()),
+            created: previous
+                .as_ref()
+                .map_or_else(|| now.clone(), |m| m.created.clone()),
             updated: now,
             files: ManifestFiles {
                 papers: papers_entry,
@@ -300,10 +306,12 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
     };
     // Check the format and version before the full shape, so that a newer
     // library says "newer" instead of "missing field".
-    let head: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| bad(format!("line {}: {e}", e.line())))?;
+    let head: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("line {}: {e}", e.line())))?;
     if head.get("format").and_then(|v| v.as_str()) != Some(FORMAT_NAME) {
-        return Err(bad(format!("not a {FORMAT_NAME} manifest (field \"format\")")));
+        return Err(bad(format!(
+            "not a {FORMAT_NAME} manifest (field \"format\")"
+        )));
     }
     match head.get("format_version").and_then(|v| v.as_u64()) {
         Some(v) if v == u64::from(FORMAT_VERSION) => {}
@@ -313,9 +321,14 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
                  (rebuild the library, or use a matching papersim)"
             )))
         }
-        None => return Err(bad("field \"format_version\" is missing or not a number".into())),
+        None => {
+            return Err(bad(
+                "field \"format_version\" is missing or not a number".into()
+            ))
+        }
     }
-    let m: Manifest = serde_json::from_str(&text).map_err(|e| bad(format!("line {}: {e}", e.line())))?;
+    let m: Manifest =
+        serde_json::from_str(&text).map_err(|e| bad(format!("line {}: {e}", e.line())))?;
     if m.dim != m.model.dim {
         return Err(bad(format!(
             "dim {} disagrees with model.dim {}",
