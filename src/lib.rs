@@ -3,12 +3,14 @@
 //! The data flows through one module per stage:
 //! [`corpus`] (read papers) → [`embed`] (text → unit vectors) →
 //! [`store`] (a library on disk) → [`index`] (nearest neighbours) →
-//! [`query`] (search, similar). [`pipeline`] strings the first stages
-//! together for `papersim build`; [`report`] renders results for people.
+//! [`query`] (search, similar, related) → [`report`] (tables, markdown,
+//! BibTeX, CSV). [`eval`] scores retrieval quality. [`pipeline`] strings the first stages
+//! together for `papersim build`.
 //! The command-line binary (`src/main.rs`) is only flags and glue.
 
 pub mod corpus;
 pub mod embed;
+pub mod eval;
 pub mod index;
 pub mod pipeline;
 pub mod query;

@@ -11,10 +11,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use papersim::corpus::{self, Format, ReadOptions, TextTemplate};
 use papersim::embed::{DeviceSpec, Embedder, ModelSource};
+use papersim::eval;
 use papersim::index::HnswParams;
 use papersim::pipeline::{self, BuildOptions, Progress};
-use papersim::query::{self, Hit, Strategy};
-use papersim::report;
+use papersim::query::{self, Filter, Mode, Options, RelatedRequest, Strategy};
+use papersim::report::{self, Format as OutFormat};
 use papersim::store::Library;
 
 // glibc malloc churns on candle's many short-lived tensors (measured +15-25%
@@ -28,6 +29,7 @@ Quick start:
   papersim build --corpus data/arxiv-sample.jsonl.gz --library lib
   papersim search --library lib \"contrastive learning for sentence embeddings\"
   papersim similar --library lib 1812.06145
+  papersim related --library lib --abstract draft.txt --seed 1812.06145 --format markdown
 
 Exit status: 0 success (results found), 1 a query found nothing, 2 error.";
 
@@ -52,6 +54,10 @@ enum Command {
     Search(SearchArgs),
     /// Papers closest to a paper already in the library (the paper itself excluded).
     Similar(SimilarArgs),
+    /// A related-work list from a draft abstract, seed papers, negative seeds and/or a query.
+    Related(RelatedArgs),
+    /// Retrieval quality (nDCG@10/20, Recall@100, MRR@10, MAP) per mode.
+    Eval(EvalArgs),
     /// Embed {"id","text"} JSON lines; write {"id","embedding"} lines in input order.
     Embed(EmbedArgs),
     /// Show a library's manifest: model, size, index parameters.
@@ -116,23 +122,57 @@ struct QueryArgs {
     /// Number of results.
     #[arg(short, long, default_value_t = 10)]
     k: usize,
-    /// Scan every vector (exact). Default: exact up to 10,000 papers, HNSW above.
+    /// Ranking: dense (embeddings), keyword (BM25) or hybrid (both, fused by
+    /// reciprocal rank; the best on SciFact, see the README).
+    #[arg(long, default_value_t = query::DEFAULT_MODE)]
+    mode: Mode,
+    /// Only papers dated on or after YYYY[-MM[-DD]].
+    #[arg(long, value_name = "DATE", value_parser = query::parse_date_bound)]
+    since: Option<String>,
+    /// Only papers dated on or before YYYY[-MM[-DD]].
+    #[arg(long, value_name = "DATE", value_parser = query::parse_date_bound)]
+    until: Option<String>,
+    /// Only papers in this category (repeatable; "cs" matches "cs.CL").
+    #[arg(long = "category", value_name = "CAT")]
+    categories: Vec<String>,
+    /// Scan every vector (exact). Default: exact up to 10,000 papers or under
+    /// a selective filter, HNSW otherwise.
     #[arg(long, conflicts_with = "ann")]
     exact: bool,
-    /// Always use the HNSW graph.
+    /// Always use the HNSW graph for the dense ranking.
     #[arg(long)]
     ann: bool,
-    /// Print one JSON object {"query", "results": [...]}.
+    /// Output: table, markdown, bibtex, json or csv.
+    #[arg(long, default_value = "table", value_name = "FORMAT")]
+    format: OutFormat,
+    /// Same as --format json: one object {"query", "results": [...]}.
     #[arg(long)]
     json: bool,
 }
 
 impl QueryArgs {
-    fn strategy(&self) -> Strategy {
-        match (self.exact, self.ann) {
-            (true, _) => Strategy::Exact,
-            (_, true) => Strategy::Ann,
-            _ => Strategy::Auto,
+    fn options(&self) -> Options {
+        Options {
+            k: self.k,
+            mode: self.mode,
+            strategy: match (self.exact, self.ann) {
+                (true, _) => Strategy::Exact,
+                (_, true) => Strategy::Ann,
+                _ => Strategy::Auto,
+            },
+            filter: Filter {
+                since: self.since.clone(),
+                until: self.until.clone(),
+                categories: self.categories.clone(),
+            },
+        }
+    }
+
+    fn format(&self) -> OutFormat {
+        if self.json {
+            OutFormat::Json
+        } else {
+            self.format
         }
     }
 }
@@ -153,6 +193,65 @@ struct SimilarArgs {
     paper_id: String,
     #[command(flatten)]
     q: QueryArgs,
+}
+
+#[derive(Args)]
+struct RelatedArgs {
+    /// A draft abstract or paragraph: a file, or - for standard input.
+    #[arg(long = "abstract", value_name = "FILE")]
+    draft: Option<PathBuf>,
+    /// A paper of the library to find neighbours of (repeatable).
+    #[arg(long = "seed", value_name = "ID")]
+    seeds: Vec<String>,
+    /// A paper of the library the list should stay away from (repeatable).
+    #[arg(long = "negative", value_name = "ID")]
+    negatives: Vec<String>,
+    /// A query sentence.
+    #[arg(long, value_name = "TEXT")]
+    query: Option<String>,
+    /// A paper never to list (repeatable; seeds and negatives never are).
+    #[arg(long, value_name = "ID")]
+    exclude: Vec<String>,
+    /// Diversity λ in [0, 1] (maximal marginal relevance); 0 = pure relevance.
+    #[arg(long, default_value_t = 0.0, value_name = "λ")]
+    diversity: f32,
+    /// Skip the per-result explanations (faster).
+    #[arg(long)]
+    no_why: bool,
+    #[command(flatten)]
+    q: QueryArgs,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Library to evaluate; with --beir and no library there yet, it is built
+    /// from the BEIR corpus first (title + ". " + text).
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// A BEIR dataset folder: corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv.
+    #[arg(long, value_name = "DIR")]
+    beir: Option<PathBuf>,
+    /// BEIR qrels split.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Paper-to-paper judgements: lines "query_paper_id candidate_id relevance".
+    #[arg(long, value_name = "FILE")]
+    paper_qrels: Option<PathBuf>,
+    /// Modes to score, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "dense,keyword,hybrid")]
+    modes: Vec<Mode>,
+    /// Keep documents whose id equals the query id (the BEIR toolkit drops them).
+    #[arg(long)]
+    keep_identical_ids: bool,
+    /// Write a TREC run (qid Q0 docid rank score tag) of every mode to FILE.
+    #[arg(long, value_name = "FILE")]
+    run: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -190,6 +289,8 @@ fn main() -> ExitCode {
         Command::Build(a) => build(a),
         Command::Search(a) => search(a),
         Command::Similar(a) => similar(a),
+        Command::Related(a) => related(a),
+        Command::Eval(a) => eval(a),
         Command::Embed(a) => embed(a),
         Command::Info(a) => info(a),
     };
@@ -273,13 +374,7 @@ fn build(a: BuildArgs) -> Result<ExitCode> {
         },
         limit: a.limit,
     };
-    let bar = progress_bar(0);
-    let report = pipeline::build(&a.corpus, &a.library, &embedder, &opts, &|p| match p {
-        Progress::Read(n) => bar.set_length(n as u64),
-        Progress::Embedded(n) => bar.inc(n as u64),
-        Progress::Stage(s) => bar.set_message(s.to_string()),
-    })?;
-    bar.finish_and_clear();
+    let report = run_build(&a.corpus, &a.library, &embedder, &opts)?;
     print_issues(&report.issues);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -289,18 +384,36 @@ fn build(a: BuildArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `pipeline::build` under a progress bar.
+fn run_build(
+    corpus: &Path,
+    library: &Path,
+    embedder: &Embedder,
+    opts: &BuildOptions,
+) -> Result<pipeline::BuildReport> {
+    let bar = progress_bar(0);
+    let report = pipeline::build(corpus, library, embedder, opts, &|p| match p {
+        Progress::Read(n) => bar.set_length(n as u64),
+        Progress::Embedded(n) => bar.inc(n as u64),
+        Progress::Stage(s) => bar.set_message(s.to_string()),
+    })?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
 fn open_library(dir: &Path) -> Result<Library> {
     Ok(Library::open(dir)?)
 }
 
-fn print_hits(query: serde_json::Value, hits: &[Hit], json: bool) -> Result<ExitCode> {
-    if json {
-        let out = serde_json::json!({ "query": query, "results": hits });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else if hits.is_empty() {
+fn print_hits(
+    query: serde_json::Value,
+    hits: &[papersim::query::Hit],
+    format: OutFormat,
+) -> Result<ExitCode> {
+    if hits.is_empty() && format == OutFormat::Table {
         eprintln!("papersim: no results");
     } else {
-        print!("{}", report::hits_table(hits, terminal_width()));
+        print!("{}", report::render(format, &query, hits, terminal_width()));
     }
     Ok(if hits.is_empty() {
         ExitCode::from(1)
@@ -316,23 +429,172 @@ fn terminal_width() -> usize {
         .unwrap_or(100)
 }
 
+/// The library's own model, unless the mode needs no embeddings.
+fn query_embedder(lib: &Library, model: &ModelArgs, needed: bool) -> Result<Option<Embedder>> {
+    if !needed {
+        return Ok(None);
+    }
+    let source = model.model.as_deref().map(ModelSource::parse);
+    Ok(Some(query::load_embedder(
+        lib.manifest(),
+        source.as_ref(),
+        model.device,
+    )?))
+}
+
 fn search(a: SearchArgs) -> Result<ExitCode> {
     let lib = open_library(&a.q.library)?;
-    let source = a.model.model.as_deref().map(ModelSource::parse);
-    let embedder = query::load_embedder(lib.manifest(), source.as_ref(), a.model.device)?;
-    let hits = query::search(&lib, &embedder, &a.query, a.q.k, a.q.strategy())?;
-    print_hits(serde_json::json!(a.query), &hits, a.q.json)
+    let opts = a.q.options();
+    let embedder = query_embedder(&lib, &a.model, opts.mode != Mode::Keyword)?;
+    let hits = query::search(&lib, embedder.as_ref(), &a.query, &opts)?;
+    print_hits(serde_json::json!(a.query), &hits, a.q.format())
 }
 
 fn similar(a: SimilarArgs) -> Result<ExitCode> {
     let lib = open_library(&a.q.library)?;
-    let hits = query::similar(&lib, &a.paper_id, a.q.k, a.q.strategy())?;
-    if !a.q.json {
+    let hits = query::similar(&lib, &a.paper_id, &a.q.options())?;
+    if a.q.format() == OutFormat::Table {
         if let Some(p) = lib.row_of(&a.paper_id).map(|r| &lib.papers()[r]) {
             println!("Papers like {}: {}\n", p.id, p.title);
         }
     }
-    print_hits(serde_json::json!(a.paper_id), &hits, a.q.json)
+    print_hits(serde_json::json!(a.paper_id), &hits, a.q.format())
+}
+
+fn related(a: RelatedArgs) -> Result<ExitCode> {
+    let draft = match &a.draft {
+        None => None,
+        Some(p) if p.as_os_str() == "-" => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .context("reading the draft from standard input")?;
+            Some(s)
+        }
+        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?),
+    };
+    let lib = open_library(&a.q.library)?;
+    let opts = a.q.options();
+    let needs_model = opts.mode != Mode::Keyword || !a.no_why;
+    let has_text = draft.is_some() || a.query.is_some();
+    let embedder = query_embedder(&lib, &a.model, needs_model && (has_text || !a.no_why))?;
+    let req = RelatedRequest {
+        draft,
+        seeds: a.seeds,
+        negatives: a.negatives,
+        query: a.query,
+        exclude: a.exclude,
+        diversity: a.diversity,
+        explain: !a.no_why,
+    };
+    let hits = query::related(&lib, embedder.as_ref(), &req, &opts)?;
+    let query = serde_json::json!({
+        "abstract": req.draft,
+        "seeds": req.seeds,
+        "negatives": req.negatives,
+        "query": req.query,
+        "diversity": req.diversity,
+        "mode": opts.mode,
+    });
+    print_hits(query, &hits, a.q.format())
+}
+
+fn eval(a: EvalArgs) -> Result<ExitCode> {
+    let mut embedder = None;
+    if let Some(beir) = &a.beir {
+        if !a.library.join(papersim::store::MANIFEST).exists() {
+            let corpus = ["corpus.jsonl.gz", "corpus.jsonl"]
+                .iter()
+                .map(|f| beir.join(f))
+                .find(|p| p.is_file())
+                .with_context(|| format!("{}: no corpus.jsonl[.gz]", beir.display()))?;
+            eprintln!(
+                "papersim: building {} from {}",
+                a.library.display(),
+                corpus.display()
+            );
+            let e = load_model(&a.model)?;
+            let opts = BuildOptions {
+                read: ReadOptions {
+                    format: Some(Format::Beir),
+                    strict: false,
+                },
+                template: TextTemplate::default(),
+                index: HnswParams::default(),
+                limit: None,
+            };
+            let report = run_build(&corpus, &a.library, &e, &opts)?;
+            print_issues(&report.issues);
+            embedder = Some(e);
+        }
+    }
+    let lib = open_library(&a.library)?;
+    let needs_model = a.beir.is_some() && a.modes.iter().any(|m| *m != Mode::Keyword);
+    if embedder.is_none() {
+        embedder = query_embedder(&lib, &a.model, needs_model)?;
+    }
+    let mut sets: Vec<(String, eval::Qrels, Vec<eval::EvalQuery>)> = Vec::new();
+    if let Some(beir) = &a.beir {
+        let qrels = eval::read_qrels(&beir.join("qrels").join(format!("{}.tsv", a.split)))?;
+        let queries = eval::read_beir_queries(&beir.join("queries.jsonl"))?;
+        let queries = match &embedder {
+            Some(e) => eval::beir_queries(&lib, &queries, &qrels, e, !a.keep_identical_ids)?,
+            None => queries
+                .into_iter()
+                .filter(|(id, _)| qrels.contains_key(id))
+                .map(|(id, text)| eval::EvalQuery {
+                    id,
+                    text: Some(text),
+                    vector: None,
+                    exclude: Vec::new(),
+                })
+                .collect(),
+        };
+        sets.push((format!("beir {}", beir.display()), qrels, queries));
+    }
+    if let Some(path) = &a.paper_qrels {
+        let qrels = eval::read_qrels(path)?;
+        let queries = eval::paper_queries(&lib, &qrels);
+        sets.push((format!("paper-qrels {}", path.display()), qrels, queries));
+    }
+    anyhow::ensure!(
+        !sets.is_empty(),
+        "give --beir DIR and/or --paper-qrels FILE"
+    );
+    let mut run_out = Vec::new();
+    let mut results = Vec::new();
+    for (name, qrels, queries) in &sets {
+        anyhow::ensure!(
+            !queries.is_empty(),
+            "{name}: no judged query found in the library"
+        );
+        for &mode in &a.modes {
+            let r = eval::evaluate(
+                &lib,
+                queries,
+                qrels,
+                mode,
+                a.run.as_ref().map(|_| &mut run_out as &mut dyn Write),
+            )?;
+            results.push((name.clone(), r));
+        }
+    }
+    if let Some(path) = &a.run {
+        std::fs::write(path, &run_out).with_context(|| format!("{}", path.display()))?;
+    }
+    if a.json {
+        let v: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(set, r)| {
+                let mut v = serde_json::to_value(r).unwrap_or_default();
+                v["set"] = set.clone().into();
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", report::eval_table(&results));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn embed(a: EmbedArgs) -> Result<ExitCode> {

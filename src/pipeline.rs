@@ -101,10 +101,12 @@ pub fn build(
     // and left out, like any other bad record.
     let dim = embedder.info().dim;
     let mut kept_papers = Vec::with_capacity(papers.len());
+    let mut kept_texts = Vec::with_capacity(papers.len());
     let mut kept_vectors = Vec::with_capacity(vectors.len());
-    for (p, v) in papers.into_iter().zip(vectors.chunks_exact(dim)) {
+    for ((p, t), v) in papers.into_iter().zip(texts).zip(vectors.chunks_exact(dim)) {
         if is_unit(v) {
             kept_papers.push(p);
+            kept_texts.push(t);
             kept_vectors.extend_from_slice(v);
         } else {
             skipped += 1;
@@ -125,9 +127,14 @@ pub fn build(
         text_template: &opts.template,
         index: opts.index,
     };
-    let manifest = Library::commit(library, &kept_papers, &kept_vectors, &spec, &|s| {
-        progress(Progress::Stage(s))
-    })?;
+    let manifest = Library::commit(
+        library,
+        &kept_papers,
+        &kept_texts,
+        &kept_vectors,
+        &spec,
+        &|s| progress(Progress::Stage(s)),
+    )?;
     Ok(BuildReport {
         library: library.display().to_string(),
         corpus: corpus_path.display().to_string(),

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use crate::eval::ModeResult;
 use crate::pipeline::BuildReport;
 use crate::query::Hit;
 use crate::store::Library;
@@ -20,7 +21,48 @@ fn year(date: &Option<String>) -> &str {
     date.as_deref().and_then(|d| d.get(..4)).unwrap_or("")
 }
 
-/// A results table: rank, score, id, year, title.
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Markdown,
+    Bibtex,
+    Json,
+    Csv,
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "table" => Ok(Format::Table),
+            "markdown" | "md" => Ok(Format::Markdown),
+            "bibtex" | "bib" => Ok(Format::Bibtex),
+            "json" => Ok(Format::Json),
+            "csv" => Ok(Format::Csv),
+            _ => Err(format!(
+                "unknown format {s:?}: expected table, markdown, bibtex, json or csv"
+            )),
+        }
+    }
+}
+
+/// Renders `hits` for `query` (a string, or an object for related lists).
+pub fn render(format: Format, query: &serde_json::Value, hits: &[Hit], width: usize) -> String {
+    match format {
+        Format::Table => hits_table(hits, width),
+        Format::Markdown => markdown(hits),
+        Format::Bibtex => bibtex(hits),
+        Format::Csv => csv(hits),
+        Format::Json => {
+            let v = serde_json::json!({ "query": query, "results": hits });
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
+        }
+    }
+}
+
+/// A results table: rank, score, id, year, title, and the reason beneath
+/// when there is one.
 pub fn hits_table(hits: &[Hit], width: usize) -> String {
     let id_w = hits
         .iter()
@@ -45,8 +87,203 @@ pub fn hits_table(hits: &[Hit], width: usize) -> String {
             year(&h.date),
             ellipsize(&h.title, title_w)
         );
+        if let Some(why) = &h.why {
+            let indent = " ".repeat(14);
+            let w = width.saturating_sub(indent.len() + 12).max(30);
+            let _ = writeln!(
+                out,
+                "{indent}matches {}: \"{}\"",
+                why.source,
+                ellipsize(&why.source_sentence, w)
+            );
+            let _ = writeln!(
+                out,
+                "{indent}with ({:.2}): \"{}\"",
+                why.similarity,
+                ellipsize(&why.paper_sentence, w)
+            );
+            if !why.shared_terms.is_empty() {
+                let _ = writeln!(out, "{indent}shared terms: {}", why.shared_terms.join(", "));
+            }
+        }
     }
     out
+}
+
+fn authors_short(a: &[String]) -> String {
+    match a {
+        [] => String::new(),
+        [one] => one.clone(),
+        [one, two] => format!("{one} and {two}"),
+        [first, ..] => format!("{first} et al."),
+    }
+}
+
+/// A related-work list ready to paste: title, authors, year, link, and why.
+pub fn markdown(hits: &[Hit]) -> String {
+    let mut out = String::new();
+    for h in hits {
+        let title = match &h.url {
+            Some(u) => format!("[{}]({u})", h.title),
+            None => h.title.clone(),
+        };
+        let mut line = format!("{}. {title}", h.rank);
+        let who = authors_short(&h.authors);
+        if !who.is_empty() {
+            line.push_str(&format!(" — {who}"));
+        }
+        let y = year(&h.date);
+        if !y.is_empty() {
+            line.push_str(&format!(" ({y})"));
+        }
+        let _ = writeln!(out, "{line}");
+        if let Some(why) = &h.why {
+            let terms = if why.shared_terms.is_empty() {
+                String::new()
+            } else {
+                format!(" Shared terms: {}.", why.shared_terms.join(", "))
+            };
+            let _ = writeln!(
+                out,
+                "   - Why: \"{}\" matches {} \"{}\".{terms}",
+                ellipsize(&why.paper_sentence, 160),
+                why.source,
+                ellipsize(&why.source_sentence, 160)
+            );
+        }
+    }
+    out
+}
+
+/// CSV with a header: rank, id, title, authors (`; `-joined), year, score, url.
+pub fn csv(hits: &[Hit]) -> String {
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    let _ = w.write_record([
+        "rank", "id", "title", "authors", "year", "score", "url", "why",
+    ]);
+    for h in hits {
+        let _ = w.write_record([
+            h.rank.to_string(),
+            h.id.clone(),
+            h.title.clone(),
+            h.authors.join("; "),
+            year(&h.date).to_string(),
+            format!("{:.6}", h.score),
+            h.url.clone().unwrap_or_default(),
+            h.why
+                .as_ref()
+                .map(|w| w.paper_sentence.clone())
+                .unwrap_or_default(),
+        ]);
+    }
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// BibTeX `@misc` entries. Keys are `lastnameYEARfirstword`, made unique
+/// within the list by a letter suffix, so the same paper gets the same key
+/// run after run; arXiv ids become `eprint` with `archivePrefix = {arXiv}`.
+pub fn bibtex(hits: &[Hit]) -> String {
+    let mut used: Vec<String> = Vec::new();
+    let mut out = String::new();
+    for h in hits {
+        let base = bib_key(h);
+        let mut key = base.clone();
+        let mut suffix = b'a';
+        while used.contains(&key) {
+            key = format!("{base}{}", suffix as char);
+            suffix = suffix.saturating_add(1);
+        }
+        used.push(key.clone());
+        let mut fields: Vec<(&str, String)> =
+            vec![("title", format!("{{{}}}", bib_escape(&h.title)))];
+        if !h.authors.is_empty() {
+            let a: Vec<String> = h.authors.iter().map(|a| bib_escape(a)).collect();
+            fields.push(("author", a.join(" and ")));
+        }
+        let y = year(&h.date);
+        if !y.is_empty() {
+            fields.push(("year", y.to_string()));
+        }
+        if is_arxiv_id(&h.id) {
+            fields.push(("eprint", h.id.clone()));
+            fields.push(("archivePrefix", "arXiv".into()));
+            if let Some(c) = h.categories.first() {
+                fields.push(("primaryClass", bib_escape(c)));
+            }
+        }
+        if let Some(u) = &h.url {
+            fields.push(("url", u.replace(['{', '}'], "")));
+        }
+        let _ = writeln!(out, "@misc{{{key},");
+        for (name, value) in &fields {
+            let _ = writeln!(out, "  {name} = {{{value}}},");
+        }
+        let _ = writeln!(out, "}}\n");
+    }
+    out
+}
+
+fn bib_key(h: &Hit) -> String {
+    let ascii = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_lowercase()
+    };
+    let last = h
+        .authors
+        .first()
+        .and_then(|a| a.split_whitespace().last())
+        .map(ascii)
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "anon".into());
+    let word = h
+        .title
+        .split_whitespace()
+        .map(ascii)
+        .find(|w| w.len() > 3)
+        .unwrap_or_else(|| "paper".into());
+    format!("{last}{}{word}", year(&h.date))
+}
+
+/// Escapes LaTeX's special characters and drops braces (an unbalanced brace
+/// would break the whole file).
+fn bib_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '{' | '}' | '\\' => {}
+            '&' | '%' | '#' | '_' => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// New-style (`2101.00001`, optional version) or old-style (`cs/0112017`) arXiv ids.
+fn is_arxiv_id(id: &str) -> bool {
+    let id = id
+        .split_once('v')
+        .filter(|(_, v)| v.chars().all(|c| c.is_ascii_digit()) && !v.is_empty())
+        .map_or(id, |(b, _)| b);
+    let new = id.len() >= 9
+        && id.split_once('.').is_some_and(|(a, b)| {
+            a.len() == 4
+                && a.chars().all(|c| c.is_ascii_digit())
+                && (4..=5).contains(&b.len())
+                && b.chars().all(|c| c.is_ascii_digit())
+        });
+    let old = id.split_once('/').is_some_and(|(a, b)| {
+        !a.is_empty()
+            && a.chars()
+                .all(|c| c.is_ascii_lowercase() || c == '-' || c == '.')
+            && b.len() == 7
+            && b.chars().all(|c| c.is_ascii_digit())
+    });
+    new || old
 }
 
 pub fn build_summary(r: &BuildReport) -> String {
@@ -66,6 +303,31 @@ pub fn build_summary(r: &BuildReport) -> String {
     ];
     for (k, v) in rows {
         let _ = writeln!(out, "{k:>14}  {v}");
+    }
+    out
+}
+
+/// One row per (query set, mode).
+pub fn eval_table(results: &[(String, ModeResult)]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<8} {:>7} {:>8} {:>8} {:>10} {:>7} {:>7}  SET",
+        "MODE", "QUERIES", "nDCG@10", "nDCG@20", "Recall@100", "MRR@10", "MAP"
+    );
+    for (set, r) in results {
+        let m = &r.metrics;
+        let _ = writeln!(
+            out,
+            "{:<8} {:>7} {:>8.4} {:>8.4} {:>10.4} {:>7.4} {:>7.4}  {set}",
+            r.mode.to_string(),
+            r.queries,
+            m.ndcg10,
+            m.ndcg20,
+            m.recall100,
+            m.mrr10,
+            m.map100
+        );
     }
     out
 }
@@ -122,10 +384,42 @@ mod tests {
             authors: vec![],
             date: Some("2021-01-01".into()),
             url: None,
+            categories: vec![],
+            why: None,
         };
         let t = hits_table(&[hit.clone(), Hit { rank: 2, ..hit }], 80);
         assert_eq!(t.lines().count(), 3);
         assert!(t.contains("2021"));
         assert!(t.contains("0.5000"));
+    }
+
+    #[test]
+    fn arxiv_ids_are_recognised() {
+        assert!(is_arxiv_id("2101.00001"));
+        assert!(is_arxiv_id("1812.06145v2"));
+        assert!(is_arxiv_id("cs/0112017"));
+        assert!(!is_arxiv_id("objective-mismatch"));
+        assert!(!is_arxiv_id("4983"));
+    }
+
+    #[test]
+    fn bibtex_keys_are_unique_and_special_characters_escaped() {
+        let hit = Hit {
+            rank: 1,
+            id: "2101.00001".into(),
+            title: "Fast {Unbalanced & Sparse} 100% attention".into(),
+            score: 0.5,
+            authors: vec!["Ada Lovelace".into(), "Alan Turing".into()],
+            date: Some("2021-01-01".into()),
+            url: Some("https://arxiv.org/abs/2101.00001".into()),
+            categories: vec!["cs.LG".into()],
+            why: None,
+        };
+        let b = bibtex(&[hit.clone(), Hit { rank: 2, ..hit }]);
+        assert!(b.contains("@misc{lovelace2021fast,"), "{b}");
+        assert!(b.contains("@misc{lovelace2021fasta,"), "{b}");
+        assert!(b.contains(r"Unbalanced \& Sparse 100\% attention"), "{b}");
+        assert!(b.contains("eprint = {2101.00001}"), "{b}");
+        assert!(b.contains("author = {Ada Lovelace and Alan Turing}"), "{b}");
     }
 }

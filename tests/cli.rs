@@ -174,13 +174,11 @@ fn reopened_library_answers_the_same_and_matches_the_library_api() {
 
     // The same through the library API, in this process.
     let opened = papersim::store::Library::open(&lib).unwrap();
-    let hits = papersim::query::similar(
-        &opened,
-        OBJECTIVE_MISMATCH,
-        20,
-        papersim::query::Strategy::Exact,
-    )
-    .unwrap();
+    let opts = papersim::query::Options {
+        k: 20,
+        ..Default::default()
+    };
+    let hits = papersim::query::similar(&opened, OBJECTIVE_MISMATCH, &opts).unwrap();
     let ids: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
     assert_eq!(ids, result_ids(&first));
 }

@@ -2,13 +2,18 @@
 //! our own parameter struct, and exact search, which is both the ground truth
 //! for recall and the answer for small libraries.
 
+mod keyword;
+
 use std::path::{Path, PathBuf};
 
 use hnsw_rs::api::AnnT;
+use hnsw_rs::filter::FilterT;
 use hnsw_rs::hnsw::Hnsw;
 use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::Distance;
 use serde::{Deserialize, Serialize};
+
+pub use keyword::KeywordIndex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -16,6 +21,8 @@ pub enum IndexError {
     Dump { path: PathBuf, reason: String },
     #[error("{}: cannot load the HNSW graph: {reason}; rebuild the library", path.display())]
     Load { path: PathBuf, reason: String },
+    #[error("{}: keyword index: {reason}", path.display())]
+    Keyword { path: PathBuf, reason: String },
 }
 
 /// HNSW construction and search parameters; recorded in the library manifest.
@@ -148,20 +155,45 @@ impl HnswIndex {
 
     /// Approximate top-`k`, best first; `ef` defaults to the build's `ef_search`.
     pub fn search(&self, query: &[f32], k: usize, ef: Option<usize>) -> Vec<Neighbor> {
+        self.run(query, k, ef, None)
+    }
+
+    /// Approximate top-`k` among rows that `keep` accepts, using hnsw_rs's
+    /// filtered search (the filter is applied while walking the graph, so
+    /// the result is still k rows when the filter is permissive). Callers
+    /// fall back to [`exact_search`] for very selective filters.
+    pub fn search_filtered(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        keep: &dyn Fn(usize) -> bool,
+    ) -> Vec<Neighbor> {
+        let filter = |id: &usize| keep(*id);
+        self.run(query, k, ef, Some(&filter))
+    }
+
+    fn run(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        filter: Option<&dyn FilterT>,
+    ) -> Vec<Neighbor> {
         if k == 0 || self.is_empty() {
             return Vec::new();
         }
         let ef = ef.unwrap_or(self.params.ef_search).max(k);
         let mut hits: Vec<Neighbor> = self
             .graph
-            .search(query, k, ef)
+            .search_filter(query, k, ef, filter)
             .into_iter()
             .map(|n| Neighbor {
                 row: n.d_id,
+                // The graph reports the clamped distance.
                 score: 1.0 - n.distance,
             })
             .collect();
-        // Rescore exactly: the graph reports the clamped distance.
         sort_best_first(&mut hits);
         hits
     }

@@ -125,15 +125,14 @@ fn crc_of(r: &mut impl Read) -> io::Result<(u64, u32)> {
     }
 }
 
-/// Checks that `dir/entry.name` exists with the recorded size and checksum.
-pub(crate) fn check(dir: &Path, entry: &FileEntry) -> Result<PathBuf, StoreError> {
-    let path = dir.join(&entry.name);
+/// Checks that `path` has the size and checksum `entry` records.
+pub(crate) fn check(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason,
     };
-    let mut f = File::open(&path).map_err(io_err(&path))?;
-    let (bytes, crc) = crc_of(&mut f).map_err(io_err(&path))?;
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let (bytes, crc) = crc_of(&mut f).map_err(io_err(path))?;
     if bytes != entry.bytes {
         return Err(corrupt(format!(
             "{bytes} bytes, the manifest says {}",
@@ -146,7 +145,7 @@ pub(crate) fn check(dir: &Path, entry: &FileEntry) -> Result<PathBuf, StoreError
             entry.crc32
         )));
     }
-    Ok(path)
+    Ok(())
 }
 
 // ---- vectors file -------------------------------------------------------------

@@ -8,6 +8,7 @@
 //!   vectors.<gen>.f32        magic + version + shape header, f32 rows, crc32 footer
 //!   graph.<gen>.hnsw.graph   hnsw_rs dump of the graph (its data ids are vector rows)
 //!   graph.<gen>.hnsw.data    hnsw_rs dump of the vectors the graph holds
+//!   keyword.<gen>/           tantivy BM25 index of the same texts (its `row` field is the vector row)
 //! ```
 //!
 //! A commit writes generation `gen+1` under new names (each through a temp
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Paper, TextTemplate};
 use crate::embed::{is_unit, ModelInfo};
-use crate::index::{HnswIndex, HnswParams, IndexError};
+use crate::index::{HnswIndex, HnswParams, IndexError, KeywordIndex};
 
 pub use files::{FileEntry, Vectors};
 
@@ -69,6 +70,26 @@ pub struct ManifestFiles {
     pub vectors: FileEntry,
     pub graph: FileEntry,
     pub graph_data: FileEntry,
+    /// The keyword index folder and every file in it.
+    pub keyword_dir: String,
+    pub keyword: Vec<FileEntry>,
+}
+
+impl ManifestFiles {
+    /// Every file, with its path relative to the library folder.
+    fn all(&self) -> Vec<(String, &FileEntry)> {
+        let mut v: Vec<(String, &FileEntry)> =
+            [&self.papers, &self.vectors, &self.graph, &self.graph_data]
+                .into_iter()
+                .map(|e| (e.name.clone(), e))
+                .collect();
+        v.extend(
+            self.keyword
+                .iter()
+                .map(|e| (format!("{}/{}", self.keyword_dir, e.name), e)),
+        );
+        v
+    }
 }
 
 /// What `manifest.json` holds.
@@ -103,6 +124,7 @@ pub struct Library {
     rows_by_id: HashMap<String, usize>,
     vectors: Vectors,
     index: HnswIndex,
+    keyword: KeywordIndex,
 }
 
 impl Library {
@@ -111,10 +133,11 @@ impl Library {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let manifest = read_manifest(dir)?;
         let f = &manifest.files;
-        let papers_path = files::check(dir, &f.papers)?;
-        let vectors_path = files::check(dir, &f.vectors)?;
-        files::check(dir, &f.graph)?;
-        files::check(dir, &f.graph_data)?;
+        for (rel, entry) in f.all() {
+            files::check(&dir.join(rel), entry)?;
+        }
+        let papers_path = dir.join(&f.papers.name);
+        let vectors_path = dir.join(&f.vectors.name);
 
         let papers = read_papers(&papers_path, manifest.papers)?;
         let vectors = Vectors::open(&vectors_path, manifest.dim, manifest.papers)?;
@@ -145,6 +168,7 @@ impl Library {
                 ),
             });
         }
+        let keyword = KeywordIndex::open(&dir.join(&f.keyword_dir))?;
         Ok(Library {
             dir: dir.to_path_buf(),
             manifest,
@@ -152,25 +176,29 @@ impl Library {
             rows_by_id,
             vectors,
             index,
+            keyword,
         })
     }
 
     /// Writes a new generation of the library at `dir` holding exactly
-    /// `papers` with `vectors` (row i is paper i), then builds its index.
+    /// `papers` with `vectors` and embedded `texts` (row i is paper i), then
+    /// builds its indexes.
     /// Every vector must be unit length: a zero or NaN vector never reaches
     /// the index.
     pub fn commit(
         dir: &Path,
         papers: &[Paper],
+        texts: &[String],
         vectors: &[f32],
         spec: &CommitSpec,
         progress: &dyn Fn(&str),
     ) -> Result<Manifest, StoreError> {
         let dim = spec.model.dim;
-        if dim == 0 || vectors.len() != papers.len() * dim {
+        if dim == 0 || vectors.len() != papers.len() * dim || texts.len() != papers.len() {
             return Err(StoreError::Invalid(format!(
-                "{} papers but {} floats for dim {dim}",
+                "{} papers, {} texts, {} floats for dim {dim}",
                 papers.len(),
+                texts.len(),
                 vectors.len()
             )));
         }
@@ -213,6 +241,22 @@ impl Library {
         let graph_entry = files::entry_of(&graph)?;
         let graph_data_entry = files::entry_of(&graph_data)?;
         files::failpoint("after-graph");
+
+        progress("building the keyword index");
+        let keyword_dir = format!("keyword.{generation}");
+        let kdir = dir.join(&keyword_dir);
+        fs::create_dir_all(&kdir).map_err(files::io_err(&kdir))?;
+        KeywordIndex::build(&kdir, texts)?;
+        let mut keyword = Vec::new();
+        for e in fs::read_dir(&kdir).map_err(files::io_err(&kdir))? {
+            let path = e.map_err(files::io_err(&kdir))?.path();
+            // tantivy's lock files are empty and come and go; not data.
+            if path.is_file() && !files::file_name(&path).ends_with(".lock") {
+                keyword.push(files::entry_of(&path)?);
+            }
+        }
+        keyword.sort_by(|a, b| a.name.cmp(&b.name));
+        files::sync_dir(&kdir)?;
         files::sync_dir(dir)?;
 
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -234,6 +278,8 @@ impl Library {
                 vectors: vectors_entry,
                 graph: graph_entry,
                 graph_data: graph_data_entry,
+                keyword_dir,
+                keyword,
             },
         };
         files::write_atomic(&dir.join(MANIFEST), |w| {
@@ -278,13 +324,13 @@ impl Library {
         &self.index
     }
 
+    pub fn keyword(&self) -> &KeywordIndex {
+        &self.keyword
+    }
+
     /// Bytes the library's current files take on disk.
     pub fn disk_bytes(&self) -> u64 {
-        let f = &self.manifest.files;
-        [&f.papers, &f.vectors, &f.graph, &f.graph_data]
-            .iter()
-            .map(|e| e.bytes)
-            .sum()
+        self.manifest.files.all().iter().map(|(_, e)| e.bytes).sum()
     }
 }
 
@@ -363,13 +409,14 @@ fn read_papers(path: &Path, expected: usize) -> Result<Vec<Paper>, StoreError> {
 /// retry writes (and hnsw_rs dumps) under the same names.
 fn clear_generation(dir: &Path, generation: u64) {
     let prefixes = ["papers", "vectors", "graph"].map(|p| format!("{p}.{generation}."));
+    let keyword = format!("keyword.{generation}");
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        if prefixes.iter().any(|p| name.starts_with(p)) {
-            let _ = fs::remove_file(e.path());
+        if name == keyword || prefixes.iter().any(|p| name.starts_with(p)) {
+            remove_any(&e.path());
         }
     }
 }
@@ -382,7 +429,10 @@ fn remove_stale(dir: &Path, current: &Manifest, previous: Option<&Manifest>) {
         .flatten()
         .flat_map(|m| {
             let f = &m.files;
-            [&f.papers, &f.vectors, &f.graph, &f.graph_data].map(|e| e.name.as_str())
+            [&f.papers, &f.vectors, &f.graph, &f.graph_data]
+                .map(|e| e.name.as_str())
+                .into_iter()
+                .chain([f.keyword_dir.as_str()])
         })
         .collect();
     let Ok(entries) = fs::read_dir(dir) else {
@@ -390,12 +440,20 @@ fn remove_stale(dir: &Path, current: &Manifest, previous: Option<&Manifest>) {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let ours = ["papers.", "vectors.", "graph."]
+        let ours = ["papers.", "vectors.", "graph.", "keyword."]
             .iter()
             .any(|p| name.starts_with(p))
             || name.ends_with(".tmp");
         if ours && !keep.contains(&name.as_str()) {
-            let _ = fs::remove_file(e.path());
+            remove_any(&e.path());
         }
     }
+}
+
+fn remove_any(path: &Path) {
+    let _ = if path.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
 }

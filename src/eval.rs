@@ -1,0 +1,354 @@
+//! Retrieval quality: BEIR-style query sets and paper-to-paper judgements,
+//! scored with the trec_eval definitions (linear gain nDCG, recall, MRR, MAP).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::embed::{is_unit, EmbedError, Embedder};
+use crate::index::Neighbor;
+use crate::query::{rank, Mode, Options, QueryError, Strategy};
+use crate::store::Library;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: {reason}", path.display())]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{}: no judged queries found", path.display())]
+    NoQueries { path: PathBuf },
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+}
+
+/// Relevance judgements: query id → document id → grade.
+pub type Qrels = HashMap<String, HashMap<String, i32>>;
+
+/// Depth of every ranking scored (Recall@100 needs 100).
+pub const DEPTH: usize = 100;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Metrics {
+    #[serde(rename = "ndcg@10")]
+    pub ndcg10: f64,
+    #[serde(rename = "ndcg@20")]
+    pub ndcg20: f64,
+    #[serde(rename = "recall@100")]
+    pub recall100: f64,
+    #[serde(rename = "mrr@10")]
+    pub mrr10: f64,
+    #[serde(rename = "map@100")]
+    pub map100: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeResult {
+    pub mode: Mode,
+    pub queries: usize,
+    #[serde(flatten)]
+    pub metrics: Metrics,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EvalError + '_ {
+    move |source| EvalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Reads a qrels file: TSV `query-id corpus-id score` (BEIR, with a header)
+/// or whitespace-separated `qid docid grade` / TREC `qid 0 docid grade`.
+pub fn read_qrels(path: &Path) -> Result<Qrels, EvalError> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut qrels: Qrels = HashMap::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io(path))?;
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.is_empty() || (i == 0 && f[0] == "query-id") {
+            continue;
+        }
+        let (q, d, g) = match f.as_slice() {
+            [q, d, g] => (q, d, g),
+            [q, _, d, g] => (q, d, g),
+            _ => {
+                return Err(EvalError::Parse {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    reason: format!("expected 3 or 4 fields, found {}", f.len()),
+                })
+            }
+        };
+        let g: i32 = g.parse().map_err(|_| EvalError::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason: format!("relevance {g:?} is not an integer"),
+        })?;
+        qrels
+            .entry(q.to_string())
+            .or_default()
+            .insert(d.to_string(), g);
+    }
+    Ok(qrels)
+}
+
+/// Reads BEIR `queries.jsonl` (`_id`, `text`).
+pub fn read_beir_queries(path: &Path) -> Result<Vec<(String, String)>, EvalError> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(io(path))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |reason: String| EvalError::Parse {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        };
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+        let id = v["_id"]
+            .as_str()
+            .ok_or_else(|| bad("field \"_id\" missing or not a string".into()))?;
+        let text = v["text"]
+            .as_str()
+            .ok_or_else(|| bad("field \"text\" missing or not a string".into()))?;
+        out.push((id.to_string(), text.to_string()));
+    }
+    Ok(out)
+}
+
+/// trec_eval's measures for one ranking (`ranked` doc ids, best first).
+pub fn score(ranked: &[&str], judged: &HashMap<String, i32>) -> Metrics {
+    let rel = |d: &str| judged.get(d).copied().unwrap_or(0).max(0) as f64;
+    let mut ideal: Vec<f64> = judged
+        .values()
+        .filter(|&&g| g > 0)
+        .map(|&g| g as f64)
+        .collect();
+    ideal.sort_by(|a, b| b.total_cmp(a));
+    let dcg = |gains: &mut dyn Iterator<Item = f64>, k: usize| -> f64 {
+        gains
+            .take(k)
+            .enumerate()
+            .map(|(i, g)| g / ((i + 2) as f64).log2())
+            .sum()
+    };
+    let ndcg = |k: usize| {
+        let idcg = dcg(&mut ideal.iter().copied(), k);
+        if idcg == 0.0 {
+            0.0
+        } else {
+            dcg(&mut ranked.iter().map(|d| rel(d)), k) / idcg
+        }
+    };
+    let n_rel = ideal.len() as f64;
+    let top100 = &ranked[..ranked.len().min(100)];
+    let found = top100.iter().filter(|d| rel(d) > 0.0).count() as f64;
+    let mrr = ranked
+        .iter()
+        .take(10)
+        .position(|d| rel(d) > 0.0)
+        .map_or(0.0, |i| 1.0 / (i + 1) as f64);
+    let mut hits = 0.0;
+    let mut ap = 0.0;
+    for (i, d) in top100.iter().enumerate() {
+        if rel(d) > 0.0 {
+            hits += 1.0;
+            ap += hits / (i + 1) as f64;
+        }
+    }
+    Metrics {
+        ndcg10: ndcg(10),
+        ndcg20: ndcg(20),
+        recall100: if n_rel > 0.0 { found / n_rel } else { 0.0 },
+        mrr10: mrr,
+        map100: if n_rel > 0.0 { ap / n_rel } else { 0.0 },
+    }
+}
+
+/// One query to run: its id, and what each mode needs.
+pub struct EvalQuery {
+    pub id: String,
+    pub text: Option<String>,
+    pub vector: Option<Vec<f32>>,
+    /// Rows never returned (the query paper itself in paper-to-paper runs).
+    pub exclude: Vec<usize>,
+}
+
+/// Embeds BEIR queries that have judgements, in one batch. With
+/// `ignore_identical_ids` (the BEIR toolkit's default) a document whose id
+/// equals the query's is never returned.
+pub fn beir_queries(
+    lib: &Library,
+    queries: &[(String, String)],
+    qrels: &Qrels,
+    embedder: &Embedder,
+    ignore_identical_ids: bool,
+) -> Result<Vec<EvalQuery>, EvalError> {
+    let judged: Vec<&(String, String)> = queries
+        .iter()
+        .filter(|(id, _)| qrels.contains_key(id))
+        .collect();
+    let texts: Vec<&str> = judged.iter().map(|(_, t)| t.as_str()).collect();
+    let (vectors, _) = embedder.embed(&texts, &|_| {})?;
+    let dim = embedder.info().dim;
+    Ok(judged
+        .iter()
+        .zip(vectors.chunks_exact(dim))
+        .map(|((id, text), v)| EvalQuery {
+            id: id.clone(),
+            text: Some(text.clone()),
+            vector: is_unit(v).then(|| v.to_vec()),
+            exclude: lib
+                .row_of(id)
+                .filter(|_| ignore_identical_ids)
+                .into_iter()
+                .collect(),
+        })
+        .collect())
+}
+
+/// Paper-to-paper queries: each judged query id is a library paper.
+pub fn paper_queries(lib: &Library, qrels: &Qrels) -> Vec<EvalQuery> {
+    let mut ids: Vec<&String> = qrels.keys().collect();
+    ids.sort();
+    ids.into_iter()
+        .filter_map(|id| {
+            let row = lib.row_of(id)?;
+            Some(EvalQuery {
+                id: id.clone(),
+                text: Some(crate::query::paper_text(lib, row)),
+                vector: Some(lib.vectors().row(row).to_vec()),
+                exclude: vec![row],
+            })
+        })
+        .collect()
+}
+
+/// Runs every query in `mode` (dense rankings exact, as the reference runs
+/// are) and scores it; appends TREC run lines to `run` when given.
+pub fn evaluate(
+    lib: &Library,
+    queries: &[EvalQuery],
+    qrels: &Qrels,
+    mode: Mode,
+    run: Option<&mut dyn Write>,
+) -> Result<ModeResult, EvalError> {
+    let opts = Options {
+        k: DEPTH,
+        mode,
+        strategy: Strategy::Exact,
+        ..Options::default()
+    };
+    let mut total = Metrics::default();
+    let mut lines = String::new();
+    for q in queries {
+        let ranked: Vec<Neighbor> = rank(
+            lib,
+            q.vector.as_deref(),
+            q.text.as_deref(),
+            DEPTH,
+            &opts,
+            &q.exclude,
+        )?;
+        let ids: Vec<&str> = ranked
+            .iter()
+            .map(|n| lib.papers()[n.row].id.as_str())
+            .collect();
+        let m = score(&ids, qrels.get(&q.id).unwrap_or(&HashMap::new()));
+        total.ndcg10 += m.ndcg10;
+        total.ndcg20 += m.ndcg20;
+        total.recall100 += m.recall100;
+        total.mrr10 += m.mrr10;
+        total.map100 += m.map100;
+        if run.is_some() {
+            for (i, (n, id)) in ranked.iter().zip(&ids).enumerate() {
+                lines.push_str(&format!(
+                    "{} Q0 {id} {} {:.6} papersim-{mode}\n",
+                    q.id,
+                    i + 1,
+                    n.score
+                ));
+            }
+        }
+    }
+    if let Some(w) = run {
+        w.write_all(lines.as_bytes())
+            .map_err(io(Path::new("run file")))?;
+    }
+    let n = queries.len().max(1) as f64;
+    Ok(ModeResult {
+        mode,
+        queries: queries.len(),
+        metrics: Metrics {
+            ndcg10: total.ndcg10 / n,
+            ndcg20: total.ndcg20 / n,
+            recall100: total.recall100 / n,
+            mrr10: total.mrr10 / n,
+            map100: total.map100 / n,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(pairs: &[(&str, i32)]) -> HashMap<String, i32> {
+        pairs.iter().map(|(d, g)| (d.to_string(), *g)).collect()
+    }
+
+    #[test]
+    fn perfect_ranking_scores_one() {
+        let j = judged(&[("a", 1), ("b", 1)]);
+        let m = score(&["a", "b", "c"], &j);
+        assert!((m.ndcg10 - 1.0).abs() < 1e-12);
+        assert_eq!(m.recall100, 1.0);
+        assert_eq!(m.mrr10, 1.0);
+        assert!((m.map100 - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn measures_match_hand_computed_values() {
+        // Relevant: a (grade 2), b (grade 1); ranking x, a, y, b.
+        let j = judged(&[("a", 2), ("b", 1), ("z", 0)]);
+        let m = score(&["x", "a", "y", "b"], &j);
+        let dcg = 2.0 / 3f64.log2() + 1.0 / 5f64.log2();
+        let idcg = 2.0 + 1.0 / 3f64.log2();
+        assert!((m.ndcg10 - dcg / idcg).abs() < 1e-12);
+        assert_eq!(m.mrr10, 0.5);
+        assert!((m.map100 - (0.5 + 0.5) / 2.0).abs() < 1e-12);
+        assert_eq!(m.recall100, 1.0);
+        let none = score(&["x"], &j);
+        assert_eq!(none, Metrics::default());
+    }
+
+    #[test]
+    fn qrels_read_beir_and_trec_layouts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("q.tsv");
+        std::fs::write(
+            &p,
+            "query-id\tcorpus-id\tscore\n1\t31715818\t1\nq2 0 d9 2\n",
+        )
+        .unwrap();
+        let q = read_qrels(&p).unwrap();
+        assert_eq!(q["1"]["31715818"], 1);
+        assert_eq!(q["q2"]["d9"], 2);
+        std::fs::write(&p, "1 2\n").unwrap();
+        let err = read_qrels(&p).unwrap_err().to_string();
+        assert!(err.contains("q.tsv:1:"), "{err}");
+    }
+}

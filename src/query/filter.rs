@@ -1,0 +1,119 @@
+//! Which papers a query may return: date range, categories, excluded ids.
+
+use crate::corpus::Paper;
+
+/// An empty filter keeps everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// `YYYY`, `YYYY-MM` or `YYYY-MM-DD`, inclusive.
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// Any of these; `cs` matches `cs.CL`, `cs.CL` matches only itself.
+    pub categories: Vec<String>,
+}
+
+/// Validates a `YYYY[-MM[-DD]]` bound.
+pub fn parse_date_bound(s: &str) -> Result<String, String> {
+    let parts: Vec<&str> = s.split('-').collect();
+    let widths = [4, 2, 2];
+    let ok = !parts.is_empty()
+        && parts.len() <= 3
+        && parts
+            .iter()
+            .zip(widths)
+            .all(|(p, w)| p.len() == w && p.bytes().all(|b| b.is_ascii_digit()));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a date: expected YYYY, YYYY-MM or YYYY-MM-DD"
+        ))
+    }
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        self.since.is_none() && self.until.is_none() && self.categories.is_empty()
+    }
+
+    pub fn keep(&self, p: &Paper) -> bool {
+        if self.since.is_some() || self.until.is_some() {
+            // Papers without a date cannot be placed in a range.
+            let Some(date) = p.date.as_deref() else {
+                return false;
+            };
+            // Compare at the bound's precision: "2020-05-01" is within
+            // since "2020" and until "2020-05".
+            let at = |bound: &str| date.get(..bound.len()).unwrap_or(date).to_string();
+            if let Some(s) = &self.since {
+                if at(s).as_str() < s.as_str() {
+                    return false;
+                }
+            }
+            if let Some(u) = &self.until {
+                if at(u).as_str() > u.as_str() {
+                    return false;
+                }
+            }
+        }
+        self.categories.is_empty()
+            || p.categories.iter().any(|c| {
+                self.categories.iter().any(|want| {
+                    c == want
+                        || c.strip_prefix(want.as_str())
+                            .is_some_and(|r| r.starts_with('.'))
+                })
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paper(date: Option<&str>, cats: &[&str]) -> Paper {
+        Paper {
+            id: "x".into(),
+            title: "t".into(),
+            abstract_text: "a".into(),
+            authors: vec![],
+            categories: cats.iter().map(|s| s.to_string()).collect(),
+            date: date.map(str::to_string),
+            url: None,
+        }
+    }
+
+    #[test]
+    fn date_bounds_are_inclusive_at_their_precision() {
+        let f = Filter {
+            since: Some("2020".into()),
+            until: Some("2021-03".into()),
+            ..Filter::default()
+        };
+        assert!(f.keep(&paper(Some("2020-01-01"), &[])));
+        assert!(f.keep(&paper(Some("2021-03-31"), &[])));
+        assert!(!f.keep(&paper(Some("2021-04-01"), &[])));
+        assert!(!f.keep(&paper(Some("2019-12-31"), &[])));
+        assert!(!f.keep(&paper(None, &[])));
+    }
+
+    #[test]
+    fn categories_match_exactly_or_by_archive() {
+        let f = Filter {
+            categories: vec!["cs".into(), "stat.ML".into()],
+            ..Filter::default()
+        };
+        assert!(f.keep(&paper(None, &["cs.CL"])));
+        assert!(f.keep(&paper(None, &["math.OC", "stat.ML"])));
+        assert!(!f.keep(&paper(None, &["csx.AB", "stat.ME"])));
+    }
+
+    #[test]
+    fn date_bounds_are_validated() {
+        assert!(parse_date_bound("2020").is_ok());
+        assert!(parse_date_bound("2020-05-01").is_ok());
+        assert!(parse_date_bound("20").is_err());
+        assert!(parse_date_bound("2020/05").is_err());
+        assert!(parse_date_bound("2020-5").is_err());
+    }
+}
