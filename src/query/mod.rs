@@ -104,8 +104,12 @@ pub const EXACT_MAX_PAPERS: usize = 10_000;
 /// nodes and could come back with fewer than k.
 const SELECTIVE_FILTER: usize = 20;
 
-/// Reciprocal-rank fusion constant (Cormack et al. 2009); measured on
-/// SciFact, values from 10 to 100 change nDCG@10 by less than 0.005.
+/// Reciprocal-rank fusion constant (Cormack et al. 2009). Measured on the
+/// SciFact test split (nDCG@10): k = 10, 30, 60, 100 give 0.7218, 0.7206,
+/// 0.7175, 0.7155. A min-max normalised score mix gives 0.7230, 0.7279,
+/// 0.7027 at dense weight 0.3, 0.5, 0.7: a hair better at its best weight,
+/// but that weight has to be tuned per corpus (it was tuned on the test
+/// split here), while RRF has nothing to tune. So: RRF, the usual k.
 const RRF_K: f32 = 60.0;
 
 /// How deep each ranking is read before fusion.
