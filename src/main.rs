@@ -16,7 +16,7 @@ use papersim::index::HnswParams;
 use papersim::pipeline::{self, BuildOptions, Progress};
 use papersim::query::{self, Filter, Mode, Options, RelatedRequest, Strategy};
 use papersim::report::{self, Format as OutFormat};
-use papersim::store::Library;
+use papersim::store::{self, Library};
 
 // glibc malloc churns on candle's many short-lived tensors (measured +15-25%
 // throughput with mimalloc on this machine).
@@ -62,6 +62,9 @@ enum Command {
     Embed(EmbedArgs),
     /// Show a library's manifest: model, size, index parameters.
     Info(InfoArgs),
+    /// Check every file of a library (exit 1 when something is damaged);
+    /// --repair rebuilds a damaged graph or keyword index from the stored vectors.
+    Verify(VerifyArgs),
 }
 
 #[derive(Args)]
@@ -269,6 +272,17 @@ struct EmbedArgs {
 }
 
 #[derive(Args)]
+struct VerifyArgs {
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// When only the HNSW graph or keyword index is damaged, rebuild them.
+    #[arg(long)]
+    repair: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct InfoArgs {
     #[arg(long, value_name = "DIR")]
     library: PathBuf,
@@ -293,6 +307,7 @@ fn main() -> ExitCode {
         Command::Eval(a) => eval(a),
         Command::Embed(a) => embed(a),
         Command::Info(a) => info(a),
+        Command::Verify(a) => verify(a),
     };
     match result {
         Ok(code) => code,
@@ -647,4 +662,38 @@ fn info(a: InfoArgs) -> Result<ExitCode> {
         print!("{}", report::library_info(&lib));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn verify(a: VerifyArgs) -> Result<ExitCode> {
+    let mut report = store::verify(&a.library)?;
+    let mut repaired = false;
+    if a.repair && report.repairable {
+        let spinner = spinner("rebuilding the indexes from the stored vectors");
+        store::repair(&a.library, &|s| spinner.set_message(s.to_string()))?;
+        spinner.finish_and_clear();
+        repaired = true;
+        report = store::verify(&a.library)?;
+    }
+    if a.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["repaired"] = repaired.into();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", report::verify_report(&report));
+        if repaired {
+            println!(
+                "repaired: rebuilt the graph and keyword index (generation {})",
+                report.generation
+            );
+        } else if report.repairable {
+            println!("only the indexes are damaged: `papersim verify --library {} --repair` rebuilds them", a.library.display());
+        } else if !report.ok {
+            println!("papers or vectors are damaged: rebuild the library with `papersim build`");
+        }
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

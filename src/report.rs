@@ -5,7 +5,7 @@ use std::fmt::Write;
 use crate::eval::ModeResult;
 use crate::pipeline::BuildReport;
 use crate::query::Hit;
-use crate::store::Library;
+use crate::store::{Library, VerifyReport};
 
 /// Cuts `s` to at most `max` characters, marking the cut with "…".
 pub fn ellipsize(s: &str, max: usize) -> String {
@@ -329,6 +329,38 @@ pub fn eval_table(results: &[(String, ModeResult)]) -> String {
             m.map100
         );
     }
+    out
+}
+
+/// One line per check: ok or the problem.
+pub fn verify_report(r: &VerifyReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "library {} (generation {}, {} papers)",
+        r.library.display(),
+        r.generation,
+        r.papers
+    );
+    for c in &r.checks {
+        match &c.problem {
+            None => {
+                let _ = writeln!(out, "  ok    {}: {}", c.file, c.what);
+            }
+            Some(p) => {
+                let _ = writeln!(out, "  FAIL  {}: {}: {p}", c.file, c.what);
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        if r.ok {
+            "all checks passed"
+        } else {
+            "library is damaged"
+        }
+    );
     out
 }
 

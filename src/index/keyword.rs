@@ -77,6 +77,15 @@ impl KeywordIndex {
         })
     }
 
+    /// Documents (papers) indexed.
+    pub fn len(&self) -> usize {
+        self.reader.searcher().num_docs() as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The analysed terms of `text` (lowercased, stemmed, stop words kept as
     /// the analyser keeps them), deduplicated in order.
     pub fn terms(&self, text: &str) -> Vec<String> {

@@ -19,6 +19,7 @@
 //! read the old manifest a moment ago still finds its files.
 
 mod files;
+mod verify;
 
 use std::collections::HashMap;
 use std::fs;
@@ -32,6 +33,7 @@ use crate::embed::{is_unit, ModelInfo};
 use crate::index::{HnswIndex, HnswParams, IndexError, KeywordIndex};
 
 pub use files::{FileEntry, Vectors};
+pub use verify::{repair, verify, Check, VerifyReport};
 
 pub const MANIFEST: &str = "manifest.json";
 pub const FORMAT_NAME: &str = "papersim-library";
@@ -107,6 +109,18 @@ pub struct Manifest {
     pub created: String,
     pub updated: String,
     pub files: ManifestFiles,
+    /// crc32 of this manifest serialised with `checksum` = 0: catches a
+    /// damaged manifest that is still valid JSON.
+    #[serde(default)]
+    pub checksum: u32,
+}
+
+impl Manifest {
+    fn compute_checksum(&self) -> u32 {
+        let mut m = self.clone();
+        m.checksum = 0;
+        crc32fast::hash(&serde_json::to_vec(&m).unwrap_or_default())
+    }
 }
 
 /// What a commit needs besides the papers and vectors.
@@ -132,43 +146,17 @@ impl Library {
     /// file's size and checksum, before anything reads their contents.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let manifest = read_manifest(dir)?;
-        let f = &manifest.files;
-        for (rel, entry) in f.all() {
+        for (rel, entry) in manifest.files.all() {
             files::check(&dir.join(rel), entry)?;
         }
-        let papers_path = dir.join(&f.papers.name);
-        let vectors_path = dir.join(&f.vectors.name);
-
-        let papers = read_papers(&papers_path, manifest.papers)?;
-        let vectors = Vectors::open(&vectors_path, manifest.dim, manifest.papers)?;
+        let (papers, vectors) = load_data(dir, &manifest)?;
+        let index = load_graph(dir, &manifest)?;
+        let keyword = load_keyword(dir, &manifest)?;
         let rows_by_id = papers
             .iter()
             .enumerate()
             .map(|(i, p)| (p.id.clone(), i))
             .collect();
-        let basename =
-            f.graph
-                .name
-                .strip_suffix(".hnsw.graph")
-                .ok_or_else(|| StoreError::BadManifest {
-                    path: dir.join(MANIFEST),
-                    reason: format!(
-                        "files.graph.name {:?} does not end in .hnsw.graph",
-                        f.graph.name
-                    ),
-                })?;
-        let index = HnswIndex::load(dir, basename, manifest.index)?;
-        if index.len() != manifest.papers {
-            return Err(StoreError::Corrupt {
-                path: dir.join(&f.graph.name),
-                reason: format!(
-                    "graph holds {} points, the manifest says {}",
-                    index.len(),
-                    manifest.papers
-                ),
-            });
-        }
-        let keyword = KeywordIndex::open(&dir.join(&f.keyword_dir))?;
         Ok(Library {
             dir: dir.to_path_buf(),
             manifest,
@@ -217,79 +205,29 @@ impl Library {
         let generation = previous.as_ref().map_or(0, |m| m.generation) + 1;
         clear_generation(dir, generation);
 
-        progress("writing papers");
-        let papers_entry =
-            files::write_atomic(&dir.join(format!("papers.{generation}.jsonl")), |w| {
-                for p in papers {
-                    serde_json::to_writer(&mut *w, p)?;
-                    w.write_all(b"\n")?;
-                }
-                Ok(())
-            })?;
-        files::failpoint("after-papers");
-        progress("writing vectors");
-        let vectors_entry =
-            files::write_vectors(&dir.join(format!("vectors.{generation}.f32")), vectors, dim)?;
-        files::failpoint("after-vectors");
-
-        progress("building the HNSW index");
-        let index = HnswIndex::build(vectors, dim, spec.index);
-        progress("writing the index");
-        // hnsw_rs writes straight to its final names; they are new names no
-        // manifest points to yet, and are synced before the manifest is.
-        let [graph, graph_data] = index.dump(dir, &format!("graph.{generation}"))?;
-        let graph_entry = files::entry_of(&graph)?;
-        let graph_data_entry = files::entry_of(&graph_data)?;
-        files::failpoint("after-graph");
-
-        progress("building the keyword index");
-        let keyword_dir = format!("keyword.{generation}");
-        let kdir = dir.join(&keyword_dir);
-        fs::create_dir_all(&kdir).map_err(files::io_err(&kdir))?;
-        KeywordIndex::build(&kdir, texts)?;
-        let mut keyword = Vec::new();
-        for e in fs::read_dir(&kdir).map_err(files::io_err(&kdir))? {
-            let path = e.map_err(files::io_err(&kdir))?.path();
-            // tantivy's lock files are empty and come and go; not data.
-            if path.is_file() && !files::file_name(&path).ends_with(".lock") {
-                keyword.push(files::entry_of(&path)?);
+        match write_generation(
+            dir,
+            generation,
+            previous.as_ref(),
+            papers,
+            texts,
+            vectors,
+            spec,
+            progress,
+        ) {
+            Ok(manifest) => {
+                files::failpoint("after-manifest");
+                remove_stale(dir, &manifest, previous.as_ref());
+                Ok(manifest)
+            }
+            Err(e) => {
+                // Out of disk, or any other failure: leave no partial
+                // generation behind. The old manifest was never touched.
+                clear_generation(dir, generation);
+                let _ = fs::remove_file(files::tmp_name(&dir.join(MANIFEST)));
+                Err(e)
             }
         }
-        keyword.sort_by(|a, b| a.name.cmp(&b.name));
-        files::sync_dir(&kdir)?;
-        files::sync_dir(dir)?;
-
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        let manifest = Manifest {
-            format: FORMAT_NAME.into(),
-            format_version: FORMAT_VERSION,
-            generation,
-            model: spec.model.clone(),
-            text_template: spec.text_template.clone(),
-            papers: papers.len(),
-            dim,
-            index: spec.index,
-            created: previous
-                .as_ref()
-                .map_or_else(|| now.clone(), |m| m.created.clone()),
-            updated: now,
-            files: ManifestFiles {
-                papers: papers_entry,
-                vectors: vectors_entry,
-                graph: graph_entry,
-                graph_data: graph_data_entry,
-                keyword_dir,
-                keyword,
-            },
-        };
-        files::write_atomic(&dir.join(MANIFEST), |w| {
-            serde_json::to_writer_pretty(&mut *w, &manifest)?;
-            w.write_all(b"\n")
-        })?;
-        files::sync_dir(dir)?;
-        files::failpoint("after-manifest");
-        remove_stale(dir, &manifest, previous.as_ref());
-        Ok(manifest)
     }
 
     pub fn dir(&self) -> &Path {
@@ -334,6 +272,138 @@ impl Library {
     }
 }
 
+/// Writes every file of `generation`, then the manifest that points to them.
+#[allow(clippy::too_many_arguments)]
+fn write_generation(
+    dir: &Path,
+    generation: u64,
+    previous: Option<&Manifest>,
+    papers: &[Paper],
+    texts: &[String],
+    vectors: &[f32],
+    spec: &CommitSpec,
+    progress: &dyn Fn(&str),
+) -> Result<Manifest, StoreError> {
+    let dim = spec.model.dim;
+    progress("writing papers");
+    let papers_entry = files::write_atomic(&dir.join(format!("papers.{generation}.jsonl")), |w| {
+        for p in papers {
+            serde_json::to_writer(&mut *w, p)?;
+            w.write_all(b"\n")?;
+        }
+        Ok(())
+    })?;
+    files::failpoint("after-papers");
+    progress("writing vectors");
+    let vectors_entry =
+        files::write_vectors(&dir.join(format!("vectors.{generation}.f32")), vectors, dim)?;
+    files::failpoint("after-vectors");
+
+    progress("building the HNSW index");
+    let index = HnswIndex::build(vectors, dim, spec.index);
+    progress("writing the index");
+    // hnsw_rs writes straight to its final names; they are new names no
+    // manifest points to yet, and are synced before the manifest is.
+    let [graph, graph_data] = index.dump(dir, &format!("graph.{generation}"))?;
+    let graph_entry = files::entry_of(&graph)?;
+    let graph_data_entry = files::entry_of(&graph_data)?;
+    files::failpoint("after-graph");
+
+    progress("building the keyword index");
+    let keyword_dir = format!("keyword.{generation}");
+    let kdir = dir.join(&keyword_dir);
+    fs::create_dir_all(&kdir).map_err(files::io_err(&kdir))?;
+    KeywordIndex::build(&kdir, texts)?;
+    let mut keyword = Vec::new();
+    for e in fs::read_dir(&kdir).map_err(files::io_err(&kdir))? {
+        let path = e.map_err(files::io_err(&kdir))?.path();
+        // tantivy's lock files are empty and come and go; not data.
+        if path.is_file() && !files::file_name(&path).ends_with(".lock") {
+            keyword.push(files::entry_of(&path)?);
+        }
+    }
+    keyword.sort_by(|a, b| a.name.cmp(&b.name));
+    files::sync_dir(&kdir)?;
+    files::sync_dir(dir)?;
+
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut manifest = Manifest {
+        format: FORMAT_NAME.into(),
+        format_version: FORMAT_VERSION,
+        generation,
+        model: spec.model.clone(),
+        text_template: spec.text_template.clone(),
+        papers: papers.len(),
+        dim,
+        index: spec.index,
+        created: previous
+            .as_ref()
+            .map_or_else(|| now.clone(), |m| m.created.clone()),
+        updated: now,
+        files: ManifestFiles {
+            papers: papers_entry,
+            vectors: vectors_entry,
+            graph: graph_entry,
+            graph_data: graph_data_entry,
+            keyword_dir,
+            keyword,
+        },
+        checksum: 0,
+    };
+    manifest.checksum = manifest.compute_checksum();
+    files::write_atomic(&dir.join(MANIFEST), |w| {
+        serde_json::to_writer_pretty(&mut *w, &manifest)?;
+        w.write_all(b"\n")
+    })?;
+    files::sync_dir(dir)?;
+    Ok(manifest)
+}
+
+/// Papers and vectors, with their counts checked against the manifest.
+fn load_data(dir: &Path, m: &Manifest) -> Result<(Vec<Paper>, Vectors), StoreError> {
+    let papers = read_papers(&dir.join(&m.files.papers.name), m.papers)?;
+    let vectors = Vectors::open(&dir.join(&m.files.vectors.name), m.dim, m.papers)?;
+    Ok((papers, vectors))
+}
+
+fn load_graph(dir: &Path, m: &Manifest) -> Result<HnswIndex, StoreError> {
+    let name = &m.files.graph.name;
+    let basename = name
+        .strip_suffix(".hnsw.graph")
+        .ok_or_else(|| StoreError::BadManifest {
+            path: dir.join(MANIFEST),
+            reason: format!("files.graph.name {name:?} does not end in .hnsw.graph"),
+        })?;
+    let index = HnswIndex::load(dir, basename, m.index)?;
+    if index.len() != m.papers {
+        return Err(StoreError::Corrupt {
+            path: dir.join(name),
+            reason: format!(
+                "graph holds {} points, the manifest says {}",
+                index.len(),
+                m.papers
+            ),
+        });
+    }
+    Ok(index)
+}
+
+fn load_keyword(dir: &Path, m: &Manifest) -> Result<KeywordIndex, StoreError> {
+    let kdir = dir.join(&m.files.keyword_dir);
+    let keyword = KeywordIndex::open(&kdir)?;
+    if keyword.len() != m.papers {
+        return Err(StoreError::Corrupt {
+            path: kdir,
+            reason: format!(
+                "keyword index holds {} papers, the manifest says {}",
+                keyword.len(),
+                m.papers
+            ),
+        });
+    }
+    Ok(keyword)
+}
+
 /// Reads and validates `dir/manifest.json`.
 pub fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
     let path = dir.join(MANIFEST);
@@ -375,6 +445,14 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
     }
     let m: Manifest =
         serde_json::from_str(&text).map_err(|e| bad(format!("line {}: {e}", e.line())))?;
+    if m.checksum != m.compute_checksum() {
+        return Err(bad(format!(
+            "checksum {:08x} does not match its contents ({:08x}): the manifest is damaged; \
+             rebuild the library",
+            m.checksum,
+            m.compute_checksum()
+        )));
+    }
     if m.dim != m.model.dim {
         return Err(bad(format!(
             "dim {} disagrees with model.dim {}",

@@ -1,0 +1,147 @@
+//! `papersim verify`: check every file of a library, and rebuild the indexes
+//! from the stored papers and vectors when only the indexes are damaged.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::{
+    files, load_data, load_graph, load_keyword, read_manifest, CommitSpec, Library, Manifest,
+    StoreError,
+};
+use crate::embed::is_unit;
+
+/// One check and its outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// The file or folder checked, relative to the library.
+    pub file: String,
+    pub what: String,
+    /// None when the check passed.
+    pub problem: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub library: PathBuf,
+    pub generation: u64,
+    pub papers: usize,
+    pub checks: Vec<Check>,
+    /// Every check passed.
+    pub ok: bool,
+    /// Only the graph or keyword index is damaged: `--repair` can rebuild
+    /// them from the intact papers and vectors.
+    pub repairable: bool,
+}
+
+fn check(file: &str, what: &str, r: Result<(), String>) -> Check {
+    Check {
+        file: file.to_string(),
+        what: what.to_string(),
+        problem: r.err(),
+    }
+}
+
+/// Checks the manifest (format, version, its own checksum), every file's
+/// size and crc32, that papers parse and ids are unique, that every vector
+/// is unit length, and that the graph and keyword index load and hold every
+/// paper. An unreadable manifest is an error; everything else is reported.
+pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
+    let m = read_manifest(dir)?;
+    let mut checks = Vec::new();
+    checks.push(check(super::MANIFEST, "format, version, checksum", Ok(())));
+    for (rel, entry) in m.files.all() {
+        checks.push(check(
+            &rel,
+            "size and crc32",
+            files::check(&dir.join(&rel), entry).map_err(|e| e.to_string()),
+        ));
+    }
+    let data_ok = match load_data(dir, &m) {
+        Ok((papers, vectors)) => {
+            let mut ids: Vec<&str> = papers.iter().map(|p| p.id.as_str()).collect();
+            ids.sort_unstable();
+            let dup = ids
+                .windows(2)
+                .find(|w| w[0] == w[1])
+                .map(|w| w[0].to_string());
+            let bad = (0..vectors.rows()).find(|&r| !is_unit(vectors.row(r)));
+            let ok = dup.is_none() && bad.is_none();
+            checks.push(check(
+                &m.files.papers.name,
+                "papers parse, ids unique",
+                dup.map_or(Ok(()), |d| Err(format!("duplicate id {d:?}"))),
+            ));
+            checks.push(check(
+                &m.files.vectors.name,
+                "every vector unit length",
+                bad.map_or(Ok(()), |r| Err(format!("row {r} is not unit length"))),
+            ));
+            ok
+        }
+        Err(e) => {
+            checks.push(check(
+                &m.files.papers.name,
+                "papers and vectors load",
+                Err(e.to_string()),
+            ));
+            false
+        }
+    };
+    // Parsers of damaged files are not run: hnsw_rs asserts on bad input.
+    let damaged = |prefix: &str| {
+        checks
+            .iter()
+            .any(|c| c.problem.is_some() && c.file.starts_with(prefix))
+    };
+    let not_loaded = || Err("not loaded: its files are damaged".to_string());
+    let graph = if damaged("graph.") {
+        not_loaded()
+    } else {
+        load_graph(dir, &m).map(|_| ()).map_err(|e| e.to_string())
+    };
+    let keyword = if damaged(&m.files.keyword_dir) {
+        not_loaded()
+    } else {
+        load_keyword(dir, &m).map(|_| ()).map_err(|e| e.to_string())
+    };
+    checks.push(check(
+        &m.files.graph.name,
+        "graph loads, holds every paper",
+        graph,
+    ));
+    checks.push(check(
+        &m.files.keyword_dir,
+        "keyword index opens, holds every paper",
+        keyword,
+    ));
+
+    let index_files =
+        |c: &Check| c.file.starts_with("graph.") || c.file.starts_with(&m.files.keyword_dir);
+    let failed: Vec<&Check> = checks.iter().filter(|c| c.problem.is_some()).collect();
+    Ok(VerifyReport {
+        library: dir.to_path_buf(),
+        generation: m.generation,
+        papers: m.papers,
+        ok: failed.is_empty(),
+        repairable: !failed.is_empty() && data_ok && failed.iter().all(|c| index_files(c)),
+        checks,
+    })
+}
+
+/// Rebuilds the graph and keyword index from the stored papers and vectors
+/// as a new generation (the damaged files are dropped by the commit).
+pub fn repair(dir: &Path, progress: &dyn Fn(&str)) -> Result<Manifest, StoreError> {
+    let m = read_manifest(dir)?;
+    for entry in [&m.files.papers, &m.files.vectors] {
+        files::check(&dir.join(&entry.name), entry)?;
+    }
+    let (papers, vectors) = load_data(dir, &m)?;
+    let texts: Vec<String> = papers.iter().map(|p| m.text_template.render(p)).collect();
+    let spec = CommitSpec {
+        model: &m.model,
+        text_template: &m.text_template,
+        index: m.index,
+    };
+    Library::commit(dir, &papers, &texts, vectors.as_slice(), &spec, progress)
+}

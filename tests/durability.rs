@@ -1,0 +1,372 @@
+//! Damaged libraries, killed builds and full disks: every damaged file is
+//! named in an error (never a panic or a wrong answer), a killed build leaves
+//! the old library or the new one, and a full disk leaves the old one.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Instant;
+
+use serde_json::Value;
+
+fn papersim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_papersim"))
+        .args(args)
+        .current_dir(common::root())
+        .output()
+        .expect("run papersim")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn build(lib: &Path, limit: &str) -> Output {
+    let corpus = common::root().join("data/hf-daily-papers.txt");
+    papersim(&[
+        "build",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--library",
+        lib.to_str().unwrap(),
+        "--limit",
+        limit,
+    ])
+}
+
+const QUERY: &str = "objective-mismatch-in-model-based-reinforcement-learning";
+
+/// The answer a library gives, or the error text.
+fn answer(lib: &Path) -> Result<Value, String> {
+    let o = papersim(&[
+        "similar",
+        "--library",
+        lib.to_str().unwrap(),
+        QUERY,
+        "-k",
+        "5",
+        "--json",
+    ]);
+    if o.status.success() {
+        Ok(serde_json::from_slice(&o.stdout).unwrap())
+    } else {
+        Err(stderr(&o))
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            copy_dir(&p, &to.join(e.file_name()));
+        } else {
+            std::fs::copy(&p, to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Every file the manifest names, plus the manifest, relative to the library.
+fn library_files(lib: &Path) -> Vec<String> {
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(lib.join("manifest.json")).unwrap()).unwrap();
+    let f = &m["files"];
+    let mut out = vec!["manifest.json".to_string()];
+    for k in ["papers", "vectors", "graph", "graph_data"] {
+        out.push(f[k]["name"].as_str().unwrap().to_string());
+    }
+    let kdir = f["keyword_dir"].as_str().unwrap();
+    for e in f["keyword"].as_array().unwrap() {
+        out.push(format!("{kdir}/{}", e["name"].as_str().unwrap()));
+    }
+    out
+}
+
+#[test]
+fn a_flipped_byte_or_truncation_in_any_file_is_named_never_a_panic() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    assert!(build(&lib, "61").status.success());
+    let good = answer(&lib).unwrap();
+    let files = library_files(&lib);
+    assert!(files.len() >= 8, "{files:?}");
+    for file in &files {
+        for damage in ["flip", "truncate"] {
+            let copy = tmp.path().join(format!("copy-{damage}"));
+            let _ = std::fs::remove_dir_all(&copy);
+            copy_dir(&lib, &copy);
+            let target = copy.join(file);
+            let mut bytes = std::fs::read(&target).unwrap();
+            if bytes.is_empty() {
+                continue;
+            }
+            match damage {
+                "flip" => {
+                    let i = bytes.len() / 2;
+                    bytes[i] ^= 0x01;
+                }
+                _ => bytes.truncate(bytes.len() / 2),
+            }
+            std::fs::write(&target, &bytes).unwrap();
+
+            let name = Path::new(file).file_name().unwrap().to_str().unwrap();
+            match answer(&copy) {
+                Ok(v) => panic!("{damage} of {file} went unnoticed: {v}"),
+                Err(e) => {
+                    assert!(!e.contains("panicked"), "{damage} {file}: {e}");
+                    assert!(
+                        e.contains(name),
+                        "{damage} of {file}: error does not name it: {e}"
+                    );
+                }
+            }
+            let v = papersim(&["verify", "--library", copy.to_str().unwrap()]);
+            assert_ne!(v.status.code(), Some(0), "verify passed a damaged {file}");
+            assert!(!stderr(&v).contains("panicked"), "{}", stderr(&v));
+        }
+    }
+    // The original still answers as before.
+    assert_eq!(answer(&lib).unwrap(), good);
+}
+
+#[test]
+fn verify_repair_rebuilds_a_damaged_graph_from_the_stored_vectors() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    assert!(build(&lib, "61").status.success());
+    let exact = |lib: &Path| {
+        let o = papersim(&[
+            "similar",
+            "--library",
+            lib.to_str().unwrap(),
+            QUERY,
+            "-k",
+            "5",
+            "--json",
+            "--mode",
+            "dense",
+            "--exact",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let before = exact(&lib);
+    let graph = lib.join(&library_files(&lib)[3]);
+    let mut bytes = std::fs::read(&graph).unwrap();
+    let i = bytes.len() / 3;
+    bytes[i] ^= 0xff;
+    std::fs::write(&graph, bytes).unwrap();
+
+    let v = papersim(&["verify", "--library", lib.to_str().unwrap(), "--json"]);
+    assert_eq!(v.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&v.stdout).unwrap();
+    assert_eq!(report["repairable"], true, "{report}");
+
+    let r = papersim(&[
+        "verify",
+        "--library",
+        lib.to_str().unwrap(),
+        "--repair",
+        "--json",
+    ]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let report: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(report["repaired"], true);
+    assert_eq!(report["ok"], true);
+    assert_eq!(exact(&lib), before);
+
+    // Damaged vectors cannot be repaired from themselves.
+    let vectors = lib.join(&library_files(&lib)[2]);
+    let mut bytes = std::fs::read(&vectors).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x10;
+    std::fs::write(&vectors, bytes).unwrap();
+    let r = papersim(&[
+        "verify",
+        "--library",
+        lib.to_str().unwrap(),
+        "--repair",
+        "--json",
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(report["repairable"], false);
+}
+
+/// xorshift64*, so the kill schedule is reproducible from the printed seed.
+struct Rng(u64);
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[test]
+fn sigkill_at_random_points_of_a_build_leaves_the_old_or_the_new_library() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let seed: u64 = std::env::var("PAPERSIM_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        })
+        | 1;
+    println!("kill schedule seed {seed} (rerun with PAPERSIM_KILL_SEED={seed})");
+    let mut rng = Rng(seed);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    // Old state: 30 papers. New state: all 61. Measure how long the new build takes.
+    assert!(build(&lib, "30").status.success());
+    let old = answer(&lib).unwrap();
+    let reference = tmp.path().join("reference");
+    let start = Instant::now();
+    assert!(build(&reference, "61").status.success());
+    let duration = start.elapsed();
+    let new = answer(&reference).unwrap();
+    assert_ne!(old, new);
+
+    let corpus = common::root().join("data/hf-daily-papers.txt");
+    let (mut saw_old, mut saw_new) = (0, 0);
+    for round in 0..20 {
+        // Kill anywhere from process start to a little past the usual end.
+        let at = duration.mul_f64(rng.next_f64() * 1.1);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_papersim"))
+            .args([
+                "build",
+                "--corpus",
+                corpus.to_str().unwrap(),
+                "--library",
+                lib.to_str().unwrap(),
+                "--limit",
+                "61",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(at);
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        let now = answer(&lib).unwrap_or_else(|e| {
+            panic!(
+                "round {round}, killed at {at:?} ({status:?}): library broken: {e} (seed {seed})"
+            )
+        });
+        if now == old {
+            saw_old += 1;
+        } else if now == new {
+            saw_new += 1;
+            // Back to the old state for the next round.
+            assert!(build(&lib, "30").status.success());
+        } else {
+            panic!("round {round}, killed at {at:?}: a mixed state (seed {seed}): {now}");
+        }
+        assert_eq!(answer(&lib).unwrap(), old);
+    }
+    println!("20 kills: {saw_old} left the old library, {saw_new} the new one");
+    // Stray files of killed builds are cleaned by the next commit.
+    assert!(build(&lib, "61").status.success());
+    let names: Vec<String> = std::fs::read_dir(&lib)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+}
+
+/// Mounts a small tmpfs (needs root, which CI has); None with a printed
+/// reason otherwise.
+struct Tmpfs(PathBuf);
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            Some(Tmpfs(dir.to_path_buf()))
+        } else {
+            common::require(
+                PathBuf::from("/nonexistent-tmpfs"),
+                "a mountable tmpfs",
+                "needs root",
+            );
+            None
+        }
+    }
+}
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_gives_a_clear_error_and_keeps_the_old_library() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(&tmp.path().join("small"), "4m") else {
+        return;
+    };
+    let lib = fs.0.join("lib");
+    assert!(build(&lib, "30").status.success());
+    let old = answer(&lib).unwrap();
+    // Fill the disk, leaving a few kilobytes.
+    let filler = fs.0.join("filler");
+    let free = {
+        let out = Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(&fs.0)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    std::fs::write(&filler, vec![0u8; free.saturating_sub(20_000) as usize]).unwrap();
+
+    let out = build(&lib, "61");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains(lib.to_str().unwrap()),
+        "error names no path: {err}"
+    );
+    assert_eq!(answer(&lib).unwrap(), old);
+    // Nothing of the failed generation is left behind.
+    let names: Vec<String> = std::fs::read_dir(&lib)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains(".2.") && n != "keyword.2" && !n.ends_with(".tmp")),
+        "{names:?}"
+    );
+    drop(fs);
+}
