@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::corpus::{self, CorpusError, Issue, Paper, ReadOptions, TextTemplate};
 use crate::embed::{is_unit, EmbedError, EmbedStats, Embedder};
 use crate::index::HnswParams;
-use crate::store::{CommitSpec, Library, Manifest, StoreError};
+use crate::store::{CommitSpec, Contents, Library, Manifest, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -127,14 +127,12 @@ pub fn build(
         text_template: &opts.template,
         index: opts.index,
     };
-    let manifest = Library::commit(
-        library,
-        &kept_papers,
-        &kept_texts,
-        &kept_vectors,
-        &spec,
-        &|s| progress(Progress::Stage(s)),
-    )?;
+    let contents = Contents {
+        papers: &kept_papers,
+        texts: &kept_texts,
+        vectors: &kept_vectors,
+    };
+    let manifest = Library::commit(library, contents, &spec, &|s| progress(Progress::Stage(s)))?;
     Ok(BuildReport {
         library: library.display().to_string(),
         corpus: corpus_path.display().to_string(),

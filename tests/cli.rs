@@ -2,46 +2,12 @@
 
 mod common;
 
+use common::{json, ok, papersim, papersim_env, stderr};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
-
-fn papersim(args: &[&str]) -> Output {
-    papersim_env(args, &[])
-}
-
-fn papersim_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_papersim"));
-    cmd.args(args).current_dir(common::root());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run papersim")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "papersim failed ({:?}):\n{}",
-        o.status,
-        stderr(&o)
-    );
-    o
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}):\n{}",
-            String::from_utf8_lossy(&o.stdout)
-        )
-    })
-}
 
 fn hf_daily() -> PathBuf {
     common::root().join("data/hf-daily-papers.txt")

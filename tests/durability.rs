@@ -4,23 +4,13 @@
 
 mod common;
 
+use common::{papersim, stderr};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use serde_json::Value;
-
-fn papersim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_papersim"))
-        .args(args)
-        .current_dir(common::root())
-        .output()
-        .expect("run papersim")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn build(lib: &Path, limit: &str) -> Output {
     let corpus = common::root().join("data/hf-daily-papers.txt");

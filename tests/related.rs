@@ -3,33 +3,12 @@
 
 mod common;
 
+use common::{json, ok, papersim};
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use serde_json::Value;
-
-fn papersim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_papersim"))
-        .args(args)
-        .current_dir(common::root())
-        .output()
-        .expect("run papersim")
-}
-
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "papersim failed ({:?}):\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).expect("JSON on stdout")
-}
 
 /// One library for the whole file (building it embeds 61 papers).
 fn library() -> Option<&'static str> {

@@ -123,7 +123,16 @@ impl Manifest {
     }
 }
 
-/// What a commit needs besides the papers and vectors.
+/// What a library holds, row by row: paper i, its embedded text, and
+/// vector i (`vectors[i*dim..(i+1)*dim]`).
+#[derive(Clone, Copy)]
+pub struct Contents<'a> {
+    pub papers: &'a [Paper],
+    pub texts: &'a [String],
+    pub vectors: &'a [f32],
+}
+
+/// What a commit needs besides the contents.
 pub struct CommitSpec<'a> {
     pub model: &'a ModelInfo,
     pub text_template: &'a TextTemplate,
@@ -169,18 +178,19 @@ impl Library {
     }
 
     /// Writes a new generation of the library at `dir` holding exactly
-    /// `papers` with `vectors` and embedded `texts` (row i is paper i), then
-    /// builds its indexes.
-    /// Every vector must be unit length: a zero or NaN vector never reaches
-    /// the index.
+    /// `contents`, then builds its indexes. Every vector must be unit
+    /// length: a zero or NaN vector never reaches the index.
     pub fn commit(
         dir: &Path,
-        papers: &[Paper],
-        texts: &[String],
-        vectors: &[f32],
+        contents: Contents,
         spec: &CommitSpec,
         progress: &dyn Fn(&str),
     ) -> Result<Manifest, StoreError> {
+        let Contents {
+            papers,
+            texts,
+            vectors,
+        } = contents;
         let dim = spec.model.dim;
         if dim == 0 || vectors.len() != papers.len() * dim || texts.len() != papers.len() {
             return Err(StoreError::Invalid(format!(
@@ -205,16 +215,7 @@ impl Library {
         let generation = previous.as_ref().map_or(0, |m| m.generation) + 1;
         clear_generation(dir, generation);
 
-        match write_generation(
-            dir,
-            generation,
-            previous.as_ref(),
-            papers,
-            texts,
-            vectors,
-            spec,
-            progress,
-        ) {
+        match write_generation(dir, generation, previous.as_ref(), contents, spec, progress) {
             Ok(manifest) => {
                 files::failpoint("after-manifest");
                 remove_stale(dir, &manifest, previous.as_ref());
@@ -273,14 +274,15 @@ impl Library {
 }
 
 /// Writes every file of `generation`, then the manifest that points to them.
-#[allow(clippy::too_many_arguments)]
 fn write_generation(
     dir: &Path,
     generation: u64,
     previous: Option<&Manifest>,
-    papers: &[Paper],
-    texts: &[String],
-    vectors: &[f32],
+    Contents {
+        papers,
+        texts,
+        vectors,
+    }: Contents,
     spec: &CommitSpec,
     progress: &dyn Fn(&str),
 ) -> Result<Manifest, StoreError> {

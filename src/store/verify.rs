@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{
-    files, load_data, load_graph, load_keyword, read_manifest, CommitSpec, Library, Manifest,
-    StoreError,
+    files, load_data, load_graph, load_keyword, read_manifest, CommitSpec, Contents, Library,
+    Manifest, StoreError,
 };
 use crate::embed::is_unit;
 
@@ -143,5 +143,10 @@ pub fn repair(dir: &Path, progress: &dyn Fn(&str)) -> Result<Manifest, StoreErro
         text_template: &m.text_template,
         index: m.index,
     };
-    Library::commit(dir, &papers, &texts, vectors.as_slice(), &spec, progress)
+    let contents = Contents {
+        papers: &papers,
+        texts: &texts,
+        vectors: vectors.as_slice(),
+    };
+    Library::commit(dir, contents, &spec, progress)
 }

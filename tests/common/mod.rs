@@ -47,3 +47,41 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
     dot / (na * nb)
 }
+
+/// Runs the real binary from the project root.
+pub fn papersim(args: &[&str]) -> std::process::Output {
+    papersim_env(args, &[])
+}
+
+pub fn papersim_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_papersim"));
+    cmd.args(args).current_dir(root());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run papersim")
+}
+
+pub fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the command succeeded, showing its stderr when not.
+pub fn ok(o: std::process::Output) -> std::process::Output {
+    assert!(
+        o.status.success(),
+        "papersim failed ({:?}):\n{}",
+        o.status,
+        stderr(&o)
+    );
+    o
+}
+
+pub fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
+}
