@@ -8,6 +8,7 @@
 //! together for `papersim build`.
 //! The command-line binary (`src/main.rs`) is only flags and glue.
 
+pub mod bench;
 pub mod corpus;
 pub mod embed;
 pub mod eval;

@@ -62,6 +62,9 @@ enum Command {
     Embed(EmbedArgs),
     /// Show a library's manifest: model, size, index parameters.
     Info(InfoArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Check every file of a library (exit 1 when something is damaged);
     /// --repair rebuilds a damaged graph or keyword index from the stored vectors.
     Verify(VerifyArgs),
@@ -271,6 +274,35 @@ struct EmbedArgs {
     model: ModelArgs,
 }
 
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Embedding throughput on real abstracts, per device: docs/s, tokens/s,
+    /// padding, batch latency.
+    Embed(BenchEmbedArgs),
+}
+
+#[derive(Args)]
+struct BenchEmbedArgs {
+    /// Papers to embed. Default: ../shared/data/arxiv-cs.jsonl.gz when
+    /// present, else the bundled data/arxiv-sample.jsonl.gz.
+    #[arg(long, value_name = "FILE")]
+    corpus: Option<PathBuf>,
+    /// How many papers (the first N of the corpus).
+    #[arg(short, long, default_value_t = 500)]
+    n: usize,
+    /// Devices to compare, comma-separated: cpu, cuda:0, ...
+    #[arg(long, value_delimiter = ',', default_value = "cpu", value_name = "DEVICES")]
+    device: Vec<DeviceSpec>,
+    /// Model (as for build).
+    #[arg(long, value_name = "PATH|ORG/NAME")]
+    model: Option<String>,
+    /// Write a bar chart of docs/s per device.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<PathBuf>,
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Args)]
 struct VerifyArgs {
     #[arg(long, value_name = "DIR")]
@@ -308,6 +340,7 @@ fn main() -> ExitCode {
         Command::Embed(a) => embed(a),
         Command::Info(a) => info(a),
         Command::Verify(a) => verify(a),
+        Command::Bench(BenchCommand::Embed(a)) => bench_embed(a),
     };
     match result {
         Ok(code) => code,
@@ -696,4 +729,50 @@ fn verify(a: VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn bench_embed(a: BenchEmbedArgs) -> Result<ExitCode> {
+    let corpus = a.corpus.clone().unwrap_or_else(|| {
+        let shared = PathBuf::from("../shared/data/arxiv-cs.jsonl.gz");
+        if shared.is_file() {
+            shared
+        } else {
+            PathBuf::from("data/arxiv-sample.jsonl.gz")
+        }
+    });
+    let mut reader = corpus::open(&corpus, &ReadOptions::default())?;
+    let template = TextTemplate::default();
+    let mut texts = Vec::with_capacity(a.n);
+    for p in reader.by_ref().take(a.n) {
+        texts.push(template.render(&p?));
+    }
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let files = model_source(&a.model).resolve()?;
+    let mut rows = Vec::new();
+    for device in &a.device {
+        let embedder = match Embedder::load(&files, *device) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("papersim: skipping {device}: {e}");
+                continue;
+            }
+        };
+        let spinner = spinner(&format!("embedding {} papers on {device}", refs.len()));
+        let row = papersim::bench::embed(&embedder, &refs)?;
+        spinner.finish_and_clear();
+        rows.push(row);
+    }
+    anyhow::ensure!(!rows.is_empty(), "no device could run");
+    if let Some(path) = &a.plot {
+        let title = format!("papersim embed: {} abstracts from {}", refs.len(), corpus.display());
+        std::fs::write(path, papersim::bench::svg(&rows, &title))
+            .with_context(|| format!("{}", path.display()))?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("{} abstracts from {}\n", refs.len(), corpus.display());
+        print!("{}", papersim::bench::markdown(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,177 @@
+//! `papersim bench embed`: embedding throughput on real abstracts, per
+//! device, with batch latency percentiles; a markdown table, JSON, or an SVG
+//! bar chart.
+
+use std::cell::RefCell;
+use std::fmt::Write;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::embed::{EmbedError, Embedder};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbedBench {
+    pub device: String,
+    pub precision: String,
+    pub threads: usize,
+    pub docs: usize,
+    pub tokens: usize,
+    pub seconds: f64,
+    pub docs_per_s: f64,
+    pub tokens_per_s: f64,
+    pub padding_ratio: f64,
+    pub batches: usize,
+    pub p50_batch_ms: f64,
+    pub p95_batch_ms: f64,
+}
+
+/// Worker threads the CPU path uses: `PAPERSIM_THREADS` when set, else
+/// every available core.
+pub fn cpu_threads() -> usize {
+    std::env::var("PAPERSIM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Embeds `texts` once to warm up (first-touch allocations, lazy
+/// initialisation), then once timed.
+pub fn embed(embedder: &Embedder, texts: &[&str]) -> Result<EmbedBench, EmbedError> {
+    let warm = &texts[..texts.len().min(16)];
+    embedder.embed(warm, &|_| {})?;
+    let marks: RefCell<Vec<Instant>> = RefCell::new(vec![Instant::now()]);
+    let (_, stats) = embedder.embed(texts, &|_| marks.borrow_mut().push(Instant::now()))?;
+    let marks = marks.into_inner();
+    let mut latencies: Vec<f64> = marks
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let device = embedder.device_name();
+    Ok(EmbedBench {
+        threads: if device.starts_with("cpu") { cpu_threads() } else { 1 },
+        device,
+        precision: "f32".into(),
+        docs: stats.docs,
+        tokens: stats.tokens,
+        seconds: stats.seconds,
+        docs_per_s: stats.docs_per_s(),
+        tokens_per_s: stats.tokens_per_s(),
+        padding_ratio: stats.padding_ratio(),
+        batches: stats.batches,
+        p50_batch_ms: percentile(&latencies, 0.50),
+        p95_batch_ms: percentile(&latencies, 0.95),
+    })
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// A markdown table; speed-up is relative to the first row.
+pub fn markdown(rows: &[EmbedBench]) -> String {
+    let mut out = String::from(
+        "| device | precision | threads | docs | docs/s | tokens/s | padding | p50 batch ms | p95 batch ms | speed-up |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let base = rows.first().map_or(1.0, |r| r.docs_per_s);
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.1} | {:.0} | {:.3} | {:.1} | {:.1} | {:.2}x |",
+            r.device,
+            r.precision,
+            r.threads,
+            r.docs,
+            r.docs_per_s,
+            r.tokens_per_s,
+            r.padding_ratio,
+            r.p50_batch_ms,
+            r.p95_batch_ms,
+            r.docs_per_s / base.max(1e-9)
+        );
+    }
+    out
+}
+
+/// A horizontal bar chart of docs/s per device, as a standalone SVG.
+pub fn svg(rows: &[EmbedBench], title: &str) -> String {
+    let (w, bar_h, left) = (640.0, 36.0, 150.0);
+    let h = 60.0 + rows.len() as f64 * (bar_h + 14.0);
+    let max = rows.iter().map(|r| r.docs_per_s).fold(1e-9, f64::max);
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let mut out = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"14\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"12\" y=\"26\" font-size=\"16\" font-weight=\"bold\">{}</text>\n",
+        esc(title)
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let y = 44.0 + i as f64 * (bar_h + 14.0);
+        let len = (w - left - 110.0) * r.docs_per_s / max;
+        let _ = write!(
+            out,
+            "<text x=\"12\" y=\"{:.0}\">{} {}</text>\n\
+             <rect x=\"{left}\" y=\"{y:.0}\" width=\"{len:.1}\" height=\"{bar_h}\" fill=\"#3b6ea8\"/>\n\
+             <text x=\"{:.1}\" y=\"{:.0}\">{:.1} docs/s</text>\n",
+            y + bar_h * 0.65,
+            esc(&r.device),
+            esc(&r.precision),
+            left + len + 8.0,
+            y + bar_h * 0.65,
+            r.docs_per_s
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(device: &str, dps: f64) -> EmbedBench {
+        EmbedBench {
+            device: device.into(),
+            precision: "f32".into(),
+            threads: 2,
+            docs: 100,
+            tokens: 20_000,
+            seconds: 100.0 / dps,
+            docs_per_s: dps,
+            tokens_per_s: dps * 200.0,
+            padding_ratio: 1.01,
+            batches: 4,
+            p50_batch_ms: 10.0,
+            p95_batch_ms: 20.0,
+        }
+    }
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 10.0);
+        assert_eq!(percentile(&v, 0.95), 19.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+        assert_eq!(percentile(&[3.0], 0.95), 3.0);
+    }
+
+    #[test]
+    fn table_and_chart_show_every_device() {
+        let rows = [row("cpu", 10.0), row("cuda:0", 250.0)];
+        let t = markdown(&rows);
+        assert!(t.contains("| cuda:0 |"), "{t}");
+        assert!(t.contains("25.00x"), "{t}");
+        let s = svg(&rows, "embed <bench>");
+        assert_eq!(s.matches("<rect").count(), 3);
+        assert!(s.contains("embed &lt;bench&gt;"));
+        assert!(s.contains("250.0 docs/s"));
+    }
+}
