@@ -51,7 +51,11 @@ pub fn embed(embedder: &Embedder, texts: &[&str]) -> Result<EmbedBench, EmbedErr
     latencies.sort_by(f64::total_cmp);
     let device = embedder.device_name();
     Ok(EmbedBench {
-        threads: if device.starts_with("cpu") { cpu_threads() } else { 1 },
+        threads: if device.starts_with("cpu") {
+            cpu_threads()
+        } else {
+            1
+        },
         device,
         precision: "f32".into(),
         docs: stats.docs,
@@ -106,7 +110,11 @@ pub fn svg(rows: &[EmbedBench], title: &str) -> String {
     let (w, bar_h, left) = (640.0, 36.0, 150.0);
     let h = 60.0 + rows.len() as f64 * (bar_h + 14.0);
     let max = rows.iter().map(|r| r.docs_per_s).fold(1e-9, f64::max);
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"14\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\

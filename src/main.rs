@@ -291,7 +291,12 @@ struct BenchEmbedArgs {
     #[arg(short, long, default_value_t = 500)]
     n: usize,
     /// Devices to compare, comma-separated: cpu, cuda:0, ...
-    #[arg(long, value_delimiter = ',', default_value = "cpu", value_name = "DEVICES")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "cpu",
+        value_name = "DEVICES"
+    )]
     device: Vec<DeviceSpec>,
     /// Model (as for build).
     #[arg(long, value_name = "PATH|ORG/NAME")]
@@ -764,7 +769,11 @@ fn bench_embed(a: BenchEmbedArgs) -> Result<ExitCode> {
     }
     anyhow::ensure!(!rows.is_empty(), "no device could run");
     if let Some(path) = &a.plot {
-        let title = format!("papersim embed: {} abstracts from {}", refs.len(), corpus.display());
+        let title = format!(
+            "papersim embed: {} abstracts from {}",
+            refs.len(),
+            corpus.display()
+        );
         std::fs::write(path, papersim::bench::svg(&rows, &title))
             .with_context(|| format!("{}", path.display()))?;
     }
