@@ -107,8 +107,9 @@ pub fn markdown(rows: &[EmbedBench]) -> String {
 
 /// A horizontal bar chart of docs/s per device, as a standalone SVG.
 pub fn svg(rows: &[EmbedBench], title: &str) -> String {
-    let (w, bar_h, left) = (640.0, 36.0, 150.0);
-    let h = 60.0 + rows.len() as f64 * (bar_h + 14.0);
+    // Each row: the device label on a line of its own, the bar beneath it.
+    let (w, bar_h, row_h, left) = (640.0, 26.0, 58.0, 12.0);
+    let h = 50.0 + rows.len() as f64 * row_h;
     let max = rows.iter().map(|r| r.docs_per_s).fold(1e-9, f64::max);
     let esc = |s: &str| {
         s.replace('&', "&amp;")
@@ -118,22 +119,23 @@ pub fn svg(rows: &[EmbedBench], title: &str) -> String {
     let mut out = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"14\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"12\" y=\"26\" font-size=\"16\" font-weight=\"bold\">{}</text>\n",
+         <text x=\"{left}\" y=\"26\" font-size=\"16\" font-weight=\"bold\">{}</text>\n",
         esc(title)
     );
     for (i, r) in rows.iter().enumerate() {
-        let y = 44.0 + i as f64 * (bar_h + 14.0);
-        let len = (w - left - 110.0) * r.docs_per_s / max;
+        let y = 48.0 + i as f64 * row_h;
+        let len = (w - left - 120.0) * r.docs_per_s / max;
         let _ = write!(
             out,
-            "<text x=\"12\" y=\"{:.0}\">{} {}</text>\n\
-             <rect x=\"{left}\" y=\"{y:.0}\" width=\"{len:.1}\" height=\"{bar_h}\" fill=\"#3b6ea8\"/>\n\
+            "<text x=\"{left}\" y=\"{:.0}\">{}, {}</text>\n\
+             <rect x=\"{left}\" y=\"{:.0}\" width=\"{len:.1}\" height=\"{bar_h}\" fill=\"#3b6ea8\"/>\n\
              <text x=\"{:.1}\" y=\"{:.0}\">{:.1} docs/s</text>\n",
-            y + bar_h * 0.65,
+            y + 12.0,
             esc(&r.device),
             esc(&r.precision),
+            y + 20.0,
             left + len + 8.0,
-            y + bar_h * 0.65,
+            y + 20.0 + bar_h * 0.7,
             r.docs_per_s
         );
     }
