@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::corpus::{self, CorpusError, Issue, Paper, ReadOptions, TextTemplate};
 use crate::embed::{is_unit, EmbedError, EmbedStats, Embedder};
 use crate::index::HnswParams;
-use crate::store::{CommitSpec, Contents, Library, Manifest, StoreError};
+use crate::store::{read_manifest, CommitSpec, Contents, Library, Manifest, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -73,6 +73,12 @@ pub fn build(
     progress: &dyn Fn(Progress),
 ) -> Result<BuildReport, PipelineError> {
     let start = Instant::now();
+    // Fail before the long embedding if the target holds something a
+    // commit would refuse to replace (a damaged or foreign manifest).
+    match read_manifest(library) {
+        Ok(_) | Err(StoreError::NotALibrary { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
     let mut reader = corpus::open(corpus_path, &opts.read)?;
     let mut papers: Vec<Paper> = Vec::new();
     for p in reader.by_ref() {
