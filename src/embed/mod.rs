@@ -7,6 +7,7 @@
 
 mod backend;
 pub mod batch;
+mod cpu_bert;
 mod model;
 mod pooling;
 
@@ -18,6 +19,7 @@ use tokenizers::{Tokenizer, TruncationParams};
 
 pub use backend::{Backend, CandleBert, DeviceSpec, TokenBatch};
 pub use batch::BatchLimits;
+pub use cpu_bert::CpuBert;
 pub use model::{
     from_dir, resolve_in_cache, weights_sha256, ModelFiles, ModelSource, DEFAULT_HUB_ID,
     DEFAULT_MODEL_DIR, FETCH_HINT,
@@ -102,10 +104,16 @@ pub struct Embedder {
 const TOKENIZE_CHUNK: usize = 2048;
 
 impl Embedder {
-    /// Loads the tokenizer and weights of `files` onto `device`.
+    /// Loads the tokenizer and weights of `files` onto `device`. On CPU the
+    /// forward pass is [`CpuBert`]; `PAPERSIM_BACKEND=candle` picks candle's
+    /// BertModel instead (the reference, for comparisons).
     pub fn load(files: &ModelFiles, device: DeviceSpec) -> Result<Self, EmbedError> {
-        let backend = CandleBert::load(files, device)?;
-        Self::with_backend(files, Box::new(backend))
+        let candle = std::env::var("PAPERSIM_BACKEND").is_ok_and(|v| v == "candle");
+        let backend: Box<dyn Backend> = match device {
+            DeviceSpec::Cpu if !candle => Box::new(CpuBert::load(files, None)?),
+            _ => Box::new(CandleBert::load(files, device)?),
+        };
+        Self::with_backend(files, backend)
     }
 
     /// Builds an embedder around any backend (tests use a deterministic double).
