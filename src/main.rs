@@ -107,6 +107,11 @@ struct BuildArgs {
     /// Index only the first N good papers.
     #[arg(long, value_name = "N")]
     limit: Option<usize>,
+    /// Save the vectors every N embedded papers. An interrupted build (Ctrl-C,
+    /// kill, crash) rerun with the same corpus and model continues from the
+    /// last save (LIBRARY/embed-cache.bin) instead of starting over.
+    #[arg(long, default_value_t = pipeline::CHECKPOINT_TEXTS, value_name = "N")]
+    checkpoint_every: usize,
     /// HNSW links per node.
     #[arg(long, default_value_t = HnswParams::default().m)]
     hnsw_m: usize,
@@ -426,6 +431,7 @@ fn build(a: BuildArgs) -> Result<ExitCode> {
             ..HnswParams::default()
         },
         limit: a.limit,
+        checkpoint_texts: a.checkpoint_every,
     };
     let report = run_build(&a.corpus, &a.library, &embedder, &opts)?;
     print_issues(&report.issues);
@@ -574,6 +580,7 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
                 template: TextTemplate::default(),
                 index: HnswParams::default(),
                 limit: None,
+                checkpoint_texts: pipeline::CHECKPOINT_TEXTS,
             };
             let report = run_build(&corpus, &a.library, &e, &opts)?;
             print_issues(&report.issues);

@@ -8,7 +8,10 @@ use serde::Serialize;
 use crate::corpus::{self, CorpusError, Issue, Paper, ReadOptions, TextTemplate};
 use crate::embed::{is_unit, EmbedError, EmbedStats, Embedder};
 use crate::index::HnswParams;
-use crate::store::{read_manifest, CommitSpec, Contents, Library, Manifest, StoreError};
+use crate::store::{
+    failpoint, read_manifest, text_hash, CommitSpec, Contents, EmbedCache, Library, Manifest,
+    StoreError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -32,7 +35,14 @@ pub struct BuildOptions {
     pub index: HnswParams,
     /// Stop after this many good papers.
     pub limit: Option<usize>,
+    /// Texts embedded between two checkpoints (see [`embed_resumable`]).
+    pub checkpoint_texts: usize,
 }
+
+/// Texts embedded between two checkpoint appends by default: a kill loses at
+/// most this much work (~25 s on two cores), and each call still has enough
+/// texts for length-sorted batches to keep padding near zero.
+pub const CHECKPOINT_TEXTS: usize = 512;
 
 /// What a build reports, in the units people compare tools by.
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +53,8 @@ pub struct BuildReport {
     pub papers: usize,
     pub skipped: usize,
     pub embed: EmbedStats,
+    /// Papers whose vectors an interrupted earlier run had already computed.
+    pub resumed: usize,
     pub docs_per_s: f64,
     pub tokens_per_s: f64,
     pub padding_ratio: f64,
@@ -100,8 +112,18 @@ pub fn build(
     progress(Progress::Read(papers.len()));
 
     let texts: Vec<String> = papers.iter().map(|p| opts.template.render(p)).collect();
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let (vectors, stats) = embedder.embed(&refs, &|n| progress(Progress::Embedded(n)))?;
+    let mut cache = EmbedCache::open(
+        library,
+        embedder.info().dim,
+        &embedder.info().weights_sha256,
+    )?;
+    let (vectors, stats, resumed) = embed_resumable(
+        embedder,
+        &texts,
+        &mut cache,
+        opts.checkpoint_texts,
+        progress,
+    )?;
 
     // A degenerate vector would poison the index; such papers are reported
     // and left out, like any other bad record.
@@ -139,6 +161,7 @@ pub fn build(
         vectors: &kept_vectors,
     };
     let manifest = Library::commit(library, contents, &spec, &|s| progress(Progress::Stage(s)))?;
+    cache.remove()?;
     Ok(BuildReport {
         library: library.display().to_string(),
         corpus: corpus_path.display().to_string(),
@@ -149,10 +172,51 @@ pub fn build(
         tokens_per_s: stats.tokens_per_s(),
         padding_ratio: stats.padding_ratio(),
         embed: stats,
+        resumed,
         index_seconds: index_start.elapsed().as_secs_f64(),
         total_seconds: start.elapsed().as_secs_f64(),
         device: embedder.device_name(),
         issues,
         manifest: Some(manifest),
     })
+}
+
+/// Embeds `texts` in input order, taking the vectors of texts an earlier,
+/// interrupted run already embedded from `cache` and appending new ones to it
+/// as they are made. Returns the vectors, the stats of the texts embedded
+/// now, and how many came from the cache.
+pub fn embed_resumable(
+    embedder: &Embedder,
+    texts: &[String],
+    cache: &mut EmbedCache,
+    checkpoint_texts: usize,
+    progress: &dyn Fn(Progress),
+) -> Result<(Vec<f32>, EmbedStats, usize), PipelineError> {
+    let dim = embedder.info().dim;
+    let hashes: Vec<_> = texts.iter().map(|t| text_hash(t)).collect();
+    let mut vectors = vec![0f32; texts.len() * dim];
+    let mut todo = Vec::new();
+    for (i, h) in hashes.iter().enumerate() {
+        match cache.found().get(h) {
+            Some(v) if v.len() == dim => vectors[i * dim..(i + 1) * dim].copy_from_slice(v),
+            _ => todo.push(i),
+        }
+    }
+    let resumed = texts.len() - todo.len();
+    if resumed > 0 {
+        progress(Progress::Embedded(resumed));
+    }
+    let mut stats = EmbedStats::default();
+    for chunk in todo.chunks(checkpoint_texts.max(1)) {
+        let refs: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
+        let (got, s) = embedder.embed(&refs, &|n| progress(Progress::Embedded(n)))?;
+        let chunk_hashes: Vec<_> = chunk.iter().map(|&i| hashes[i]).collect();
+        cache.append(&chunk_hashes, &got)?;
+        failpoint("after-checkpoint");
+        for (k, &i) in chunk.iter().enumerate() {
+            vectors[i * dim..(i + 1) * dim].copy_from_slice(&got[k * dim..(k + 1) * dim]);
+        }
+        stats.add(&s);
+    }
+    Ok((vectors, stats, resumed))
 }

@@ -293,6 +293,7 @@ pub fn build_summary(r: &BuildReport) -> String {
         ("corpus", format!("{} ({})", r.corpus, r.format)),
         ("papers", r.papers.to_string()),
         ("skipped", r.skipped.to_string()),
+        ("resumed", r.resumed.to_string()),
         ("device", r.device.clone()),
         ("embed seconds", format!("{:.1}", r.embed.seconds)),
         ("docs/s", format!("{:.1}", r.docs_per_s)),

@@ -360,3 +360,66 @@ fn a_full_disk_gives_a_clear_error_and_keeps_the_old_library() {
     );
     drop(fs);
 }
+
+#[test]
+fn an_interrupted_build_resumes_from_its_checkpoint_and_gives_the_same_library() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = common::root().join("data/hf-daily-papers.txt");
+    let run = |lib: &Path, env: &[(&str, &str)]| {
+        common::papersim_env(
+            &[
+                "build",
+                "--corpus",
+                corpus.to_str().unwrap(),
+                "--library",
+                lib.to_str().unwrap(),
+                "--limit",
+                "30",
+                "--checkpoint-every",
+                "8",
+                "--json",
+            ],
+            env,
+        )
+    };
+    // Killed right after the first checkpoint: 8 papers' vectors are saved,
+    // no library exists yet.
+    let lib = tmp.path().join("lib");
+    let killed = run(&lib, &[("PAPERSIM_FAILPOINT", "after-checkpoint")]);
+    assert!(!killed.status.success());
+    assert!(lib.join("embed-cache.bin").exists());
+    assert!(!lib.join("manifest.json").exists());
+
+    let resumed = common::json(&common::ok(run(&lib, &[])));
+    assert_eq!(resumed["resumed"], 8, "{resumed}");
+    assert_eq!(resumed["embed"]["docs"], 22, "only the rest was embedded");
+    assert!(
+        !lib.join("embed-cache.bin").exists(),
+        "the checkpoint is deleted once the library is committed"
+    );
+
+    let clean = tmp.path().join("clean");
+    common::ok(run(&clean, &[]));
+    let (a, b) = (answer(&lib).unwrap(), answer(&clean).unwrap());
+    let ids = |v: &Value| -> Vec<String> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&a), ids(&b));
+    for (x, y) in a["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(b["results"].as_array().unwrap())
+    {
+        let (x, y) = (x["score"].as_f64().unwrap(), y["score"].as_f64().unwrap());
+        assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+    }
+}

@@ -18,6 +18,7 @@
 //! ones. The generation before the current one is kept, so a reader that
 //! read the old manifest a moment ago still finds its files.
 
+mod cache;
 mod files;
 mod verify;
 
@@ -32,6 +33,8 @@ use crate::corpus::{Paper, TextTemplate};
 use crate::embed::{is_unit, ModelInfo};
 use crate::index::{HnswIndex, HnswParams, IndexError, KeywordIndex};
 
+pub use cache::{text_hash, EmbedCache, TextHash, CACHE_FILE};
+pub(crate) use files::failpoint;
 pub use files::{FileEntry, Vectors};
 pub use verify::{repair, verify, Check, VerifyReport};
 
