@@ -50,6 +50,18 @@ struct Cli {
 enum Command {
     /// Embed a corpus and write a library (replacing any library at DIR atomically).
     Build(BuildArgs),
+    /// Add new and changed papers of a corpus to a library: only their
+    /// abstracts are embedded; a changed paper's old version is marked dead.
+    Add(AddArgs),
+    /// Remove papers by id (marked dead: no query returns them; `compact`
+    /// reclaims their space).
+    Remove(RemoveArgs),
+    /// Rebuild the library without its dead rows (from the stored vectors,
+    /// nothing re-embedded), when they are over --threshold of all rows.
+    Compact(CompactArgs),
+    /// Write the live vectors as a float32 .npy matrix, and the papers as JSON
+    /// lines in the same order, for numpy, faiss or a vector database.
+    Export(ExportArgs),
     /// Papers closest to a query sentence.
     Search(SearchArgs),
     /// Papers closest to a paper already in the library (the paper itself excluded).
@@ -325,6 +337,67 @@ struct VerifyArgs {
 }
 
 #[derive(Args)]
+struct AddArgs {
+    /// Library directory (an existing library).
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// Papers to add, in any format `build` reads. Papers whose id the
+    /// library has, unchanged, are skipped.
+    #[arg(long, value_name = "FILE")]
+    corpus: PathBuf,
+    /// Corpus format, when auto-detection guesses wrong.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<Format>,
+    /// Stop at the first bad record instead of reporting and skipping it.
+    #[arg(long)]
+    strict: bool,
+    /// Read only the first N good papers of the corpus.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Save the vectors every N embedded papers (an interrupted `add` rerun
+    /// continues from there).
+    #[arg(long, default_value_t = pipeline::CHECKPOINT_TEXTS, value_name = "N")]
+    checkpoint_every: usize,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RemoveArgs {
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// Ids of the papers to remove. An unknown id is an error and nothing is removed.
+    #[arg(required = true, value_name = "ID")]
+    ids: Vec<String>,
+}
+
+#[derive(Args)]
+struct CompactArgs {
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// Compact only when dead rows are at least this fraction of all rows.
+    #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
+    threshold: f64,
+    /// Compact whatever the fraction.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// Output .npy file: live rows x dim, float32, rows L2-normalised.
+    #[arg(long, value_name = "OUT.npy")]
+    vectors: PathBuf,
+    /// Output JSON lines: the paper of each vector row, in the same order.
+    #[arg(long, value_name = "OUT.jsonl")]
+    metadata: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct InfoArgs {
     #[arg(long, value_name = "DIR")]
     library: PathBuf,
@@ -343,6 +416,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(a) => build(a),
+        Command::Add(a) => add(a),
+        Command::Remove(a) => remove(a),
+        Command::Compact(a) => compact(a),
+        Command::Export(a) => export(a),
         Command::Search(a) => search(a),
         Command::Similar(a) => similar(a),
         Command::Related(a) => related(a),
@@ -458,6 +535,92 @@ fn run_build(
     })?;
     bar.finish_and_clear();
     Ok(report)
+}
+
+fn add(a: AddArgs) -> Result<ExitCode> {
+    let lib = open_library(&a.library)?;
+    let embedder = query_embedder(&lib, &a.model, true)?
+        .ok_or_else(|| anyhow::anyhow!("no model to embed with"))?;
+    drop(lib);
+    let opts = pipeline::AddOptions {
+        read: ReadOptions {
+            format: a.format,
+            strict: a.strict,
+        },
+        limit: a.limit,
+        checkpoint_texts: a.checkpoint_every,
+    };
+    let bar = progress_bar(0);
+    let report = pipeline::add(&a.corpus, &a.library, &embedder, &opts, &|p| match p {
+        Progress::Read(n) => bar.set_length(n as u64),
+        Progress::Embedded(n) => bar.inc(n as u64),
+        Progress::Stage(s) => bar.set_message(s.to_string()),
+    })?;
+    bar.finish_and_clear();
+    print_issues(&report.issues);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report::add_summary(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn remove(a: RemoveArgs) -> Result<ExitCode> {
+    let m = pipeline::remove(&a.library, &a.ids)?;
+    let dead = m.dead.len() as f64 / m.papers.max(1) as f64;
+    println!(
+        "removed {} papers; {} live, dead rows {:.1}% of {}{}",
+        a.ids.len(),
+        m.papers - m.dead.len(),
+        100.0 * dead,
+        m.papers,
+        if dead >= 0.1 {
+            " (`papersim compact` reclaims them)"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compact(a: CompactArgs) -> Result<ExitCode> {
+    let lib = open_library(&a.library)?;
+    let fraction = lib.dead_fraction();
+    if !a.force && (fraction < a.threshold || fraction == 0.0) {
+        println!(
+            "nothing to do: dead rows are {:.1}% of {}, under the threshold {:.1}% (--force compacts anyway)",
+            100.0 * fraction,
+            lib.len(),
+            100.0 * a.threshold
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let spinner = spinner("compacting");
+    let m = lib.compact(&|s| spinner.set_message(s.to_string()))?;
+    spinner.finish_and_clear();
+    println!(
+        "compacted: {} rows, {} dead rows dropped (generation {})",
+        m.papers,
+        lib.len() - m.papers,
+        m.generation
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(a: ExportArgs) -> Result<ExitCode> {
+    let lib = open_library(&a.library)?;
+    let r = store::export(&lib, &a.vectors, a.metadata.as_deref())?;
+    println!(
+        "exported {} x {} vectors to {}{}",
+        r.rows,
+        r.dim,
+        r.vectors.display(),
+        r.metadata
+            .map(|m| format!(", papers to {}", m.display()))
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn open_library(dir: &Path) -> Result<Library> {
@@ -702,6 +865,8 @@ fn info(a: InfoArgs) -> Result<ExitCode> {
     if a.json {
         let mut v = serde_json::to_value(lib.manifest())?;
         v["disk_bytes"] = lib.disk_bytes().into();
+        v["live"] = lib.live_len().into();
+        v["dead_fraction"] = lib.dead_fraction().into();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", report::library_info(&lib));

@@ -1,4 +1,5 @@
-//! `build`: corpus → embeddings → a committed library.
+//! `build`: corpus → embeddings → a committed library; `add` and `remove`:
+//! the same, incrementally.
 
 use std::path::Path;
 use std::time::Instant;
@@ -21,6 +22,11 @@ pub enum PipelineError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("{}: no paper with id {}; nothing was removed", path.display(), ids.join(", "))]
+    UnknownIds {
+        path: std::path::PathBuf,
+        ids: Vec<String>,
+    },
     #[error("{}: no usable papers (read {read}, skipped {skipped}); nothing to build", path.display())]
     Empty {
         path: std::path::PathBuf,
@@ -219,4 +225,191 @@ pub fn embed_resumable(
         stats.add(&s);
     }
     Ok((vectors, stats, resumed))
+}
+
+pub struct AddOptions {
+    pub read: ReadOptions,
+    /// Stop after this many good papers of the corpus.
+    pub limit: Option<usize>,
+    pub checkpoint_texts: usize,
+}
+
+/// What `add` did, paper by paper.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddReport {
+    pub library: String,
+    pub corpus: String,
+    /// Good papers read from the corpus.
+    pub read: usize,
+    /// Ids the library did not have.
+    pub new: usize,
+    /// Ids whose paper changed: the old row is dead, a new one replaces it.
+    pub replaced: usize,
+    /// Of the replaced, those whose embedded text is unchanged (only
+    /// metadata changed): their vector is reused, not recomputed.
+    pub vectors_reused: usize,
+    pub unchanged: usize,
+    pub skipped: usize,
+    pub resumed: usize,
+    pub embed: EmbedStats,
+    pub docs_per_s: f64,
+    pub update_seconds: f64,
+    pub total_seconds: f64,
+    pub live: usize,
+    pub dead_fraction: f64,
+    pub device: String,
+    #[serde(skip)]
+    pub issues: Vec<Issue>,
+}
+
+/// Adds the papers of `corpus_path` that `library` lacks or holds in another
+/// version. Only papers whose embedded text is new are embedded (resumably,
+/// like `build`); the rest of the library is reused as it is.
+pub fn add(
+    corpus_path: &Path,
+    library: &Path,
+    embedder: &Embedder,
+    opts: &AddOptions,
+    progress: &dyn Fn(Progress),
+) -> Result<AddReport, PipelineError> {
+    let start = Instant::now();
+    let lib = Library::open(library)?;
+    let template = lib.manifest().text_template.clone();
+    let dim = lib.manifest().dim;
+    let mut reader = corpus::open(corpus_path, &opts.read)?;
+    let mut papers: Vec<Paper> = Vec::new();
+    for p in reader.by_ref() {
+        papers.push(p?);
+        if opts.limit.is_some_and(|l| papers.len() >= l) {
+            break;
+        }
+    }
+    let summary = reader.into_summary();
+    let mut issues = summary.issues;
+    let mut skipped = summary.skipped;
+    let read = papers.len();
+
+    // Sort each paper: unchanged, new or replaced; replaced with the same
+    // text keeps its vector.
+    let (mut unchanged, mut new, mut reused) = (0, 0, 0);
+    let mut added: Vec<(Paper, String, Option<usize>)> = Vec::new();
+    let mut dead = Vec::new();
+    for p in papers {
+        let text = template.render(&p);
+        match lib.row_of(&p.id) {
+            Some(row) if lib.papers()[row] == p => unchanged += 1,
+            Some(row) => {
+                dead.push(row);
+                let same_text = template.render(&lib.papers()[row]) == text;
+                reused += usize::from(same_text);
+                added.push((p, text, same_text.then_some(row)));
+            }
+            None => {
+                new += 1;
+                added.push((p, text, None));
+            }
+        }
+    }
+    let to_embed: Vec<String> = added
+        .iter()
+        .filter(|a| a.2.is_none())
+        .map(|a| a.1.clone())
+        .collect();
+    progress(Progress::Read(to_embed.len()));
+    let mut cache = EmbedCache::open(library, dim, &lib.manifest().model.weights_sha256)?;
+    let (fresh, stats, resumed) = embed_resumable(
+        embedder,
+        &to_embed,
+        &mut cache,
+        opts.checkpoint_texts,
+        progress,
+    )?;
+
+    let mut kept_papers = Vec::with_capacity(added.len());
+    let mut kept_texts = Vec::with_capacity(added.len());
+    let mut vectors = Vec::with_capacity(added.len() * dim);
+    let mut fresh_rows = fresh.chunks_exact(dim);
+    for (p, text, reuse) in added {
+        let v = match reuse {
+            Some(row) => lib.vectors().row(row),
+            None => fresh_rows.next().unwrap_or(&[]),
+        };
+        if is_unit(v) {
+            vectors.extend_from_slice(v);
+            kept_papers.push(p);
+            kept_texts.push(text);
+        } else {
+            skipped += 1;
+            issues.push(Issue {
+                path: corpus_path.to_path_buf(),
+                line: 0,
+                reason: format!(
+                    "paper {:?}: the model gave a zero or NaN vector; skipped",
+                    p.id
+                ),
+            });
+        }
+    }
+    // A replacement that could not be embedded keeps the old version alive.
+    let kept_ids: std::collections::HashSet<&str> =
+        kept_papers.iter().map(|p| p.id.as_str()).collect();
+    dead.retain(|&row| kept_ids.contains(lib.papers()[row].id.as_str()));
+    let replaced = dead.len();
+
+    let update_start = Instant::now();
+    let contents = Contents {
+        papers: &kept_papers,
+        texts: &kept_texts,
+        vectors: &vectors,
+    };
+    let manifest = if kept_papers.is_empty() && dead.is_empty() {
+        lib.manifest().clone()
+    } else {
+        lib.update(contents, &dead, &|s| progress(Progress::Stage(s)))?
+    };
+    cache.remove()?;
+    let live = manifest.papers - manifest.dead.len();
+    Ok(AddReport {
+        library: library.display().to_string(),
+        corpus: corpus_path.display().to_string(),
+        read,
+        new,
+        replaced,
+        vectors_reused: reused,
+        unchanged,
+        skipped,
+        resumed,
+        docs_per_s: stats.docs_per_s(),
+        embed: stats,
+        update_seconds: update_start.elapsed().as_secs_f64(),
+        total_seconds: start.elapsed().as_secs_f64(),
+        live,
+        dead_fraction: manifest.dead.len() as f64 / manifest.papers.max(1) as f64,
+        device: embedder.device_name(),
+        issues,
+    })
+}
+
+/// Marks the papers `ids` dead. Unknown ids are an error and nothing is
+/// removed (a typo should not half-apply).
+pub fn remove(library: &Path, ids: &[String]) -> Result<Manifest, PipelineError> {
+    let lib = Library::open(library)?;
+    let unknown: Vec<String> = ids
+        .iter()
+        .filter(|id| lib.row_of(id).is_none())
+        .cloned()
+        .collect();
+    if !unknown.is_empty() {
+        return Err(PipelineError::UnknownIds {
+            path: library.to_path_buf(),
+            ids: unknown,
+        });
+    }
+    let rows: Vec<usize> = ids.iter().filter_map(|id| lib.row_of(id)).collect();
+    let none = Contents {
+        papers: &[],
+        texts: &[],
+        vectors: &[],
+    };
+    Ok(lib.update(none, &rows, &|_| {})?)
 }

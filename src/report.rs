@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use crate::eval::ModeResult;
-use crate::pipeline::BuildReport;
+use crate::pipeline::{AddReport, BuildReport};
 use crate::query::Hit;
 use crate::store::{Library, VerifyReport};
 
@@ -308,6 +308,42 @@ pub fn build_summary(r: &BuildReport) -> String {
     out
 }
 
+pub fn add_summary(r: &AddReport) -> String {
+    let mut out = String::new();
+    let rows = [
+        ("library", r.library.clone()),
+        ("corpus", r.corpus.clone()),
+        ("read", r.read.to_string()),
+        ("new", r.new.to_string()),
+        (
+            "replaced",
+            format!(
+                "{} ({} with unchanged text, not re-embedded)",
+                r.replaced, r.vectors_reused
+            ),
+        ),
+        ("unchanged", r.unchanged.to_string()),
+        ("skipped", r.skipped.to_string()),
+        ("resumed", r.resumed.to_string()),
+        ("embedded", r.embed.docs.to_string()),
+        ("docs/s", format!("{:.1}", r.docs_per_s)),
+        ("update seconds", format!("{:.1}", r.update_seconds)),
+        ("total seconds", format!("{:.1}", r.total_seconds)),
+        (
+            "now",
+            format!(
+                "{} live papers, {:.1}% dead rows",
+                r.live,
+                100.0 * r.dead_fraction
+            ),
+        ),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(out, "{k:>14}  {v}");
+    }
+    out
+}
+
 /// One row per (query set, mode).
 pub fn eval_table(results: &[(String, ModeResult)]) -> String {
     let mut out = String::new();
@@ -372,7 +408,16 @@ pub fn library_info(lib: &Library) -> String {
         ("library", lib.dir().display().to_string()),
         ("format", format!("{} v{}", m.format, m.format_version)),
         ("generation", m.generation.to_string()),
-        ("papers", m.papers.to_string()),
+        ("papers", lib.live_len().to_string()),
+        (
+            "dead rows",
+            format!(
+                "{} of {} ({:.1}%; `papersim compact` drops them)",
+                m.dead.len(),
+                m.papers,
+                100.0 * lib.dead_fraction()
+            ),
+        ),
         ("model", m.model.id.clone()),
         ("weights sha256", m.model.weights_sha256.clone()),
         ("dim", m.dim.to_string()),

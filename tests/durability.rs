@@ -423,3 +423,135 @@ fn an_interrupted_build_resumes_from_its_checkpoint_and_gives_the_same_library()
         assert!((x - y).abs() < 1e-5, "{x} vs {y}");
     }
 }
+
+fn add(lib: &Path, limit: &str) -> Output {
+    let corpus = common::root().join("data/hf-daily-papers.txt");
+    papersim(&[
+        "add",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--library",
+        lib.to_str().unwrap(),
+        "--limit",
+        limit,
+    ])
+}
+
+#[test]
+fn sigkill_at_random_points_of_an_add_leaves_the_old_or_the_new_library() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let seed: u64 = std::env::var("PAPERSIM_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        })
+        | 1;
+    println!("add kill schedule seed {seed} (rerun with PAPERSIM_KILL_SEED={seed})");
+    let mut rng = Rng(seed);
+
+    let tmp = tempfile::tempdir().unwrap();
+    // Old state: 30 papers. New state: 30 + 31 added.
+    let pristine = tmp.path().join("pristine");
+    assert!(build(&pristine, "30").status.success());
+    let old = answer(&pristine).unwrap();
+    let reference = tmp.path().join("reference");
+    copy_dir(&pristine, &reference);
+    let start = Instant::now();
+    common::ok(add(&reference, "61"));
+    let duration = start.elapsed();
+    let new = answer(&reference).unwrap();
+    assert_ne!(old, new);
+
+    let corpus = common::root().join("data/hf-daily-papers.txt");
+    let lib = tmp.path().join("lib");
+    let (mut saw_old, mut saw_new) = (0, 0);
+    for round in 0..20 {
+        let _ = std::fs::remove_dir_all(&lib);
+        copy_dir(&pristine, &lib);
+        let at = duration.mul_f64(rng.next_f64() * 1.1);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_papersim"))
+            .args(["add", "--corpus", corpus.to_str().unwrap()])
+            .args(["--library", lib.to_str().unwrap(), "--limit", "61"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(at);
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        let now = answer(&lib).unwrap_or_else(|e| {
+            panic!(
+                "round {round}, killed at {at:?} ({status:?}): library broken: {e} (seed {seed})"
+            )
+        });
+        if now == old {
+            saw_old += 1;
+            // Rerun (every fourth round, for time): what was committed or
+            // checkpointed is not lost, and the add completes to exactly
+            // the new state.
+            if round % 4 == 0 {
+                common::ok(add(&lib, "61"));
+                assert_eq!(answer(&lib).unwrap(), new, "round {round} (seed {seed})");
+            }
+        } else if now == new {
+            saw_new += 1;
+        } else {
+            panic!("round {round}, killed at {at:?}: a mixed state (seed {seed}): {now}");
+        }
+    }
+    println!("20 kills of add: {saw_old} left the old library, {saw_new} the new one");
+}
+
+#[test]
+fn a_full_disk_during_add_gives_a_clear_error_and_keeps_the_old_library() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(fs) = Tmpfs::mount(&tmp.path().join("small"), "4m") else {
+        return;
+    };
+    let lib = fs.0.join("lib");
+    assert!(build(&lib, "30").status.success());
+    let old = answer(&lib).unwrap();
+    let out = Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(&fs.0)
+        .output()
+        .unwrap();
+    let free = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse::<u64>().ok())
+        .unwrap();
+    // Room for the checkpoint of the new vectors, not for a new generation.
+    std::fs::write(
+        fs.0.join("filler"),
+        vec![0u8; free.saturating_sub(120_000) as usize],
+    )
+    .unwrap();
+    let out = add(&lib, "61");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains(lib.to_str().unwrap()), "names no path: {err}");
+    assert_eq!(answer(&lib).unwrap(), old);
+    let names: Vec<String> = std::fs::read_dir(&lib)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.contains(".2.") && n != "keyword.2" && !n.ends_with(".tmp")),
+        "{names:?}"
+    );
+    drop(fs);
+}

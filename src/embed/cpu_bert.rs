@@ -278,7 +278,7 @@ struct Cols {
 impl Cols {
     fn for_tokens(tokens: usize) -> Self {
         let n = tokens.div_ceil(NR) * NR;
-        let ld = if (n / NR) % 2 == 0 { n + NR } else { n };
+        let ld = if (n / NR).is_multiple_of(2) { n + NR } else { n };
         Cols { n, ld }
     }
 }
@@ -391,7 +391,7 @@ impl CpuBert {
             }
         }
         let h = cfg.hidden_size;
-        if cfg.num_attention_heads == 0 || h == 0 || h % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || h == 0 || !h.is_multiple_of(cfg.num_attention_heads) {
             return Err(bad_cfg(format!(
                 "hidden_size {h} is not a multiple of num_attention_heads {}",
                 cfg.num_attention_heads
@@ -1729,7 +1729,7 @@ mod tests {
         assert_eq!(Cols::for_tokens(256), Cols { n: 256, ld: 272 });
         for t in 1..600 {
             let c = Cols::for_tokens(t);
-            assert!(c.n >= t && c.n < t + NR && c.n % NR == 0);
+            assert!(c.n >= t && c.n < t + NR && c.n.is_multiple_of(NR));
             assert!(c.ld >= c.n && (c.ld / NR) % 2 == 1);
         }
     }

@@ -65,6 +65,52 @@ impl KeywordIndex {
         Ok(())
     }
 
+    /// Makes `to` (an empty directory) the index of `from` plus `texts` as
+    /// rows `first_row`, ... . `from` is never written: tantivy's segment
+    /// files are immutable, so they are hard-linked (copied across
+    /// filesystems), and only the new documents are indexed.
+    pub fn extend(
+        from: &Path,
+        to: &Path,
+        first_row: usize,
+        texts: &[String],
+    ) -> Result<(), IndexError> {
+        let io = |path: &Path, e: std::io::Error| IndexError::Keyword {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        for entry in std::fs::read_dir(from).map_err(|e| io(from, e))? {
+            let src = entry.map_err(|e| io(from, e))?.path();
+            let Some(name) = src.file_name() else {
+                continue;
+            };
+            if !src.is_file() || name.to_string_lossy().ends_with(".lock") {
+                continue;
+            }
+            let dst = to.join(name);
+            // tantivy replaces meta.json and .managed.json by rename, never in
+            // place, so even those may share an inode with `from`.
+            if std::fs::hard_link(&src, &dst).is_err() {
+                std::fs::copy(&src, &dst).map_err(|e| io(&dst, e))?;
+            }
+        }
+        let e = err(to);
+        let index = Index::open_in_dir(to).map_err(&e)?;
+        let schema = index.schema();
+        let text = schema.get_field("text").map_err(&e)?;
+        let row = schema.get_field("row").map_err(&e)?;
+        let mut writer: IndexWriter = index.writer_with_num_threads(1, WRITER_BYTES).map_err(&e)?;
+        for (i, t) in texts.iter().enumerate() {
+            let mut doc = TantivyDocument::default();
+            doc.add_text(text, t);
+            doc.add_u64(row, (first_row + i) as u64);
+            writer.add_document(doc).map_err(&e)?;
+        }
+        writer.commit().map_err(&e)?;
+        writer.wait_merging_threads().map_err(&e)?;
+        Ok(())
+    }
+
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
         let e = err(dir);
         let index = Index::open_in_dir(dir).map_err(&e)?;

@@ -141,6 +141,13 @@ impl HnswIndex {
         HnswIndex { graph, params }
     }
 
+    /// Adds `vectors` as rows `first_row`, `first_row + 1`, ... to the graph
+    /// (an existing or a reloaded one: hnsw_rs inserts into both).
+    pub fn insert(&self, vectors: &[f32], dim: usize, first_row: usize) {
+        let data: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).zip(first_row..).collect();
+        self.graph.parallel_insert_slice(&data);
+    }
+
     pub fn params(&self) -> HnswParams {
         self.params
     }

@@ -181,7 +181,8 @@ pub fn rank(
     exclude: &[usize],
 ) -> Result<Vec<Neighbor>, QueryError> {
     let papers = lib.papers();
-    let keep = |row: usize| !exclude.contains(&row) && opts.filter.keep(&papers[row]);
+    let keep =
+        |row: usize| lib.is_live(row) && !exclude.contains(&row) && opts.filter.keep(&papers[row]);
     let dense = |n: usize| {
         vector
             .map(|v| dense(lib, v, n, &keep, opts, exclude))
@@ -221,7 +222,7 @@ fn dense(
     let kept = if filtered {
         (0..lib.len()).filter(|&r| keep(r)).count()
     } else {
-        lib.len().saturating_sub(exclude.len())
+        lib.live_len().saturating_sub(exclude.len())
     };
     let use_exact = match opts.strategy {
         Strategy::Exact => true,
@@ -231,7 +232,7 @@ fn dense(
     if use_exact {
         return exact();
     }
-    let hits = if filtered || !exclude.is_empty() {
+    let hits = if filtered || !exclude.is_empty() || lib.live_len() < lib.len() {
         lib.index().search_filtered(v, n, None, keep)
     } else {
         lib.index().search(v, n, None)
@@ -362,7 +363,10 @@ fn suggest(lib: &Library, id: &str) -> Option<String> {
         }
     };
     let want_base = base(&want);
-    let papers = lib.papers();
+    let papers: Vec<&Paper> = (0..lib.len())
+        .filter(|&r| lib.is_live(r))
+        .map(|r| &lib.papers()[r])
+        .collect();
     if let Some(p) = papers.iter().find(|p| base(&p.id) == want_base) {
         return Some(p.id.clone());
     }

@@ -26,6 +26,27 @@ pub(crate) fn failpoint(name: &str) {
     }
 }
 
+/// Takes the library's writer lock (`dir/lock`, an advisory `flock`): two
+/// commands updating one library at once would each build on the same
+/// generation and the second would silently drop the first's changes. Readers
+/// never lock. Released when the returned file is dropped, or the process dies.
+pub(crate) fn lock(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join("lock");
+    let f = File::create(&path).map_err(io_err(&path))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(fs::TryLockError::WouldBlock) => {
+            eprintln!(
+                "papersim: {}: another papersim is updating this library; waiting",
+                dir.display()
+            );
+            f.lock().map_err(io_err(&path))?;
+            Ok(f)
+        }
+        Err(fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
+    }
+}
+
 /// Makes a rename or creation in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
@@ -158,12 +179,13 @@ const VEC_MAGIC: &[u8; 8] = b"PSIMVEC\0";
 const VEC_VERSION: u32 = 1;
 const VEC_HEADER: usize = 32;
 
+/// Writes the rows of `parts`, one after the other, as one vectors file.
 pub(crate) fn write_vectors(
     path: &Path,
-    vectors: &[f32],
+    parts: &[&[f32]],
     dim: usize,
 ) -> Result<FileEntry, StoreError> {
-    let rows = vectors.len() / dim.max(1);
+    let rows = parts.iter().map(|p| p.len()).sum::<usize>() / dim.max(1);
     write_atomic(path, |w| {
         let mut header = Vec::with_capacity(VEC_HEADER);
         header.extend_from_slice(VEC_MAGIC);
@@ -174,7 +196,7 @@ pub(crate) fn write_vectors(
         let mut crc = crc32fast::Hasher::new();
         crc.update(&header);
         w.write_all(&header)?;
-        for chunk in vectors.chunks(1 << 16) {
+        for chunk in parts.iter().flat_map(|p| p.chunks(1 << 16)) {
             let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
             crc.update(&bytes);
             w.write_all(&bytes)?;

@@ -19,7 +19,9 @@
 //! read the old manifest a moment ago still finds its files.
 
 mod cache;
+mod export;
 mod files;
+mod update;
 mod verify;
 
 use std::collections::HashMap;
@@ -34,6 +36,7 @@ use crate::embed::{is_unit, ModelInfo};
 use crate::index::{HnswIndex, HnswParams, IndexError, KeywordIndex};
 
 pub use cache::{text_hash, EmbedCache, TextHash, CACHE_FILE};
+pub use export::{export, ExportReport};
 pub(crate) use files::failpoint;
 pub use files::{FileEntry, Vectors};
 pub use verify::{repair, verify, Check, VerifyReport};
@@ -112,6 +115,12 @@ pub struct Manifest {
     pub created: String,
     pub updated: String,
     pub files: ManifestFiles,
+    /// Rows removed or replaced since the last full build (`remove`, `add`),
+    /// ascending. Their papers and vectors stay in the files, so row numbers
+    /// never shift; every query leaves them out, and `compact` drops them.
+    /// Omitted when empty, so a library without updates keeps its checksum.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dead: Vec<usize>,
     /// crc32 of this manifest serialised with `checksum` = 0: catches a
     /// damaged manifest that is still valid JSON.
     #[serde(default)]
@@ -135,6 +144,33 @@ pub struct Contents<'a> {
     pub vectors: &'a [f32],
 }
 
+impl Contents<'_> {
+    /// Refuses contents whose parts disagree in length, or with a vector that
+    /// is not unit length: a zero or NaN vector must never reach the index.
+    fn check(&self, dim: usize) -> Result<(), StoreError> {
+        let Contents {
+            papers,
+            texts,
+            vectors,
+        } = self;
+        if dim == 0 || vectors.len() != papers.len() * dim || texts.len() != papers.len() {
+            return Err(StoreError::Invalid(format!(
+                "{} papers, {} texts, {} floats for dim {dim}",
+                papers.len(),
+                texts.len(),
+                vectors.len()
+            )));
+        }
+        if let Some(bad) = vectors.chunks_exact(dim).position(|v| !is_unit(v)) {
+            return Err(StoreError::Invalid(format!(
+                "vector of paper {:?} is not unit length (zero or NaN)",
+                papers[bad].id
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// What a commit needs besides the contents.
 pub struct CommitSpec<'a> {
     pub model: &'a ModelInfo,
@@ -147,6 +183,9 @@ pub struct Library {
     dir: PathBuf,
     manifest: Manifest,
     papers: Vec<Paper>,
+    /// `live[row]` is false for the manifest's dead rows.
+    live: Vec<bool>,
+    /// Live rows only: a replaced paper's id names its newest row.
     rows_by_id: HashMap<String, usize>,
     vectors: Vectors,
     index: HnswIndex,
@@ -164,15 +203,18 @@ impl Library {
         let (papers, vectors) = load_data(dir, &manifest)?;
         let index = load_graph(dir, &manifest)?;
         let keyword = load_keyword(dir, &manifest)?;
+        let live = live_rows(dir, &manifest)?;
         let rows_by_id = papers
             .iter()
             .enumerate()
+            .filter(|(i, _)| live[*i])
             .map(|(i, p)| (p.id.clone(), i))
             .collect();
         Ok(Library {
             dir: dir.to_path_buf(),
             manifest,
             papers,
+            live,
             rows_by_id,
             vectors,
             index,
@@ -189,32 +231,30 @@ impl Library {
         spec: &CommitSpec,
         progress: &dyn Fn(&str),
     ) -> Result<Manifest, StoreError> {
-        let Contents {
-            papers,
-            texts,
-            vectors,
-        } = contents;
-        let dim = spec.model.dim;
-        if dim == 0 || vectors.len() != papers.len() * dim || texts.len() != papers.len() {
-            return Err(StoreError::Invalid(format!(
-                "{} papers, {} texts, {} floats for dim {dim}",
-                papers.len(),
-                texts.len(),
-                vectors.len()
-            )));
-        }
-        if let Some(bad) = vectors.chunks_exact(dim).position(|v| !is_unit(v)) {
-            return Err(StoreError::Invalid(format!(
-                "vector of paper {:?} is not unit length (zero or NaN)",
-                papers[bad].id
-            )));
-        }
+        Self::commit_over(dir, contents, spec, None, progress)
+    }
+
+    /// [`Library::commit`], refused if `expect` is given and the library is
+    /// no longer at that generation (someone else committed meanwhile).
+    fn commit_over(
+        dir: &Path,
+        contents: Contents,
+        spec: &CommitSpec,
+        expect: Option<u64>,
+        progress: &dyn Fn(&str),
+    ) -> Result<Manifest, StoreError> {
+        contents.check(spec.model.dim)?;
         fs::create_dir_all(dir).map_err(files::io_err(dir))?;
+        let _lock = files::lock(dir)?;
         let previous = match read_manifest(dir) {
             Ok(m) => Some(m),
             Err(StoreError::NotALibrary { .. }) => None,
             Err(e) => return Err(e),
         };
+        let now = previous.as_ref().map(|m| m.generation);
+        if expect.is_some() && now != expect {
+            return Err(changed(dir, expect, now));
+        }
         let generation = previous.as_ref().map_or(0, |m| m.generation) + 1;
         clear_generation(dir, generation);
 
@@ -242,16 +282,33 @@ impl Library {
         &self.manifest
     }
 
+    /// Every row's paper, dead rows included (see [`Library::is_live`]).
     pub fn papers(&self) -> &[Paper] {
         &self.papers
     }
 
+    /// Rows: papers and vectors in the files, dead ones included.
     pub fn len(&self) -> usize {
         self.papers.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.papers.is_empty()
+    }
+
+    /// False for a removed or replaced row: no query may return it.
+    pub fn is_live(&self, row: usize) -> bool {
+        self.live.get(row).copied().unwrap_or(false)
+    }
+
+    /// Papers a query can return.
+    pub fn live_len(&self) -> usize {
+        self.papers.len() - self.manifest.dead.len()
+    }
+
+    /// Dead rows over all rows: what `compact` would reclaim.
+    pub fn dead_fraction(&self) -> f64 {
+        self.manifest.dead.len() as f64 / self.papers.len().max(1) as f64
     }
 
     pub fn row_of(&self, id: &str) -> Option<usize> {
@@ -276,6 +333,16 @@ impl Library {
     }
 }
 
+fn changed(dir: &Path, then: Option<u64>, now: Option<u64>) -> StoreError {
+    StoreError::Invalid(format!(
+        "{}: the library changed since it was opened (generation {} is now {}); \
+         run the command again",
+        dir.display(),
+        then.unwrap_or(0),
+        now.unwrap_or(0)
+    ))
+}
+
 /// Writes every file of `generation`, then the manifest that points to them.
 fn write_generation(
     dir: &Path,
@@ -292,16 +359,15 @@ fn write_generation(
     let dim = spec.model.dim;
     progress("writing papers");
     let papers_entry = files::write_atomic(&dir.join(format!("papers.{generation}.jsonl")), |w| {
-        for p in papers {
-            serde_json::to_writer(&mut *w, p)?;
-            w.write_all(b"\n")?;
-        }
-        Ok(())
+        update::write_papers(w, papers)
     })?;
     files::failpoint("after-papers");
     progress("writing vectors");
-    let vectors_entry =
-        files::write_vectors(&dir.join(format!("vectors.{generation}.f32")), vectors, dim)?;
+    let vectors_entry = files::write_vectors(
+        &dir.join(format!("vectors.{generation}.f32")),
+        &[vectors],
+        dim,
+    )?;
     files::failpoint("after-vectors");
 
     progress("building the HNSW index");
@@ -319,20 +385,11 @@ fn write_generation(
     let kdir = dir.join(&keyword_dir);
     fs::create_dir_all(&kdir).map_err(files::io_err(&kdir))?;
     KeywordIndex::build(&kdir, texts)?;
-    let mut keyword = Vec::new();
-    for e in fs::read_dir(&kdir).map_err(files::io_err(&kdir))? {
-        let path = e.map_err(files::io_err(&kdir))?.path();
-        // tantivy's lock files are empty and come and go; not data.
-        if path.is_file() && !files::file_name(&path).ends_with(".lock") {
-            keyword.push(files::entry_of(&path)?);
-        }
-    }
-    keyword.sort_by(|a, b| a.name.cmp(&b.name));
-    files::sync_dir(&kdir)?;
+    let keyword = keyword_entries(&kdir)?;
     files::sync_dir(dir)?;
 
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let mut manifest = Manifest {
+    let manifest = Manifest {
         format: FORMAT_NAME.into(),
         format_version: FORMAT_VERSION,
         generation,
@@ -353,8 +410,15 @@ fn write_generation(
             keyword_dir,
             keyword,
         },
+        dead: Vec::new(),
         checksum: 0,
     };
+    write_manifest(dir, manifest)
+}
+
+/// The commit point: seals `manifest` with its checksum and atomically
+/// replaces `manifest.json` with it. Every file it names must be durable.
+fn write_manifest(dir: &Path, mut manifest: Manifest) -> Result<Manifest, StoreError> {
     manifest.checksum = manifest.compute_checksum();
     files::write_atomic(&dir.join(MANIFEST), |w| {
         serde_json::to_writer_pretty(&mut *w, &manifest)?;
@@ -362,6 +426,21 @@ fn write_generation(
     })?;
     files::sync_dir(dir)?;
     Ok(manifest)
+}
+
+/// Describes every file of a keyword index folder, after syncing it.
+fn keyword_entries(kdir: &Path) -> Result<Vec<FileEntry>, StoreError> {
+    let mut keyword = Vec::new();
+    for e in fs::read_dir(kdir).map_err(files::io_err(kdir))? {
+        let path = e.map_err(files::io_err(kdir))?.path();
+        // tantivy's lock files are empty and come and go; not data.
+        if path.is_file() && !files::file_name(&path).ends_with(".lock") {
+            keyword.push(files::entry_of(&path)?);
+        }
+    }
+    keyword.sort_by(|a, b| a.name.cmp(&b.name));
+    files::sync_dir(kdir)?;
+    Ok(keyword)
 }
 
 /// Papers and vectors, with their counts checked against the manifest.
@@ -391,6 +470,27 @@ fn load_graph(dir: &Path, m: &Manifest) -> Result<HnswIndex, StoreError> {
         });
     }
     Ok(index)
+}
+
+/// The live-row map of the manifest's dead list, which must be ascending rows
+/// of the library.
+fn live_rows(dir: &Path, m: &Manifest) -> Result<Vec<bool>, StoreError> {
+    let mut live = vec![true; m.papers];
+    let mut last = None;
+    for &row in &m.dead {
+        if row >= m.papers || last.is_some_and(|l| l >= row) {
+            return Err(StoreError::BadManifest {
+                path: dir.join(MANIFEST),
+                reason: format!(
+                    "field \"dead\": row {row} is out of order or past the {} rows",
+                    m.papers
+                ),
+            });
+        }
+        live[row] = false;
+        last = Some(row);
+    }
+    Ok(live)
 }
 
 fn load_keyword(dir: &Path, m: &Manifest) -> Result<KeywordIndex, StoreError> {

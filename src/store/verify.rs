@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{
-    files, load_data, load_graph, load_keyword, read_manifest, CommitSpec, Contents, Library,
-    Manifest, StoreError,
+    files, live_rows, load_data, load_graph, load_keyword, read_manifest, CommitSpec, Contents,
+    Library, Manifest, StoreError,
 };
 use crate::embed::is_unit;
 
@@ -59,7 +59,14 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
     }
     let data_ok = match load_data(dir, &m) {
         Ok((papers, vectors)) => {
-            let mut ids: Vec<&str> = papers.iter().map(|p| p.id.as_str()).collect();
+            // A replaced paper's id is on its dead row too: live ids are unique.
+            let live = live_rows(dir, &m).unwrap_or_else(|_| vec![true; papers.len()]);
+            let mut ids: Vec<&str> = papers
+                .iter()
+                .zip(&live)
+                .filter(|(_, l)| **l)
+                .map(|(p, _)| p.id.as_str())
+                .collect();
             ids.sort_unstable();
             let dup = ids
                 .windows(2)
@@ -137,6 +144,14 @@ pub fn repair(dir: &Path, progress: &dyn Fn(&str)) -> Result<Manifest, StoreErro
         files::check(&dir.join(&entry.name), entry)?;
     }
     let (papers, vectors) = load_data(dir, &m)?;
+    // Rebuilt from the live rows only: a repair is also a compaction.
+    let live = live_rows(dir, &m)?;
+    let rows: Vec<usize> = (0..papers.len()).filter(|&r| live[r]).collect();
+    let papers: Vec<_> = rows.iter().map(|&r| papers[r].clone()).collect();
+    let mut kept = Vec::with_capacity(rows.len() * m.dim);
+    for &r in &rows {
+        kept.extend_from_slice(vectors.row(r));
+    }
     let texts: Vec<String> = papers.iter().map(|p| m.text_template.render(p)).collect();
     let spec = CommitSpec {
         model: &m.model,
@@ -146,7 +161,7 @@ pub fn repair(dir: &Path, progress: &dyn Fn(&str)) -> Result<Manifest, StoreErro
     let contents = Contents {
         papers: &papers,
         texts: &texts,
-        vectors: vectors.as_slice(),
+        vectors: &kept,
     };
     Library::commit(dir, contents, &spec, progress)
 }
