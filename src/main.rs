@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use papersim::corpus::{self, Format, ReadOptions, TextTemplate};
 use papersim::embed::{DeviceSpec, Embedder, ModelSource};
 use papersim::eval;
-use papersim::index::HnswParams;
+use papersim::index::{HnswParams, Store};
 use papersim::pipeline::{self, BuildOptions, Progress};
 use papersim::query::{self, Filter, Mode, Options, RelatedRequest, Strategy};
 use papersim::report::{self, Format as OutFormat};
@@ -130,6 +130,10 @@ struct BuildArgs {
     /// HNSW construction breadth.
     #[arg(long, default_value_t = HnswParams::default().ef_construction)]
     ef_construction: usize,
+    /// How the graph stores its copy of the vectors: f16 (half the memory;
+    /// results are re-scored in f32) or f32.
+    #[arg(long, default_value = "f16", value_name = "f16|f32")]
+    graph_store: Store,
     #[command(flatten)]
     model: ModelArgs,
     /// Print the summary as JSON.
@@ -296,6 +300,52 @@ enum BenchCommand {
     /// Embedding throughput on real abstracts, per device: docs/s, tokens/s,
     /// padding, batch latency.
     Embed(BenchEmbedArgs),
+    /// The HNSW index: build time, peak memory, and recall@10 against exact
+    /// search with queries/s on 1 and 2 threads for each ef. The last
+    /// --queries rows are the queries (not indexed).
+    Index(BenchIndexArgs),
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct IndexSource {
+    /// The live vectors of a library.
+    #[arg(long, value_name = "DIR")]
+    library: Option<PathBuf>,
+    /// A float32 .npy matrix with L2-normalised rows (e.g. from `papersim export`).
+    #[arg(long, value_name = "FILE.npy")]
+    vectors: Option<PathBuf>,
+    /// N clustered synthetic 384-d unit vectors (deterministic).
+    #[arg(long, value_name = "N")]
+    synthetic: Option<usize>,
+}
+
+#[derive(Args)]
+struct BenchIndexArgs {
+    #[command(flatten)]
+    source: IndexSource,
+    /// Queries, taken from the end of the vectors.
+    #[arg(long, default_value_t = 1000)]
+    queries: usize,
+    /// ef values to sweep.
+    #[arg(long, value_delimiter = ',', default_values_t = papersim::index::bench::DEFAULT_EFS)]
+    ef: Vec<usize>,
+    /// HNSW links per node.
+    #[arg(long, default_value_t = HnswParams::default().m)]
+    hnsw_m: usize,
+    /// HNSW construction breadth.
+    #[arg(long, default_value_t = HnswParams::default().ef_construction)]
+    ef_construction: usize,
+    /// How the graph stores its copy of the vectors.
+    #[arg(long, default_value = "f16", value_name = "f16|f32")]
+    graph_store: Store,
+    /// Also write the benchmarked vectors (all rows, queries last) as .npy,
+    /// so another library can be measured on exactly the same data.
+    #[arg(long, value_name = "FILE.npy")]
+    write_vectors: Option<PathBuf>,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -428,6 +478,7 @@ fn main() -> ExitCode {
         Command::Info(a) => info(a),
         Command::Verify(a) => verify(a),
         Command::Bench(BenchCommand::Embed(a)) => bench_embed(a),
+        Command::Bench(BenchCommand::Index(a)) => bench_index(a),
     };
     match result {
         Ok(code) => code,
@@ -505,6 +556,7 @@ fn build(a: BuildArgs) -> Result<ExitCode> {
         index: HnswParams {
             m: a.hnsw_m,
             ef_construction: a.ef_construction,
+            store: a.graph_store,
             ..HnswParams::default()
         },
         limit: a.limit,
@@ -954,6 +1006,75 @@ fn bench_embed(a: BenchEmbedArgs) -> Result<ExitCode> {
     } else {
         println!("{} abstracts from {}\n", refs.len(), corpus.display());
         print!("{}", papersim::bench::markdown(&rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_index(a: BenchIndexArgs) -> Result<ExitCode> {
+    use papersim::index::bench;
+    let (label, vectors, dim) = match (&a.source.library, &a.source.vectors, a.source.synthetic) {
+        (Some(dir), _, _) => {
+            // The resident size of the open library, measured first, while
+            // this process holds nothing else: after opening, and after
+            // 1,000 searches through its own graph (which touch its pages).
+            let before = bench::rss_mb();
+            let start = std::time::Instant::now();
+            let lib = open_library(dir)?;
+            let open_s = start.elapsed().as_secs_f64();
+            let opened = bench::rss_mb() - before;
+            let dim = lib.vectors().dim();
+            for r in (0..lib.len()).step_by((lib.len() / 1000).max(1)) {
+                let _ = lib.index().search(lib.vectors().row(r), 10, None);
+            }
+            let queried = bench::rss_mb() - before;
+            let raw = lib.len() as f64 * dim as f64 * 4.0 / 1e6;
+            eprintln!(
+                "open library: {open_s:.2} s, resident {opened:.0} MB after open, {queried:.0} MB \
+                 after 1,000 searches; raw f32 vectors {raw:.0} MB ({:.2}x)",
+                queried / raw
+            );
+            let mut v = Vec::with_capacity(lib.live_len() * dim);
+            for r in (0..lib.len()).filter(|&r| lib.is_live(r)) {
+                v.extend_from_slice(lib.vectors().row(r));
+            }
+            (dir.display().to_string(), v, dim)
+        }
+        (_, Some(path), _) => {
+            let (v, dim) = bench::read_npy(path)?;
+            (path.display().to_string(), v, dim)
+        }
+        (_, _, Some(n)) => (
+            format!("synthetic {n} x 384"),
+            bench::synthetic(n, 384, 42),
+            384,
+        ),
+        _ => anyhow::bail!("give --library, --vectors or --synthetic"),
+    };
+    if vectors.len() / dim.max(1) < 4 {
+        anyhow::bail!("{label}: too few vectors to benchmark");
+    }
+    if let Some(out) = &a.write_vectors {
+        store::write_npy(out, &vectors, dim)?;
+    }
+    let spec = bench::BenchSpec {
+        params: HnswParams {
+            m: a.hnsw_m,
+            ef_construction: a.ef_construction,
+            store: a.graph_store,
+            ..HnswParams::default()
+        },
+        queries: a.queries,
+        efs: a.ef.clone(),
+    };
+    let spinner = spinner("benchmarking the index");
+    let r = bench::run(&label, &vectors, dim, &spec, &|s| {
+        spinner.set_message(s.to_string())
+    });
+    spinner.finish_and_clear();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print!("{}", report::index_bench(&r));
     }
     Ok(ExitCode::SUCCESS)
 }

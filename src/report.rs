@@ -344,6 +344,36 @@ pub fn add_summary(r: &AddReport) -> String {
     out
 }
 
+pub fn index_bench(r: &crate::index::bench::IndexBench) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}: {} vectors indexed, {} queries, dim {}, M={} ef_construction={}\n\
+         build {:.2} s on {} threads, peak RSS {:.0} MB (raw vectors {:.0} MB), exact scan {:.0} q/s on 1 thread\n",
+        r.source,
+        r.indexed,
+        r.queries,
+        r.dim,
+        r.m,
+        r.ef_construction,
+        r.build_s,
+        r.build_threads,
+        r.peak_rss_mb,
+        r.raw_vectors_mb,
+        r.exact_qps_1t
+    );
+    let _ = writeln!(out, "| ef | recall@10 | q/s 1 thread | q/s 2 threads |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for row in &r.rows {
+        let _ = writeln!(
+            out,
+            "| {} | {:.4} | {:.0} | {:.0} |",
+            row.ef, row.recall_at_10, row.qps_1t, row.qps_2t
+        );
+    }
+    out
+}
+
 /// One row per (query set, mode).
 pub fn eval_table(results: &[(String, ModeResult)]) -> String {
     let mut out = String::new();
@@ -427,8 +457,11 @@ pub fn library_info(lib: &Library) -> String {
         (
             "index",
             format!(
-                "hnsw M={} ef_construction={} ef_search={}",
-                m.index.m, m.index.ef_construction, m.index.ef_search
+                "hnsw M={} ef_construction={} ef_search={} store={}",
+                m.index.m,
+                m.index.ef_construction,
+                m.index.ef_search,
+                format!("{:?}", m.index.store).to_lowercase()
             ),
         ),
         ("disk bytes", lib.disk_bytes().to_string()),

@@ -2,6 +2,7 @@
 //! our own parameter struct, and exact search, which is both the ground truth
 //! for recall and the answer for small libraries.
 
+pub mod bench;
 mod keyword;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +34,37 @@ pub struct HnswParams {
     pub ef_construction: usize,
     /// Default search breadth (raised to k when k is larger).
     pub ef_search: usize,
+    /// Element type of the graph's own copy of the vectors. Libraries from
+    /// before this field have f32 graphs.
+    #[serde(default = "Store::legacy")]
+    pub store: Store,
+}
+
+/// How the HNSW graph stores its vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Store {
+    F32,
+    /// Half the memory; scores re-computed in f32 from the library's vectors.
+    #[default]
+    F16,
+}
+
+impl Store {
+    fn legacy() -> Self {
+        Store::F32
+    }
+}
+
+impl std::str::FromStr for Store {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "f32" => Ok(Store::F32),
+            "f16" => Ok(Store::F16),
+            _ => Err(format!("unknown graph store {s:?}: expected f16 or f32")),
+        }
+    }
 }
 
 impl Default for HnswParams {
@@ -41,6 +73,7 @@ impl Default for HnswParams {
             m: 16,
             ef_construction: 200,
             ef_search: 64,
+            store: Store::default(),
         }
     }
 }
@@ -56,9 +89,22 @@ impl Distance<f32> for UnitCosine {
     }
 }
 
-/// Dot product with eight independent accumulators, so the compiler can keep
-/// it in SIMD registers (a single running sum cannot be reordered).
+/// Dot product: the distance of every HNSW step and the whole cost of an
+/// exact scan. AVX2+FMA when the CPU has them (checked once), else a portable
+/// loop with eight independent accumulators, which the compiler keeps in SSE
+/// registers (a single running sum could not be reordered).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    #[cfg(target_arch = "x86_64")]
+    if simd::available() {
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        return unsafe { simd::dot_avx2(a, b) };
+    }
+    dot_portable(a, b)
+}
+
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let ca = a.chunks_exact(8);
     let cb = b.chunks_exact(8);
@@ -74,6 +120,94 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::*;
+    use std::sync::OnceLock;
+
+    pub fn available() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    }
+
+    pub fn available_f16c() -> bool {
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| available() && is_x86_feature_detected!("f16c"))
+    }
+
+    /// Like [`dot_avx2`], widening 8 halves at a time with F16C.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; equal lengths.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dot_f16_avx2(a: &[u16], b: &[u16]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let load = |p: *const u16| _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
+        let mut s0 = _mm256_setzero_ps();
+        let mut s1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            s0 = _mm256_fmadd_ps(load(pa.add(i)), load(pb.add(i)), s0);
+            s1 = _mm256_fmadd_ps(load(pa.add(i + 8)), load(pb.add(i + 8)), s1);
+            i += 16;
+        }
+        if i + 8 <= n {
+            s0 = _mm256_fmadd_ps(load(pa.add(i)), load(pb.add(i)), s0);
+            i += 8;
+        }
+        let mut sum = hsum(_mm256_add_ps(s0, s1));
+        while i < n {
+            sum += half::f16::from_bits(*pa.add(i)).to_f32()
+                * half::f16::from_bits(*pb.add(i)).to_f32();
+            i += 1;
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum(s: __m256) -> f32 {
+        let hi = _mm256_extractf128_ps(s, 1);
+        let q = _mm_add_ps(_mm256_castps256_ps128(s), hi);
+        let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+        _mm_cvtss_f32(q)
+    }
+
+    /// Two 8-lane FMA chains (16 floats a step) hide the FMA latency; 384-d
+    /// vectors are 24 steps.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `a` and `b` must have equal length.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut s0 = _mm256_setzero_ps();
+        let mut s1 = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 16 <= n {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+            s1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(pa.add(i + 8)),
+                _mm256_loadu_ps(pb.add(i + 8)),
+                s1,
+            );
+            i += 16;
+        }
+        if i + 8 <= n {
+            s0 = _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), s0);
+            i += 8;
+        }
+        let mut sum = hsum(_mm256_add_ps(s0, s1));
+        while i < n {
+            sum += *pa.add(i) * *pb.add(i);
+            i += 1;
+        }
+        sum
+    }
 }
 
 /// One search result: the row of the vector and its cosine similarity.
@@ -111,14 +245,49 @@ pub fn exact_search(
     all
 }
 
+/// Replaces approximate scores (an f16 graph's) with exact f32 cosines from
+/// `vectors` and re-sorts: what a user sees is never rounded.
+pub fn rescore(vectors: &[f32], dim: usize, query: &[f32], hits: &mut [Neighbor]) {
+    for h in hits.iter_mut() {
+        h.score = dot(&vectors[h.row * dim..(h.row + 1) * dim], query);
+    }
+    sort_best_first(hits);
+}
+
 fn sort_best_first(v: &mut [Neighbor]) {
     v.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
 }
 
 /// An HNSW graph whose data ids are vector rows.
 pub struct HnswIndex {
-    graph: Hnsw<'static, f32, UnitCosine>,
+    graph: Graph,
     params: HnswParams,
+}
+
+/// The graph holds its own copy of every vector (hnsw_rs owns its data). In
+/// f16 that copy is half the size of the f32 vectors the library stores,
+/// which is what keeps an open library near 1.1x its raw vectors instead of
+/// ~2.6x; rankings are re-scored in f32 by the caller (see `query`).
+enum Graph {
+    F32(Hnsw<'static, f32, UnitCosine>),
+    F16(Hnsw<'static, u16, UnitCosineF16>),
+}
+
+/// Runs `$body` with `$h` bound to the graph and `$conv` to a function that
+/// turns f32 data into the graph's element type.
+macro_rules! with_graph {
+    ($g:expr, $h:ident, $conv:ident => $body:expr) => {
+        match $g {
+            Graph::F32($h) => {
+                let $conv = |v: &[f32]| -> Vec<f32> { v.to_vec() };
+                $body
+            }
+            Graph::F16($h) => {
+                let $conv = |v: &[f32]| -> Vec<u16> { to_f16(v) };
+                $body
+            }
+        }
+    };
 }
 
 /// Layers hnsw_rs may use; 16 is its maximum and plenty for millions of points.
@@ -128,24 +297,25 @@ impl HnswIndex {
     /// Builds over `vectors` (`rows * dim`, all unit length), in parallel.
     pub fn build(vectors: &[f32], dim: usize, params: HnswParams) -> Self {
         let rows = vectors.len() / dim.max(1);
-        let mut graph = Hnsw::new(
-            params.m,
-            rows.max(1),
-            MAX_LAYERS,
-            params.ef_construction,
-            UnitCosine,
-        );
-        let data: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).zip(0..).collect();
-        graph.parallel_insert_slice(&data);
-        graph.set_searching_mode(true);
-        HnswIndex { graph, params }
+        let (m, efc) = (params.m, params.ef_construction);
+        let graph = match params.store {
+            Store::F32 => Graph::F32(Hnsw::new(m, rows.max(1), MAX_LAYERS, efc, UnitCosine)),
+            Store::F16 => Graph::F16(Hnsw::new(m, rows.max(1), MAX_LAYERS, efc, UnitCosineF16)),
+        };
+        let index = HnswIndex { graph, params };
+        index.insert(vectors, dim, 0);
+        index
     }
 
     /// Adds `vectors` as rows `first_row`, `first_row + 1`, ... to the graph
     /// (an existing or a reloaded one: hnsw_rs inserts into both).
     pub fn insert(&self, vectors: &[f32], dim: usize, first_row: usize) {
-        let data: Vec<(&[f32], usize)> = vectors.chunks_exact(dim).zip(first_row..).collect();
-        self.graph.parallel_insert_slice(&data);
+        with_graph!(&self.graph, g, conv => {
+            let owned: Vec<_> = vectors.chunks_exact(dim).map(conv).collect();
+            let data: Vec<(&[_], usize)> =
+                owned.iter().map(Vec::as_slice).zip(first_row..).collect();
+            g.parallel_insert_slice(&data);
+        })
     }
 
     pub fn params(&self) -> HnswParams {
@@ -153,22 +323,21 @@ impl HnswIndex {
     }
 
     pub fn len(&self) -> usize {
-        self.graph.get_nb_point()
+        with_graph!(&self.graph, g, _c => g.get_nb_point())
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Approximate top-`k`, best first; `ef` defaults to the build's `ef_search`.
+    /// Approximate top `k` by cosine. `ef` overrides the search breadth.
+    /// In an f16 graph the scores are f16-rounded (within ~1e-3).
     pub fn search(&self, query: &[f32], k: usize, ef: Option<usize>) -> Vec<Neighbor> {
         self.run(query, k, ef, None)
     }
 
-    /// Approximate top-`k` among rows that `keep` accepts, using hnsw_rs's
-    /// filtered search (the filter is applied while walking the graph, so
-    /// the result is still k rows when the filter is permissive). Callers
-    /// fall back to [`exact_search`] for very selective filters.
+    /// Like [`HnswIndex::search`], visiting only rows for which `keep` holds
+    /// (hnsw_rs applies the filter inside the walk).
     pub fn search_filtered(
         &self,
         query: &[f32],
@@ -191,13 +360,12 @@ impl HnswIndex {
             return Vec::new();
         }
         let ef = ef.unwrap_or(self.params.ef_search).max(k);
-        let mut hits: Vec<Neighbor> = self
-            .graph
-            .search_filter(query, k, ef, filter)
+        let found =
+            with_graph!(&self.graph, g, conv => g.search_filter(&conv(query), k, ef, filter));
+        let mut hits: Vec<Neighbor> = found
             .into_iter()
             .map(|n| Neighbor {
                 row: n.d_id,
-                // The graph reports the clamped distance.
                 score: 1.0 - n.distance,
             })
             .collect();
@@ -205,44 +373,74 @@ impl HnswIndex {
         hits
     }
 
-    /// Writes the graph as `dir/basename.hnsw.{graph,data}` and returns the
-    /// two paths. hnsw_rs may pick another basename when files exist, so the
-    /// paths come from what it reports.
+    /// Writes the graph under `dir/basename.hnsw.{graph,data}` and returns
+    /// the two paths hnsw_rs actually used.
     pub fn dump(&self, dir: &Path, basename: &str) -> Result<[PathBuf; 2], IndexError> {
-        let name = self
-            .graph
-            .file_dump(dir, basename)
-            .map_err(|e| IndexError::Dump {
+        let name = with_graph!(&self.graph, g, _c => g.file_dump(dir, basename)).map_err(|e| {
+            IndexError::Dump {
                 path: dir.join(basename),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(graph_files(dir, &name))
     }
 
-    /// Loads a graph written by [`HnswIndex::dump`]. The caller has verified
-    /// the files' checksums: hnsw_rs asserts (panics) on malformed dumps,
-    /// which is also caught here as a last line of defence.
+    /// Loads a graph dumped by [`HnswIndex::dump`]. hnsw_rs asserts on
+    /// malformed input, so its panics are caught and reported as errors.
     pub fn load(dir: &Path, basename: &str, params: HnswParams) -> Result<Self, IndexError> {
         let path = dir.join(basename);
         let err = |reason: String| IndexError::Load {
             path: path.clone(),
             reason,
         };
-        // hnsw_rs ties a loaded graph's lifetime to its loader. Without mmap
-        // the graph owns all its data, so leaking the small loader (a few
-        // hundred bytes per open) gives a 'static graph honestly.
+        // The loaded graph borrows its HnswIo for its whole life; a library
+        // is opened once per process (or per hot reload), so leaking this
+        // small struct is the simple way to make that borrow 'static.
         let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(dir, basename)));
+        let store = params.store;
         let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            // Moving the reference in makes this closure FnOnce, so the
-            // graph may keep the 'static borrow.
             let io = io;
-            io.load_hnsw::<f32, UnitCosine>()
+            match store {
+                Store::F32 => io.load_hnsw::<f32, UnitCosine>().map(Graph::F32),
+                Store::F16 => io.load_hnsw::<u16, UnitCosineF16>().map(Graph::F16),
+            }
         }))
         .map_err(|_| err("hnsw_rs panicked while reading it".into()))?;
-        let mut graph = loaded.map_err(|e| err(e.to_string()))?;
-        graph.set_searching_mode(true);
+        let graph = loaded.map_err(|e| err(e.to_string()))?;
         Ok(HnswIndex { graph, params })
     }
+}
+
+/// IEEE half-precision bits of each value (round to nearest even).
+pub fn to_f16(v: &[f32]) -> Vec<u16> {
+    v.iter()
+        .map(|&x| half::f16::from_f32(x).to_bits())
+        .collect()
+}
+
+/// 1 - a.b over f16 vectors, clamped at 0 like [`UnitCosine`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UnitCosineF16;
+
+impl Distance<u16> for UnitCosineF16 {
+    fn eval(&self, a: &[u16], b: &[u16]) -> f32 {
+        (1.0 - dot_f16(a, b)).max(0.0)
+    }
+}
+
+/// Dot product of two f16 vectors, accumulated in f32.
+pub fn dot_f16(a: &[u16], b: &[u16]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    #[cfg(target_arch = "x86_64")]
+    if simd::available_f16c() {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
+        return unsafe { simd::dot_f16_avx2(a, b) };
+    }
+    a.iter()
+        .zip(b)
+        .map(|(&x, &y)| half::f16::from_bits(x).to_f32() * half::f16::from_bits(y).to_f32())
+        .sum()
 }
 
 /// The files hnsw_rs writes for `basename`.
@@ -257,32 +455,65 @@ pub fn graph_files(dir: &Path, basename: &str) -> [PathBuf; 2] {
 mod tests {
     use super::*;
 
-    /// Deterministic clustered unit vectors (xorshift), no rand dependency.
-    pub(crate) fn clustered(rows: usize, dim: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.max(1);
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-        };
-        let centers: Vec<f32> = (0..20 * dim).map(|_| next()).collect();
-        let mut out = Vec::with_capacity(rows * dim);
-        for r in 0..rows {
-            let c = &centers[(r % 20) * dim..(r % 20 + 1) * dim];
-            let mut v: Vec<f32> = c.iter().map(|x| x + 0.6 * next()).collect();
-            crate::embed::normalize(&mut v);
-            out.extend(v);
+    use bench::synthetic as clustered;
+
+    #[test]
+    fn dot_matches_naive_at_every_length() {
+        for n in [0, 1, 7, 8, 9, 15, 16, 17, 37, 384, 385] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let naive: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            assert!((dot(&a, &b) as f64 - naive).abs() < 1e-4, "n={n}");
+            assert!((dot_portable(&a, &b) as f64 - naive).abs() < 1e-4, "n={n}");
         }
-        out
     }
 
     #[test]
-    fn dot_matches_naive() {
-        let a: Vec<f32> = (0..37).map(|i| i as f32 * 0.1).collect();
-        let b: Vec<f32> = (0..37).map(|i| 1.0 - i as f32 * 0.05).collect();
-        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - naive).abs() < 1e-4);
+    fn f16_dot_matches_f32_within_rounding() {
+        for n in [0, 5, 8, 16, 23, 384] {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin() * 0.1).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos() * 0.1).collect();
+            let d = dot_f16(&to_f16(&a), &to_f16(&b));
+            assert!((d - dot(&a, &b)).abs() < 1e-3, "n={n}");
+        }
+    }
+
+    #[test]
+    fn both_stores_round_trip_and_old_manifests_mean_f32() {
+        let old: HnswParams =
+            serde_json::from_str(r#"{"m":16,"ef_construction":200,"ef_search":64}"#).unwrap();
+        assert_eq!(old.store, Store::F32);
+        assert_eq!(HnswParams::default().store, Store::F16);
+        let dim = 16;
+        let v = clustered(400, dim, 9);
+        let tmp = tempfile::tempdir().unwrap();
+        for store in [Store::F32, Store::F16] {
+            let params = HnswParams {
+                store,
+                ..HnswParams::default()
+            };
+            let idx = HnswIndex::build(&v, dim, params);
+            let q = &v[7 * dim..8 * dim];
+            let before = idx.search(q, 5, None);
+            assert_eq!(before[0].row, 7, "{store:?}");
+            let files = idx.dump(tmp.path(), &format!("g-{store:?}")).unwrap();
+            let name = files[0].file_name().unwrap().to_str().unwrap();
+            let back =
+                HnswIndex::load(tmp.path(), name.trim_end_matches(".hnsw.graph"), params).unwrap();
+            assert_eq!(back.search(q, 5, None), before, "{store:?}");
+            // A graph read as the other store is an error, not garbage.
+            let other = HnswParams {
+                store: if store == Store::F32 {
+                    Store::F16
+                } else {
+                    Store::F32
+                },
+                ..params
+            };
+            assert!(
+                HnswIndex::load(tmp.path(), name.trim_end_matches(".hnsw.graph"), other).is_err()
+            );
+        }
     }
 
     #[test]

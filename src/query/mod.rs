@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::corpus::Paper;
 use crate::embed::{DeviceSpec, EmbedError, Embedder, ModelSource};
-use crate::index::{exact_search, IndexError, Neighbor};
+use crate::index::{exact_search, rescore, IndexError, Neighbor};
 use crate::store::{Library, Manifest};
 
 pub use explain::{split_sentences, Why};
@@ -232,11 +232,12 @@ fn dense(
     if use_exact {
         return exact();
     }
-    let hits = if filtered || !exclude.is_empty() || lib.live_len() < lib.len() {
+    let mut hits = if filtered || !exclude.is_empty() || lib.live_len() < lib.len() {
         lib.index().search_filtered(v, n, None, keep)
     } else {
         lib.index().search(v, n, None)
     };
+    rescore(vectors.as_slice(), vectors.dim(), v, &mut hits);
     if hits.len() < n.min(kept) {
         exact()
     } else {

@@ -50,9 +50,22 @@ pub fn export(
     })
 }
 
+/// Writes `data` (`rows * dim`) as a float32 .npy matrix, atomically.
+pub fn write_npy(path: &Path, data: &[f32], dim: usize) -> Result<(), StoreError> {
+    write_atomic(path, |w| {
+        w.write_all(&npy_header(data.len() / dim.max(1), dim))?;
+        for chunk in data.chunks(1 << 16) {
+            let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+            w.write_all(&bytes)?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
 /// The .npy v1.0 header of a `rows x dim` little-endian float32 matrix,
 /// space-padded so the data starts on a 64-byte boundary (as numpy writes it).
-pub(crate) fn npy_header(rows: usize, dim: usize) -> Vec<u8> {
+pub fn npy_header(rows: usize, dim: usize) -> Vec<u8> {
     let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
     let unpadded = 6 + 2 + 2 + dict.len() + 1;
     let pad = (64 - unpadded % 64) % 64;

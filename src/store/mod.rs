@@ -36,7 +36,7 @@ use crate::embed::{is_unit, ModelInfo};
 use crate::index::{HnswIndex, HnswParams, IndexError, KeywordIndex};
 
 pub use cache::{text_hash, EmbedCache, TextHash, CACHE_FILE};
-pub use export::{export, ExportReport};
+pub use export::{export, npy_header, write_npy, ExportReport};
 pub(crate) use files::failpoint;
 pub use files::{FileEntry, Vectors};
 pub use verify::{repair, verify, Check, VerifyReport};
