@@ -1023,8 +1023,12 @@ fn bench_index(a: BenchIndexArgs) -> Result<ExitCode> {
             let open_s = start.elapsed().as_secs_f64();
             let opened = bench::rss_mb() - before;
             let dim = lib.vectors().dim();
+            let v = lib.vectors();
             for r in (0..lib.len()).step_by((lib.len() / 1000).max(1)) {
-                let _ = lib.index().search(lib.vectors().row(r), 10, None);
+                match lib.flat() {
+                    Some(f) => drop(f.search(v.as_slice(), dim, v.row(r), 10, 64, None)),
+                    None => drop(lib.index()?.search(v.row(r), 10, None)),
+                }
             }
             let queried = bench::rss_mb() - before;
             let raw = lib.len() as f64 * dim as f64 * 4.0 / 1e6;

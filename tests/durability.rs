@@ -63,7 +63,7 @@ fn library_files(lib: &Path) -> Vec<String> {
         serde_json::from_str(&std::fs::read_to_string(lib.join("manifest.json")).unwrap()).unwrap();
     let f = &m["files"];
     let mut out = vec!["manifest.json".to_string()];
-    for k in ["papers", "vectors", "graph", "graph_data"] {
+    for k in ["papers", "vectors", "graph", "graph_data", "flat"] {
         out.push(f[k]["name"].as_str().unwrap().to_string());
     }
     let kdir = f["keyword_dir"].as_str().unwrap();

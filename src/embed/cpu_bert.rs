@@ -278,7 +278,11 @@ struct Cols {
 impl Cols {
     fn for_tokens(tokens: usize) -> Self {
         let n = tokens.div_ceil(NR) * NR;
-        let ld = if (n / NR).is_multiple_of(2) { n + NR } else { n };
+        let ld = if (n / NR).is_multiple_of(2) {
+            n + NR
+        } else {
+            n
+        };
         Cols { n, ld }
     }
 }

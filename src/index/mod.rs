@@ -3,6 +3,7 @@
 //! for recall and the answer for small libraries.
 
 pub mod bench;
+mod flat;
 mod keyword;
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::Distance;
 use serde::{Deserialize, Serialize};
 
+pub use flat::FlatGraph;
 pub use keyword::KeywordIndex;
 
 #[derive(Debug, thiserror::Error)]
@@ -320,6 +322,30 @@ impl HnswIndex {
 
     pub fn params(&self) -> HnswParams {
         self.params
+    }
+
+    /// The graph as flat per-layer adjacency arrays, for fast search over
+    /// the library's own vectors (see [`FlatGraph`]). Rows must be 0..len.
+    pub fn flatten(&self) -> FlatGraph {
+        with_graph!(&self.graph, g, _c => {
+            let n = g.get_nb_point();
+            let mut adjacency: Vec<Vec<Vec<u32>>> = vec![Vec::new(); n];
+            let (mut entry, mut top) = (0u32, None);
+            for point in g.get_point_indexation() {
+                let row = point.get_origin_id();
+                let Some(adj) = adjacency.get_mut(row) else { continue };
+                let level = point.get_point_id().0;
+                if top.is_none_or(|t| level > t) {
+                    (entry, top) = (row as u32, Some(level));
+                }
+                *adj = point
+                    .get_neighborhood_id()
+                    .into_iter()
+                    .map(|l| l.into_iter().map(|nb| nb.d_id as u32).collect())
+                    .collect();
+            }
+            FlatGraph::new(&adjacency, entry)
+        })
     }
 
     pub fn len(&self) -> usize {

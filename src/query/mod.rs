@@ -232,12 +232,35 @@ fn dense(
     if use_exact {
         return exact();
     }
-    let mut hits = if filtered || !exclude.is_empty() || lib.live_len() < lib.len() {
-        lib.index().search_filtered(v, n, None, keep)
-    } else {
-        lib.index().search(v, n, None)
+    let filter = filtered || !exclude.is_empty() || lib.live_len() < lib.len();
+    let ann = match lib.flat() {
+        Some(flat) => Ok(flat),
+        None => Err(lib.index()),
     };
-    rescore(vectors.as_slice(), vectors.dim(), v, &mut hits);
+    let hits = match ann {
+        Ok(flat) => {
+            let ef = lib.manifest().index.ef_search;
+            flat.search(
+                vectors.as_slice(),
+                vectors.dim(),
+                v,
+                n,
+                ef,
+                filter.then_some(keep),
+            )
+        }
+        Err(Ok(index)) => {
+            let mut hits = if filter {
+                index.search_filtered(v, n, None, keep)
+            } else {
+                index.search(v, n, None)
+            };
+            rescore(vectors.as_slice(), vectors.dim(), v, &mut hits);
+            hits
+        }
+        // A graph that does not load: exact search still answers.
+        Err(Err(_)) => Vec::new(),
+    };
     if hits.len() < n.min(kept) {
         exact()
     } else {

@@ -28,12 +28,13 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Paper, TextTemplate};
 use crate::embed::{is_unit, ModelInfo};
-use crate::index::{HnswIndex, HnswParams, IndexError, KeywordIndex};
+use crate::index::{FlatGraph, HnswIndex, HnswParams, IndexError, KeywordIndex};
 
 pub use cache::{text_hash, EmbedCache, TextHash, CACHE_FILE};
 pub use export::{export, npy_header, write_npy, ExportReport};
@@ -81,6 +82,10 @@ pub struct ManifestFiles {
     /// The keyword index folder and every file in it.
     pub keyword_dir: String,
     pub keyword: Vec<FileEntry>,
+    /// The graph as flat arrays (`index::FlatGraph`), what queries search.
+    /// Libraries from before it search the hnsw_rs graph itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flat: Option<FileEntry>,
 }
 
 impl ManifestFiles {
@@ -89,6 +94,7 @@ impl ManifestFiles {
         let mut v: Vec<(String, &FileEntry)> =
             [&self.papers, &self.vectors, &self.graph, &self.graph_data]
                 .into_iter()
+                .chain(&self.flat)
                 .map(|e| (e.name.clone(), e))
                 .collect();
         v.extend(
@@ -188,7 +194,12 @@ pub struct Library {
     /// Live rows only: a replaced paper's id names its newest row.
     rows_by_id: HashMap<String, usize>,
     vectors: Vectors,
-    index: HnswIndex,
+    /// The flat graph queries search; None for libraries from before it.
+    flat: Option<FlatGraph>,
+    /// The hnsw_rs graph, loaded on first use: `add` inserts into it, and
+    /// queries of libraries without a flat graph search it. Opening for a
+    /// query skips it (most of the time of opening a large library).
+    index: OnceLock<HnswIndex>,
     keyword: KeywordIndex,
 }
 
@@ -201,7 +212,7 @@ impl Library {
             files::check(&dir.join(rel), entry)?;
         }
         let (papers, vectors) = load_data(dir, &manifest)?;
-        let index = load_graph(dir, &manifest)?;
+        let flat = load_flat(dir, &manifest)?;
         let keyword = load_keyword(dir, &manifest)?;
         let live = live_rows(dir, &manifest)?;
         let rows_by_id = papers
@@ -217,7 +228,8 @@ impl Library {
             live,
             rows_by_id,
             vectors,
-            index,
+            flat,
+            index: OnceLock::new(),
             keyword,
         })
     }
@@ -319,8 +331,23 @@ impl Library {
         &self.vectors
     }
 
-    pub fn index(&self) -> &HnswIndex {
-        &self.index
+    /// The hnsw_rs graph, loaded now if it was not yet.
+    pub fn index(&self) -> Result<&HnswIndex, StoreError> {
+        if let Some(i) = self.index.get() {
+            return Ok(i);
+        }
+        let loaded = load_graph(&self.dir, &self.manifest)?;
+        // Another thread may have won the race; either graph is the same.
+        let _ = self.index.set(loaded);
+        self.index.get().ok_or_else(|| StoreError::Corrupt {
+            path: self.dir.join(&self.manifest.files.graph.name),
+            reason: "graph did not load".into(),
+        })
+    }
+
+    /// The flat graph, when the library has one.
+    pub fn flat(&self) -> Option<&FlatGraph> {
+        self.flat.as_ref()
     }
 
     pub fn keyword(&self) -> &KeywordIndex {
@@ -378,6 +405,7 @@ fn write_generation(
     let [graph, graph_data] = index.dump(dir, &format!("graph.{generation}"))?;
     let graph_entry = files::entry_of(&graph)?;
     let graph_data_entry = files::entry_of(&graph_data)?;
+    let flat_entry = write_flat(dir, generation, &index)?;
     files::failpoint("after-graph");
 
     progress("building the keyword index");
@@ -409,11 +437,31 @@ fn write_generation(
             graph_data: graph_data_entry,
             keyword_dir,
             keyword,
+            flat: Some(flat_entry),
         },
         dead: Vec::new(),
         checksum: 0,
     };
     write_manifest(dir, manifest)
+}
+
+/// Writes the flat copy of `index` (what queries search) for `generation`.
+fn write_flat(dir: &Path, generation: u64, index: &HnswIndex) -> Result<FileEntry, StoreError> {
+    let bytes = index.flatten().to_bytes();
+    files::write_atomic(&dir.join(format!("graph.{generation}.flat")), |w| {
+        w.write_all(&bytes)
+    })
+}
+
+fn load_flat(dir: &Path, m: &Manifest) -> Result<Option<FlatGraph>, StoreError> {
+    let Some(entry) = &m.files.flat else {
+        return Ok(None);
+    };
+    let path = dir.join(&entry.name);
+    let bytes = fs::read(&path).map_err(files::io_err(&path))?;
+    FlatGraph::from_bytes(&bytes, m.papers)
+        .map(Some)
+        .map_err(|reason| StoreError::Corrupt { path, reason })
 }
 
 /// The commit point: seals `manifest` with its checksum and atomically
@@ -613,8 +661,9 @@ fn remove_stale(dir: &Path, current: &Manifest, previous: Option<&Manifest>) {
         .flat_map(|m| {
             let f = &m.files;
             [&f.papers, &f.vectors, &f.graph, &f.graph_data]
-                .map(|e| e.name.as_str())
                 .into_iter()
+                .chain(&f.flat)
+                .map(|e| e.name.as_str())
                 .chain([f.keyword_dir.as_str()])
         })
         .collect();

@@ -13,8 +13,8 @@ use std::io::{self, Write};
 
 use super::files::{self, failpoint, io_err};
 use super::{
-    changed, clear_generation, keyword_entries, read_manifest, remove_stale, write_manifest,
-    CommitSpec, Contents, Library, Manifest, StoreError, MANIFEST,
+    changed, clear_generation, keyword_entries, read_manifest, remove_stale, write_flat,
+    write_manifest, CommitSpec, Contents, Library, Manifest, StoreError, MANIFEST,
 };
 use crate::corpus::Paper;
 use crate::index::KeywordIndex;
@@ -91,10 +91,12 @@ impl Library {
             failpoint("after-vectors");
 
             progress("adding to the HNSW graph");
-            self.index().insert(added.vectors, m.dim, self.len());
-            let [graph, graph_data] = self.index().dump(dir, &format!("graph.{generation}"))?;
+            let index = self.index()?;
+            index.insert(added.vectors, m.dim, self.len());
+            let [graph, graph_data] = index.dump(dir, &format!("graph.{generation}"))?;
             files.graph = files::entry_of(&graph)?;
             files.graph_data = files::entry_of(&graph_data)?;
+            files.flat = Some(write_flat(dir, generation, index)?);
             failpoint("after-graph");
 
             progress("adding to the keyword index");

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::{
-    files, live_rows, load_data, load_graph, load_keyword, read_manifest, CommitSpec, Contents,
-    Library, Manifest, StoreError,
+    files, live_rows, load_data, load_flat, load_graph, load_keyword, read_manifest, CommitSpec,
+    Contents, Library, Manifest, StoreError,
 };
 use crate::embed::is_unit;
 
@@ -112,11 +112,21 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
     } else {
         load_keyword(dir, &m).map(|_| ()).map_err(|e| e.to_string())
     };
+    let flat = m.files.flat.as_ref().map(|f| {
+        let loaded = if damaged(&f.name) {
+            not_loaded()
+        } else {
+            load_flat(dir, &m).map(|_| ()).map_err(|e| e.to_string())
+        };
+        check(&f.name, "flat graph loads, holds every paper", loaded)
+    });
     checks.push(check(
         &m.files.graph.name,
         "graph loads, holds every paper",
         graph,
     ));
+    checks.extend(flat);
+
     checks.push(check(
         &m.files.keyword_dir,
         "keyword index opens, holds every paper",
