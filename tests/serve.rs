@@ -326,10 +326,15 @@ fn search_papers_similar_related_info_and_metrics() {
         assert_eq!(st, 200, "{v}");
         let results = v["results"].as_array().unwrap();
         assert_eq!(results.len(), 5);
-        assert!(results.iter().all(|r| r["id"] != id && r["why"].is_object()));
+        assert!(results
+            .iter()
+            .all(|r| r["id"] != id && r["why"].is_object()));
         let text = v["text"].as_str().unwrap();
         match format {
-            "markdown" => assert!(text.starts_with("1. [") && text.contains("\n5. ["), "{text}"),
+            "markdown" => assert!(
+                text.starts_with("1. [") && text.contains("\n5. ["),
+                "{text}"
+            ),
             _ => assert_eq!(text.matches("@misc{").count(), 5, "{text}"),
         }
     }
@@ -363,22 +368,72 @@ fn bad_requests_get_json_errors_and_never_wedge_the_server() {
         ("/search", json!({"k": 3}), 422, Some("query")),
         ("/search", json!({"query": 5}), 422, Some("query")),
         ("/search", json!({"query": "x", "k": 0}), 422, Some("k")),
-        ("/search", json!({"query": "x", "k": 100000}), 422, Some("k")),
+        (
+            "/search",
+            json!({"query": "x", "k": 100000}),
+            422,
+            Some("k"),
+        ),
         ("/search", json!({"query": "x", "k": -1}), 422, Some("k")),
-        ("/search", json!({"query": "x", "mode": "semantic"}), 422, Some("mode")),
-        ("/search", json!({"query": "x", "filters": {"since": "last year"}}), 422, Some("filters.since")),
-        ("/search", json!({"query": "x", "filters": {"categories": "cs.CL"}}), 422, Some("filters.categories")),
+        (
+            "/search",
+            json!({"query": "x", "mode": "semantic"}),
+            422,
+            Some("mode"),
+        ),
+        (
+            "/search",
+            json!({"query": "x", "filters": {"since": "last year"}}),
+            422,
+            Some("filters.since"),
+        ),
+        (
+            "/search",
+            json!({"query": "x", "filters": {"categories": "cs.CL"}}),
+            422,
+            Some("filters.categories"),
+        ),
         ("/search", json!({"query": "   "}), 422, Some("query")),
         ("/embed", json!({"inputs": []}), 422, Some("inputs")),
         ("/embed", json!({"inputs": [1, "a"]}), 422, Some("inputs")),
-        ("/embed", json!({"inputs": ["a", "b", "c", "d", "e"]}), 413, Some("inputs")),
-        ("/embed", json!({"inputs": [long.clone()], "truncate": false}), 413, Some("inputs[0]")),
-        ("/embed", json!({"inputs": "a", "normalize": false}), 422, Some("normalize")),
-        ("/v1/embeddings", json!({"input": [[1, 2, 3]], "model": "m"}), 422, None),
+        (
+            "/embed",
+            json!({"inputs": ["a", "b", "c", "d", "e"]}),
+            413,
+            Some("inputs"),
+        ),
+        (
+            "/embed",
+            json!({"inputs": [long.clone()], "truncate": false}),
+            413,
+            Some("inputs[0]"),
+        ),
+        (
+            "/embed",
+            json!({"inputs": "a", "normalize": false}),
+            422,
+            Some("normalize"),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"input": [[1, 2, 3]], "model": "m"}),
+            422,
+            None,
+        ),
         ("/related", json!({"k": 3}), 422, None),
         ("/related", json!({"seeds": ["no-such-paper"]}), 404, None),
-        ("/related", json!({"query": "x", "diversity": 2.0}), 422, Some("diversity")),
-        ("/related", json!({"query": "x", "format": "docx"}), 422, Some("format")),
+        (
+            "/related",
+            json!({"query": "x", "diversity": 2.0}),
+            422,
+            Some("diversity"),
+        ),
+        (
+            "/related",
+            json!({"query": "x", "format": "docx"}),
+            422,
+            Some("format"),
+        ),
     ];
     for (path, body, status, field) in &cases {
         let (st, v) = server.post(path, body);
@@ -431,11 +486,17 @@ fn bad_requests_get_json_errors_and_never_wedge_the_server() {
     s.write_all(b"BREW /coffee HTCPCP/1.0\r\n\r\n").unwrap();
     let mut answer = String::new();
     let _ = s.read_to_string(&mut answer);
-    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 4"),
+        "{answer}"
+    );
 
     // Still serving, embeddings included.
     assert_eq!(server.get("/health").0, 200);
-    assert_eq!(server.post("/embed", &json!({"inputs": "still alive"})).0, 200);
+    assert_eq!(
+        server.post("/embed", &json!({"inputs": "still alive"})).0,
+        200
+    );
 }
 
 #[test]
@@ -479,14 +540,19 @@ fn concurrent_embeddings_share_forwards_and_overload_is_a_429() {
     let handles: Vec<_> = (0..24)
         .map(|i| {
             std::thread::spawn(move || {
-                let inputs: Vec<String> = (0..8).map(|j| format!("{i} {j} {}", TEXTS[0].repeat(10))).collect();
+                let inputs: Vec<String> = (0..8)
+                    .map(|j| format!("{i} {j} {}", TEXTS[0].repeat(10)))
+                    .collect();
                 let body = json!({ "inputs": inputs }).to_string();
                 request(addr, "POST", "/embed", Some(body.as_bytes())).0
             })
         })
         .collect();
     let statuses: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(statuses.iter().all(|&s| s == 200 || s == 429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 429),
+        "{statuses:?}"
+    );
     assert!(statuses.contains(&429), "{statuses:?}");
     assert!(statuses.contains(&200), "{statuses:?}");
     assert_eq!(server.post("/embed", &json!({"inputs": "after"})).0, 200);

@@ -73,7 +73,10 @@ pub async fn info(State(s): State<Shared>) -> Json<Value> {
 
 pub async fn metrics(State(s): State<Shared>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         s.metrics.render(),
     )
         .into_response()
@@ -158,7 +161,8 @@ async fn embed_texts(
             (texts, counts)
         })
         .await?;
-    let counts = counts.map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Tokenizer", e.to_string()))?;
+    let counts = counts
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Tokenizer", e.to_string()))?;
     if !truncate {
         if let Some(i) = counts.iter().position(|&(_, cut)| cut) {
             return Err(ApiError::new(
@@ -182,7 +186,10 @@ async fn embed_texts(
         .map_err(|_| ApiError::internal("the embedding worker failed"))?
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let dim = s.embedder.info().dim;
-    Ok((rows.chunks_exact(dim).map(<[f32]>::to_vec).collect(), tokens))
+    Ok((
+        rows.chunks_exact(dim).map(<[f32]>::to_vec).collect(),
+        tokens,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,8 +253,13 @@ pub async fn similar(
     Path(id): Path<String>,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(p) = Query::<SimilarParams>::try_from_uri(&uri)
-        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Validation", e.body_text()))?;
+    let Query(p) = Query::<SimilarParams>::try_from_uri(&uri).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Validation",
+            e.body_text(),
+        )
+    })?;
     let filters = Filters {
         since: p.since,
         until: p.until,
@@ -335,7 +347,9 @@ pub async fn related(
         // turn with the merged embedding batches.
         let rx = s
             .queue
-            .task(RELATED_COST_TOKENS, move |e| query::related(&l, Some(e), &r, &o))
+            .task(RELATED_COST_TOKENS, move |e| {
+                query::related(&l, Some(e), &r, &o)
+            })
             .map_err(|_| {
                 s.metrics.rejected_overload.fetch_add(1, Ordering::Relaxed);
                 ApiError::overloaded()
@@ -385,12 +399,10 @@ impl Inputs {
             }
         };
         if texts.is_empty() {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Empty",
-                "no inputs",
-            )
-            .with_field(field));
+            return Err(
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Empty", "no inputs")
+                    .with_field(field),
+            );
         }
         if texts.len() > s.limits.max_inputs {
             return Err(ApiError::new(
@@ -444,10 +456,7 @@ pub async fn embed_tei(
         ));
     }
     if req.prompt_name.is_some() {
-        return Err(ApiError::field(
-            "prompt_name",
-            "the model has no prompts",
-        ));
+        return Err(ApiError::field("prompt_name", "the model has no prompts"));
     }
     check_dimensions(&s, req.dimensions)?;
     let texts = req.inputs.into_texts(&s, "inputs")?;

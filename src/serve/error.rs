@@ -109,7 +109,11 @@ impl From<QueryError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "NotFound", e.to_string())
             }
             QueryError::EmptyQuery | QueryError::NoPositives | QueryError::DegenerateQuery => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Validation", e.to_string())
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Validation",
+                    e.to_string(),
+                )
             }
             _ => ApiError::internal(e.to_string()),
         }
@@ -126,9 +130,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_error)?;
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
         parse_json(&bytes).map(JsonBody)
     }
 }
@@ -208,7 +210,11 @@ mod tests {
 
     #[test]
     fn broken_json_is_a_400() {
-        for body in [&b"{\"query\": "[..], b"not json", b"{\"query\": \"x\"} trailing"] {
+        for body in [
+            &b"{\"query\": "[..],
+            b"not json",
+            b"{\"query\": \"x\"} trailing",
+        ] {
             let e = parse_json::<Req>(body).unwrap_err();
             assert_eq!(e.status, StatusCode::BAD_REQUEST, "{body:?}");
         }

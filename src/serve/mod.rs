@@ -308,8 +308,11 @@ async fn track(State(s): State<Shared>, req: Request, next: Next) -> Response {
             .into_response()
         }
     };
-    s.metrics
-        .end_request(&route, resp.status().as_u16(), started.elapsed().as_secs_f64());
+    s.metrics.end_request(
+        &route,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     resp
 }
 

@@ -302,7 +302,10 @@ mod tests {
     #[test]
     fn tasks_run_alone_and_keep_their_place() {
         assert_eq!(next_batch([(Task, 10), (Embed, 1)], 100), 1);
-        assert_eq!(next_batch([(Embed, 1), (Embed, 1), (Task, 1), (Embed, 1)], 100), 2);
+        assert_eq!(
+            next_batch([(Embed, 1), (Embed, 1), (Task, 1), (Embed, 1)], 100),
+            2
+        );
         assert_eq!(next_batch(std::iter::empty(), 100), 0);
     }
 
