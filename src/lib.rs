@@ -6,6 +6,7 @@
 //! [`query`] (search, similar, related) → [`report`] (tables, markdown,
 //! BibTeX, CSV). [`eval`] scores retrieval quality. [`pipeline`] strings the first stages
 //! together for `papersim build`.
+//! [`serve`] answers the same queries over HTTP.
 //! The command-line binary (`src/main.rs`) is only flags and glue.
 
 pub mod bench;
@@ -16,4 +17,5 @@ pub mod index;
 pub mod pipeline;
 pub mod query;
 pub mod report;
+pub mod serve;
 pub mod store;

@@ -80,6 +80,9 @@ enum Command {
     /// Check every file of a library (exit 1 when something is damaged);
     /// --repair rebuilds a damaged graph or keyword index from the stored vectors.
     Verify(VerifyArgs),
+    /// HTTP API and search page over a library (TEI- and OpenAI-compatible
+    /// embeddings too); follows the library's new generations as they are committed.
+    Serve(ServeArgs),
 }
 
 #[derive(Args)]
@@ -448,6 +451,38 @@ struct ExportArgs {
 }
 
 #[derive(Args)]
+struct ServeArgs {
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// Address to listen on (loopback by default; port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    addr: std::net::SocketAddr,
+    /// Texts per embedding request.
+    #[arg(long, default_value_t = papersim::serve::Limits::default().max_inputs)]
+    max_inputs: usize,
+    /// Bytes per request body.
+    #[arg(long, default_value_t = papersim::serve::Limits::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Results per query.
+    #[arg(long, default_value_t = papersim::serve::Limits::default().max_k)]
+    max_k: usize,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = papersim::serve::Limits::default().timeout.as_secs_f64())]
+    timeout: f64,
+    /// Tokens that may wait in the embedding queue before requests get 429.
+    #[arg(long, default_value_t = papersim::serve::Limits::default().max_queued_tokens)]
+    max_queued_tokens: usize,
+    /// Tokens merged into one embedding call.
+    #[arg(long, default_value_t = papersim::serve::Limits::default().batch_tokens)]
+    batch_tokens: usize,
+    /// How often to check the library for a new generation, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    poll_ms: u64,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+#[derive(Args)]
 struct InfoArgs {
     #[arg(long, value_name = "DIR")]
     library: PathBuf,
@@ -479,6 +514,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => verify(a),
         Command::Bench(BenchCommand::Embed(a)) => bench_embed(a),
         Command::Bench(BenchCommand::Index(a)) => bench_index(a),
+        Command::Serve(a) => serve(a),
     };
     match result {
         Ok(code) => code,
@@ -1080,5 +1116,36 @@ fn bench_index(a: BenchIndexArgs) -> Result<ExitCode> {
     } else {
         print!("{}", report::index_bench(&r));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(a: ServeArgs) -> Result<ExitCode> {
+    anyhow::ensure!(
+        a.timeout.is_finite() && a.timeout > 0.0,
+        "--timeout must be a positive number of seconds"
+    );
+    let limits = papersim::serve::Limits {
+        max_inputs: a.max_inputs,
+        max_body_bytes: a.max_body_bytes,
+        max_k: a.max_k,
+        timeout: Duration::from_secs_f64(a.timeout),
+        max_queued_tokens: a.max_queued_tokens,
+        batch_tokens: a.batch_tokens,
+        ..papersim::serve::Limits::default()
+    };
+    let opts = papersim::serve::ServeOptions {
+        library: a.library.clone(),
+        addr: a.addr,
+        model: a.model.model.as_deref().map(ModelSource::parse),
+        device: a.model.device,
+        limits,
+        poll: Duration::from_millis(a.poll_ms.max(10)),
+    };
+    papersim::serve::run(opts, &|addr| {
+        // Scripts and tests read this line to learn the port.
+        println!("papersim: serving {} on http://{addr}", a.library.display());
+        let _ = std::io::stdout().flush();
+    })?;
+    eprintln!("papersim: stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -178,6 +178,20 @@ impl Embedder {
         Ok(enc.into_iter().map(|e| e.get_ids().to_vec()).collect())
     }
 
+    /// Per text: the tokens it is embedded with (special tokens included,
+    /// after truncation) and whether truncation cut it. The server uses it to
+    /// enforce per-input limits and report usage before queueing any work.
+    pub fn token_counts(&self, texts: &[&str]) -> Result<Vec<(usize, bool)>, EmbedError> {
+        let enc = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(enc
+            .iter()
+            .map(|e| (e.len(), !e.get_overflowing().is_empty()))
+            .collect())
+    }
+
     /// Embeds `texts`, returning `texts.len() * dim` floats in input order.
     /// Each row is unit length, or, if the model produced a zero or
     /// non-finite vector, left as is: callers check with [`is_unit`].

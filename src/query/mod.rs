@@ -327,7 +327,24 @@ pub fn search(
         Some(e) if opts.mode != Mode::Keyword => Some(embed_one(e, text)?),
         _ => None,
     };
-    let ranked = rank(lib, v.as_deref(), Some(text), opts.k, opts, &[])?;
+    search_embedded(lib, v.as_deref(), text, opts)
+}
+
+/// [`search`] with the query already embedded (None: no dense ranking), for
+/// callers that batch the embedding of many queries (the HTTP server).
+pub fn search_embedded(
+    lib: &Library,
+    vector: Option<&[f32]>,
+    text: &str,
+    opts: &Options,
+) -> Result<Vec<Hit>, QueryError> {
+    if text.trim().is_empty() {
+        return Err(QueryError::EmptyQuery);
+    }
+    if vector.is_some_and(|v| !crate::embed::is_unit(v)) {
+        return Err(QueryError::DegenerateQuery);
+    }
+    let ranked = rank(lib, vector, Some(text), opts.k, opts, &[])?;
     Ok(hits(lib, &ranked))
 }
 

@@ -1,0 +1,222 @@
+//! HTTP errors as JSON, and a JSON body extractor whose errors name the
+//! offending field.
+//!
+//! Two error shapes, because clients of each dialect parse their own:
+//! text-embeddings-inference's `{"error": "...", "error_type": "..."}` (with
+//! a `field` added) everywhere, and OpenAI's
+//! `{"error": {"message", "type", "param", "code"}}` on `/v1/embeddings`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+
+use crate::query::QueryError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// TEI's error_type: Validation, Overloaded, Backend, Tokenizer, Empty, NotFound, Timeout.
+    pub kind: &'static str,
+    pub message: String,
+    /// The request field at fault, as a path (`inputs[2]`, `filters.since`).
+    pub field: Option<String>,
+    openai: bool,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+            field: None,
+            openai: false,
+        }
+    }
+
+    /// A 422 about one field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError {
+            field: Some(field.into()),
+            ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Validation", message)
+        }
+    }
+
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Backend", message)
+    }
+
+    pub fn overloaded() -> Self {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Overloaded",
+            "the embedding queue is full; retry shortly",
+        )
+    }
+
+    /// Render in OpenAI's shape.
+    pub fn openai(mut self) -> Self {
+        self.openai = true;
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = if self.openai {
+            let kind = match self.status.as_u16() {
+                429 => "rate_limit_error",
+                400..=499 => "invalid_request_error",
+                _ => "server_error",
+            };
+            serde_json::json!({"error": {
+                "message": self.message,
+                "type": kind,
+                "param": self.field,
+                "code": null,
+            }})
+        } else {
+            serde_json::json!({
+                "error": self.message,
+                "error_type": self.kind,
+                "field": self.field,
+            })
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        resp
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        match &e {
+            QueryError::UnknownPaper { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "NotFound", e.to_string())
+            }
+            QueryError::EmptyQuery | QueryError::NoPositives | QueryError::DegenerateQuery => {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Validation",
+                    e.to_string(),
+                )
+            }
+            _ => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+/// A JSON body: 413 past the body limit, 400 for broken JSON, 422 for JSON
+/// of the wrong shape, naming the field. (axum's own `Json` answers in plain
+/// text and does not name the field.) Content-Type is not required: TEI and
+/// curl users often omit it.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// A body that could not be read: over the limit (413) or cut off (400).
+pub fn body_error(e: BytesRejection) -> ApiError {
+    let status = e.status();
+    let msg = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "request body too large".to_string()
+    } else {
+        e.body_text()
+    };
+    ApiError::new(status, "Validation", msg)
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.classify() != serde_json::error::Category::Data {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "Validation",
+                format!("malformed JSON: {inner}"),
+            );
+        }
+        let msg = inner.to_string();
+        // "missing field `k`" is reported at the parent's path.
+        let missing = msg
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next());
+        let field = match (missing, path.as_str()) {
+            (Some(f), ".") => f.to_string(),
+            (Some(f), p) => format!("{p}.{f}"),
+            (None, p) => p.to_string(),
+        };
+        ApiError::field(field.clone(), format!("{field}: {msg}"))
+    })?;
+    de.end().map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "Validation",
+            format!("malformed JSON: {e}"),
+        )
+    })?;
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Req {
+        query: String,
+        #[serde(default)]
+        filters: Filters,
+    }
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Filters {
+        since: Option<String>,
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse_json::<Req>(br#"{"query": 3}"#).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e.field.as_deref(), Some("query"));
+        let e = parse_json::<Req>(br#"{}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("query"));
+        let e = parse_json::<Req>(br#"{"query": "x", "filters": {"since": 2020}}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("filters.since"));
+    }
+
+    #[test]
+    fn broken_json_is_a_400() {
+        for body in [
+            &b"{\"query\": "[..],
+            b"not json",
+            b"{\"query\": \"x\"} trailing",
+        ] {
+            let e = parse_json::<Req>(body).unwrap_err();
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{body:?}");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+// papersim's search page: plain DOM, no framework, no network beyond this server.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const seeds = new Map(); // id -> title
+
+async function api(method, path, body) {
+  const resp = await fetch(path, {
+    method,
+    headers: body ? { "Content-Type": "application/json" } : {},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const data = await resp.json().catch(() => ({}));
+  if (!resp.ok) {
+    const field = data.field ? ` (${data.field})` : "";
+    throw new Error((data.error || `HTTP ${resp.status}`) + field);
+  }
+  return data;
+}
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const c of children) if (c != null) e.append(c);
+  return e;
+}
+
+function setStatus(id, text, isError) {
+  const s = $(id);
+  s.textContent = text;
+  s.classList.toggle("error", !!isError);
+}
+
+function filters() {
+  const f = {};
+  if ($("since").value.trim()) f.since = $("since").value.trim();
+  if ($("until").value.trim()) f.until = $("until").value.trim();
+  const cats = $("categories").value.split(",").map((c) => c.trim()).filter(Boolean);
+  if (cats.length) f.categories = cats;
+  return f;
+}
+
+function renderResults(heading, results) {
+  $("results-heading").hidden = false;
+  $("results-heading").textContent = heading;
+  const list = $("results");
+  list.replaceChildren();
+  for (const r of results) list.append(resultItem(r));
+  if (!results.length) list.append(el("li", { class: "muted" }, "No results."));
+}
+
+function resultItem(r) {
+  const year = (r.date || "").slice(0, 4);
+  const authors = r.authors.length > 4 ? r.authors.slice(0, 4).join(", ") + " et al." : r.authors.join(", ");
+  const title = r.url ? el("a", { href: r.url, target: "_blank", rel: "noopener" }, r.title) : r.title;
+  const why = r.why
+    ? el("div", { class: "why" },
+        el("span", { class: "muted" }, `why (${r.why.source}): `),
+        `“${r.why.paper_sentence}”`,
+        r.why.shared_terms.length ? el("span", { class: "muted" }, ` — shared: ${r.why.shared_terms.join(", ")}`) : null)
+    : null;
+  const more = el("button", { class: "secondary more-like-this", type: "button", onclick: () => moreLikeThis(r) }, "More like this");
+  const seed = el("button", { class: "secondary add-seed", type: "button", onclick: () => addSeed(r.id, r.title) }, "Add as seed");
+  const abs = el("button", { class: "secondary", type: "button", onclick: (e) => toggleAbstract(e.target, r.id) }, "Abstract");
+  return el("li", { class: "result", "data-id": r.id },
+    el("span", { class: "score", title: "score" }, r.score.toFixed(3)),
+    el("h3", {}, title),
+    el("div", { class: "meta" }, [authors, year, r.categories.join(" "), r.id].filter(Boolean).join(" · ")),
+    why,
+    el("div", { class: "actions" }, more, seed, abs));
+}
+
+async function toggleAbstract(button, id) {
+  const item = button.closest(".result");
+  const shown = item.querySelector(".abstract");
+  if (shown) return shown.remove();
+  try {
+    const p = await api("GET", `/papers/${encodeURIComponent(id)}`);
+    item.querySelector(".actions").before(el("p", { class: "abstract" }, p.abstract));
+  } catch (e) {
+    setStatus("status", e.message, true);
+  }
+}
+
+async function search(ev) {
+  if (ev) ev.preventDefault();
+  const query = $("q").value.trim();
+  if (!query) return;
+  setStatus("status", "Searching…");
+  const t0 = performance.now();
+  try {
+    const data = await api("POST", "/search", {
+      query, k: Number($("k").value) || 10, mode: $("mode").value, filters: filters(),
+    });
+    renderResults(`Results for “${query}”`, data.results);
+    setStatus("status", `${data.results.length} results (${data.mode}) in ${Math.round(performance.now() - t0)} ms`);
+  } catch (e) {
+    setStatus("status", e.message, true);
+  }
+}
+
+async function moreLikeThis(r) {
+  setStatus("status", `Finding papers like “${r.title}”…`);
+  try {
+    const k = Number($("k").value) || 10;
+    const params = new URLSearchParams({ k, mode: $("mode").value });
+    const f = filters();
+    if (f.since) params.set("since", f.since);
+    if (f.until) params.set("until", f.until);
+    if (f.categories) params.set("category", f.categories.join(","));
+    const data = await api("GET", `/papers/${encodeURIComponent(r.id)}/similar?${params}`);
+    renderResults(`More like “${r.title}”`, data.results);
+    setStatus("status", `${data.results.length} similar papers`);
+    window.scrollTo({ top: 0, behavior: "smooth" });
+  } catch (e) {
+    setStatus("status", e.message, true);
+  }
+}
+
+function addSeed(id, title) {
+  seeds.set(id, title);
+  renderSeeds();
+}
+
+function renderSeeds() {
+  const ul = $("seeds");
+  ul.replaceChildren();
+  for (const [id, title] of seeds) {
+    ul.append(el("li", { "data-id": id }, title,
+      el("button", { class: "secondary", type: "button", title: "remove", onclick: () => { seeds.delete(id); renderSeeds(); } }, "×")));
+  }
+  $("no-seeds").hidden = seeds.size > 0;
+}
+
+async function buildRelated() {
+  const draft = $("draft").value.trim();
+  if (!draft && !seeds.size) {
+    setStatus("related-status", "Paste a draft or add a seed first.", true);
+    return;
+  }
+  setStatus("related-status", "Building…");
+  $("build").disabled = true;
+  try {
+    const body = {
+      seeds: [...seeds.keys()], k: Number($("related-k").value) || 15,
+      diversity: Number($("diversity").value), format: $("format").value, filters: filters(),
+    };
+    if (draft) body.abstract = draft;
+    const data = await api("POST", "/related", body);
+    $("output").value = data.text || "";
+    $("copy").disabled = !data.text;
+    setStatus("related-status", `${data.results.length} papers`);
+    renderResults("Related work", data.results);
+  } catch (e) {
+    setStatus("related-status", e.message, true);
+  } finally {
+    $("build").disabled = false;
+  }
+}
+
+async function copyOutput() {
+  const text = $("output").value;
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // Clipboard API needs a secure context or permission: fall back to selection.
+    $("output").select();
+    document.execCommand("copy");
+  }
+  setStatus("related-status", "Copied.");
+}
+
+async function loadInfo() {
+  try {
+    const i = await api("GET", "/info");
+    $("library-info").textContent = `${i.papers.toLocaleString()} papers · generation ${i.generation} · ${i.model.id}`;
+  } catch (e) {
+    $("library-info").textContent = e.message;
+  }
+}
+
+$("search-form").addEventListener("submit", search);
+$("build").addEventListener("click", buildRelated);
+$("copy").addEventListener("click", copyOutput);
+$("diversity").addEventListener("input", () => { $("diversity-value").textContent = $("diversity").value; });
+loadInfo();
