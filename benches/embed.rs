@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use papersim::embed::{from_dir, Backend, CandleBert, DeviceSpec, Pooling, TokenBatch};
+use papersim::embed::{
+    from_dir, Backend, CandleBert, CpuBert, DeviceSpec, Pooling, Precision, TokenBatch,
+};
 
 const SHAPES: [(usize, usize); 4] = [(1, 32), (8, 128), (16, 256), (32, 128)];
 
@@ -23,7 +25,7 @@ fn forward(c: &mut Criterion) {
         );
         return;
     };
-    let model = CandleBert::load(&files, DeviceSpec::Cpu).expect("load model");
+    let model = CandleBert::load(&files, DeviceSpec::Cpu, Precision::F32).expect("load model");
     let mut g = c.benchmark_group("forward");
     g.sample_size(10);
     for (b, seq) in SHAPES {

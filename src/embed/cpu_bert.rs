@@ -44,7 +44,10 @@ use serde::Deserialize;
 
 use super::backend::{Backend, TokenBatch};
 use super::model::{read_json, ModelFiles};
-use super::EmbedError;
+use super::{EmbedError, Precision};
+
+mod int8;
+use int8::{par_qmatmul, quantize_cols, QBuf, QLinear};
 
 /// Rows (output features) and columns (tokens) per register tile: 6x16 = 12
 /// ymm accumulators, plus 2 for B and 1 for the broadcast A value (AVX2 has 16).
@@ -203,12 +206,72 @@ impl Linear {
     }
 }
 
+/// A dense layer at the precision the encoder was loaded with.
+enum Dense {
+    F32(Linear),
+    Int8(QLinear),
+}
+
+impl Dense {
+    fn new(
+        precision: Precision,
+        m: usize,
+        k: usize,
+        f: impl Fn(usize, usize) -> f32,
+        bias: Vec<f32>,
+    ) -> Self {
+        match precision {
+            // A K too deep for exact i32 sums (no BERT config has one) stays f32.
+            Precision::Int8 if k <= int8::MAX_K => Dense::Int8(QLinear::pack(m, k, f, bias)),
+            _ => Dense::F32(Linear::pack(m, k, f, bias)),
+        }
+    }
+
+    fn bias(&self) -> &[f32] {
+        match self {
+            Dense::F32(l) => &l.bias,
+            Dense::Int8(l) => &l.bias,
+        }
+    }
+
+    /// `c = act(start + W·x)` over the `k` feature rows of `x`, split
+    /// into row-block tasks; int8 quantizes `x` into `q` first.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        k: usize,
+        cols: Cols,
+        start: Start<'_>,
+        act: Act,
+        q: &mut QBuf,
+        c: &mut [f32],
+    ) {
+        match self {
+            Dense::F32(l) => par_matmul(
+                isa,
+                l.lhs(),
+                Rhs::tokens(x, k, cols),
+                start,
+                act,
+                c,
+                cols.ld,
+            ),
+            Dense::Int8(l) => {
+                let xq = quantize_cols(isa, x, k, cols, q);
+                par_qmatmul(isa, l, xq, start, act, c, cols.ld)
+            }
+        }
+    }
+}
+
 struct Layer {
-    qkv: Linear,
-    attn_out: Linear,
+    qkv: Dense,
+    attn_out: Dense,
     ln1: (Vec<f32>, Vec<f32>),
-    ffn_in: Linear,
-    ffn_out: Linear,
+    ffn_in: Dense,
+    ffn_out: Dense,
     ln2: (Vec<f32>, Vec<f32>),
 }
 
@@ -240,6 +303,8 @@ struct Scratch {
     inter: Buf,
     cols: Buf,
     rows: Vec<usize>,
+    /// The quantized input of the current int8 product.
+    q: QBuf,
 }
 
 /// One attention head's buffers (heads run in parallel), pooled likewise.
@@ -355,19 +420,34 @@ impl Weights<'_> {
         ))
     }
 
-    /// A PyTorch `Linear` ([out, in] weight), packed.
-    fn linear(&self, name: &str, inp: usize, out: usize) -> Result<Linear, EmbedError> {
+    /// A PyTorch `Linear` ([out, in] weight), packed at `precision`.
+    fn linear(
+        &self,
+        name: &str,
+        inp: usize,
+        out: usize,
+        precision: Precision,
+    ) -> Result<Dense, EmbedError> {
         let w = self.get(&format!("{name}.weight"), &[out, inp])?;
         let b = self.get(&format!("{name}.bias"), &[out])?;
-        Ok(Linear::pack(out, inp, |r, k| w[r * inp + k], b))
+        Ok(Dense::new(precision, out, inp, |r, k| w[r * inp + k], b))
     }
 }
 
 impl CpuBert {
-    /// Loads config and weights. `threads`: the size of its thread pool;
-    /// `None` means one per available core. `PAPERSIM_THREADS`, when set,
-    /// overrides both.
-    pub fn load(files: &ModelFiles, threads: Option<usize>) -> Result<Self, EmbedError> {
+    /// Loads config and weights, the dense layers' at `precision` (f32 or
+    /// int8). `threads`: the size of its thread pool; `None` means one per
+    /// available core. `PAPERSIM_THREADS`, when set, overrides both.
+    pub fn load(
+        files: &ModelFiles,
+        threads: Option<usize>,
+        precision: Precision,
+    ) -> Result<Self, EmbedError> {
+        if precision == Precision::F16 {
+            return Err(EmbedError::BadPrecision(
+                "f16 runs on CUDA only (--device cuda); on the CPU use f32 or int8".into(),
+            ));
+        }
         let cfg: Config = read_json(&files.config)?;
         let bad_cfg = |reason: String| EmbedError::BadModelFile {
             path: files.config.clone(),
@@ -446,18 +526,20 @@ impl CpuBert {
             let kb = w.get(&format!("{l}.attention.self.key.bias"), &[h])?;
             let vb = w.get(&format!("{l}.attention.self.value.bias"), &[h])?;
             // Q, K and V as one [3h, h] product: one pass over the activations.
-            let qkv = Linear::pack(
+            let qkv = Dense::new(
+                precision,
                 3 * h,
                 h,
                 |r, kk| [&q, &k, &v][r / h][(r % h) * h + kk],
                 [qb, kb, vb].concat(),
             );
+            let p = precision;
             layers.push(Layer {
                 qkv,
-                attn_out: w.linear(&format!("{l}.attention.output.dense"), h, h)?,
+                attn_out: w.linear(&format!("{l}.attention.output.dense"), h, h, p)?,
                 ln1: w.layer_norm(&format!("{l}.attention.output.LayerNorm"), h)?,
-                ffn_in: w.linear(&format!("{l}.intermediate.dense"), h, dims.inter)?,
-                ffn_out: w.linear(&format!("{l}.output.dense"), dims.inter, h)?,
+                ffn_in: w.linear(&format!("{l}.intermediate.dense"), h, dims.inter, p)?,
+                ffn_out: w.linear(&format!("{l}.output.dense"), dims.inter, h, p)?,
                 ln2: w.layer_norm(&format!("{l}.output.LayerNorm"), h)?,
             });
         }
@@ -541,16 +623,9 @@ impl CpuBert {
         let hd = d.head_dim;
         for l in &self.layers {
             let qkv = s.qkv.get(3 * h * c.ld);
-            let qkv_start = Start::Bias(&l.qkv.bias);
-            par_matmul(
-                isa,
-                l.qkv.lhs(),
-                Rhs::tokens(x, h, c),
-                qkv_start,
-                Act::None,
-                qkv,
-                c.ld,
-            );
+            let qkv_start = Start::Bias(l.qkv.bias());
+            l.qkv
+                .apply(isa, x, h, c, qkv_start, Act::None, &mut s.q, qkv);
             let qkv = &*qkv;
             let ctx = s.ctx.get(h * c.ld);
             ctx.par_chunks_mut(hd * c.ld)
@@ -561,31 +636,15 @@ impl CpuBert {
                     })
                 });
             // x += Wo·ctx + b: the residual is where the accumulators start.
-            let ao = Start::LoadBias(&l.attn_out.bias);
-            par_matmul(
-                isa,
-                l.attn_out.lhs(),
-                Rhs::tokens(ctx, h, c),
-                ao,
-                Act::None,
-                x,
-                c.ld,
-            );
+            let ao = Start::LoadBias(l.attn_out.bias());
+            l.attn_out.apply(isa, ctx, h, c, ao, Act::None, &mut s.q, x);
             layer_norm(isa, x, h, c, &l.ln1, d.eps, cols);
             let inter = s.inter.get(d.inter * c.ld);
-            let fi = Start::Bias(&l.ffn_in.bias);
-            par_matmul(
-                isa,
-                l.ffn_in.lhs(),
-                Rhs::tokens(x, h, c),
-                fi,
-                d.act,
-                inter,
-                c.ld,
-            );
-            let fo = Start::LoadBias(&l.ffn_out.bias);
-            let inter_rhs = Rhs::tokens(inter, d.inter, c);
-            par_matmul(isa, l.ffn_out.lhs(), inter_rhs, fo, Act::None, x, c.ld);
+            let fi = Start::Bias(l.ffn_in.bias());
+            l.ffn_in.apply(isa, x, h, c, fi, d.act, &mut s.q, inter);
+            let fo = Start::LoadBias(l.ffn_out.bias());
+            l.ffn_out
+                .apply(isa, inter, d.inter, c, fo, Act::None, &mut s.q, x);
             layer_norm(isa, x, h, c, &l.ln2, d.eps, cols);
         }
         for (i, &t) in s.rows.iter().enumerate() {
