@@ -21,6 +21,8 @@ use tokenizers::{Tokenizer, TruncationParams};
 pub use backend::{Backend, CandleBert, DeviceSpec, TokenBatch};
 pub use batch::BatchLimits;
 pub use cpu_bert::CpuBert;
+#[doc(hidden)]
+pub use cpu_bert::DenseBench;
 pub use model::{
     from_dir, resolve_in_cache, weights_sha256, ModelFiles, ModelSource, DEFAULT_HUB_ID,
     DEFAULT_MODEL_DIR, FETCH_HINT,

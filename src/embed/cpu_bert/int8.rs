@@ -323,7 +323,7 @@ mod avx2 {
     //! AVX2 versions. Every function requires a CPU with AVX2 and FMA.
     use std::arch::x86_64::*;
 
-    use super::super::avx2::{gelu_erf, gelu_tanh};
+    use super::super::avx2::{gelu_erf_f32, gelu_tanh};
     use super::{Act, Init, QPanel, MR, X_MAX};
 
     /// One 6x16 tile of W·X over `kpc` k pairs: per pair, two loads of X
@@ -340,7 +340,10 @@ mod avx2 {
         kpc: usize,
     ) -> [[__m256i; 2]; MR] {
         let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-        for _ in 0..kpc {
+        // Two pairs per iteration: the loop counter and pointer updates
+        // are a tenth of the instructions otherwise, and the core is
+        // dispatch-bound here (36 instructions for 12 vpmaddwd).
+        let step = |acc: &mut [[__m256i; 2]; MR], ap: *const i32, bp: *const i32| {
             let b0 = _mm256_loadu_si256(bp as *const __m256i);
             let b1 = _mm256_loadu_si256(bp.add(8) as *const __m256i);
             for (r, a) in acc.iter_mut().enumerate() {
@@ -348,8 +351,15 @@ mod avx2 {
                 a[0] = _mm256_add_epi32(a[0], _mm256_madd_epi16(av, b0));
                 a[1] = _mm256_add_epi32(a[1], _mm256_madd_epi16(av, b1));
             }
-            ap = ap.add(MR);
-            bp = bp.add(ldb);
+        };
+        for _ in 0..kpc / 2 {
+            step(&mut acc, ap, bp);
+            step(&mut acc, ap.add(MR), bp.add(ldb));
+            ap = ap.add(2 * MR);
+            bp = bp.add(2 * ldb);
+        }
+        if kpc % 2 == 1 {
+            step(&mut acc, ap, bp);
         }
         acc
     }
@@ -397,7 +407,7 @@ mod avx2 {
                     }
                     let v = match p.act {
                         Act::None => v,
-                        Act::GeluErf => gelu_erf(v),
+                        Act::GeluErf => gelu_erf_f32(v),
                         Act::GeluTanh => gelu_tanh(v),
                     };
                     _mm256_storeu_ps(cv, v);
