@@ -110,3 +110,44 @@ fn f16_is_refused_on_the_cpu() {
         .unwrap_or_default();
     assert!(err.contains("CUDA only"), "{err}");
 }
+
+/// A library records int8; queries use it, and asking for f32 is refused.
+#[test]
+fn an_int8_library_is_queried_at_int8() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    let lib_s = lib.to_str().unwrap();
+    let corpus = common::root().join("data/hf-daily-papers.txt");
+    let corpus_s = corpus.to_str().unwrap();
+    common::ok(common::papersim(&[
+        "build",
+        "--corpus",
+        corpus_s,
+        "--library",
+        lib_s,
+        "--precision",
+        "int8",
+    ]));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lib.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["model"]["precision"], "int8");
+    let query = "model-based reinforcement learning objective mismatch";
+    let out = common::ok(common::papersim(&[
+        "search",
+        "--library",
+        lib_s,
+        query,
+        "--mode",
+        "dense",
+        "--json",
+    ]));
+    let hits = common::json(&out)["results"].as_array().unwrap().len();
+    assert!(hits > 0);
+    let out = common::papersim(&["search", "--library", lib_s, query, "--precision", "f32"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = common::stderr(&out);
+    assert!(err.contains("embedded at int8"), "{err}");
+}

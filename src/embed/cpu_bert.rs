@@ -31,6 +31,10 @@
 //! kernel's inner loop, 9% in tile epilogues (a third of it GELU, in f64 for
 //! accuracy; the rest C's reloads), 4% softmax's exp, 0.5% LayerNorm.
 //!
+//! With [`Precision::Int8`] the four dense layers run on int8 weights and
+//! 12-bit per-token activations through an integer kernel ([`int8`]);
+//! attention, softmax and LayerNorm stay f32.
+//!
 //! Without AVX2+FMA (other x86 CPUs, other architectures) the same code runs
 //! on portable scalar kernels: correct, not fast.
 

@@ -300,3 +300,36 @@ pub fn is_unit(v: &[f32]) -> bool {
     let n: f32 = v.iter().map(|x| x * x).sum();
     n.is_finite() && (n - 1.0).abs() < 1e-3
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_is_recorded_only_when_not_f32() {
+        // A manifest written before precisions existed opens as f32 ...
+        let old =
+            r#"{"id":"m","weights_sha256":"ab","dim":384,"pooling":"mean","max_seq_length":256}"#;
+        let info: ModelInfo = serde_json::from_str(old).unwrap();
+        assert_eq!(info.precision, Precision::F32);
+        // ... and re-serialises byte for byte (the manifest checksum is
+        // taken over its re-serialisation).
+        assert_eq!(serde_json::to_string(&info).unwrap(), old);
+        let int8 = ModelInfo {
+            precision: Precision::Int8,
+            ..info
+        };
+        let text = serde_json::to_string(&int8).unwrap();
+        assert!(text.contains(r#""precision":"int8""#), "{text}");
+        assert_eq!(serde_json::from_str::<ModelInfo>(&text).unwrap(), int8);
+    }
+
+    #[test]
+    fn precisions_parse() {
+        assert_eq!("f32".parse::<Precision>().unwrap(), Precision::F32);
+        assert_eq!("int8".parse::<Precision>().unwrap(), Precision::Int8);
+        assert_eq!("f16".parse::<Precision>().unwrap(), Precision::F16);
+        let err = "int4".parse::<Precision>().unwrap_err().to_string();
+        assert!(err.contains("f32, int8 or f16"), "{err}");
+    }
+}
