@@ -5,8 +5,9 @@
 #   scripts/bench-vs-sentence-transformers.sh [N=500] [THREADS=nproc]
 #
 # Installs sentence-transformers into target/st-venv when absent (PyPI).
-# Prints both throughputs, their ratio, and the cosine between the two
-# tools' vectors for every text.
+# Runs papersim at f32 and at int8 (--precision int8). Prints every
+# throughput, its ratio to sentence-transformers, and the cosine between
+# each papersim's vectors and sentence-transformers' for every text.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N="${1:-500}"
@@ -42,11 +43,13 @@ with gzip.open(src, "rt") as f, open(f"{out}/corpus.jsonl", "w") as c, open(f"{o
         t.write(json.dumps({"id": p["id"], "text": text}) + "\n")
 PY
 
-echo "bench: papersim, $THREADS threads"
+echo "bench: papersim f32 and int8, $THREADS threads"
 PAPERSIM_THREADS="$THREADS" RAYON_NUM_THREADS="$THREADS" \
-  target/release/papersim bench embed --corpus "$OUT/corpus.jsonl" -n "$N" --json > "$OUT/papersim.json"
-PAPERSIM_THREADS="$THREADS" RAYON_NUM_THREADS="$THREADS" \
-  target/release/papersim embed "$OUT/texts.jsonl" --output "$OUT/papersim-vectors.jsonl" 2>/dev/null
+  target/release/papersim bench embed --corpus "$OUT/corpus.jsonl" -n "$N" --precision f32,int8 --json > "$OUT/papersim.json"
+for P in f32 int8; do
+  PAPERSIM_THREADS="$THREADS" RAYON_NUM_THREADS="$THREADS" \
+    target/release/papersim embed "$OUT/texts.jsonl" --precision "$P" --output "$OUT/papersim-$P-vectors.jsonl" 2>/dev/null
+done
 
 echo "bench: sentence-transformers, $THREADS threads"
 "$VENV/bin/python" - "$OUT" "$THREADS" models/all-MiniLM-L6-v2 <<'PY'
@@ -63,23 +66,25 @@ start = time.perf_counter()
 vecs = model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
 seconds = time.perf_counter() - start
 tokens = sum(len(model.tokenizer(t, truncation=True, max_length=model.max_seq_length)["input_ids"]) for t in texts)
-ours = {}
-for l in open(f"{out}/papersim-vectors.jsonl"):
-    r = json.loads(l)
-    ours[r["id"]] = r["embedding"]
 import numpy as np
-cos = [float(np.dot(v, ours[r["id"]]) / np.linalg.norm(ours[r["id"]])) for r, v in zip(rows, vecs)]
-p = json.load(open(f"{out}/papersim.json"))[0]
+def cosines(precision):
+    ours = {}
+    for l in open(f"{out}/papersim-{precision}-vectors.jsonl"):
+        r = json.loads(l)
+        ours[r["id"]] = r["embedding"]
+    return [float(np.dot(v, ours[r["id"]]) / np.linalg.norm(ours[r["id"]])) for r, v in zip(rows, vecs)]
+runs = json.load(open(f"{out}/papersim.json"))
 st = {"docs": len(texts), "seconds": seconds, "docs_per_s": len(texts) / seconds, "tokens_per_s": tokens / seconds,
       "torch": torch.__version__, "threads": torch.get_num_threads()}
 json.dump(st, open(f"{out}/sentence-transformers.json", "w"), indent=2)
 print()
-print(f"{len(texts)} abstracts, {threads} threads, fp32, same texts")
+print(f"{len(texts)} abstracts, {threads} threads, same texts")
 print()
-print("| tool | docs/s | tokens/s | ratio |")
-print("|---|---|---|---|")
-print(f"| sentence-transformers (torch {torch.__version__}, batch 32) | {st['docs_per_s']:.1f} | {st['tokens_per_s']:.0f} | 1.00x |")
-print(f"| papersim ({p['device']}, {p['precision']}) | {p['docs_per_s']:.1f} | {p['tokens_per_s']:.0f} | {p['docs_per_s'] / st['docs_per_s']:.2f}x |")
-print()
-print(f"parity: cosine(papersim, sentence-transformers) min {min(cos):.6f}, mean {sum(cos)/len(cos):.6f} over {len(cos)} texts")
+print("| tool | docs/s | tokens/s | ratio | cosine to ST, min | mean |")
+print("|---|---|---|---|---|---|")
+print(f"| sentence-transformers (torch {torch.__version__}, fp32, batch 32) | {st['docs_per_s']:.1f} | {st['tokens_per_s']:.0f} | 1.00x | | |")
+for p in runs:
+    cos = cosines(p["precision"])
+    print(f"| papersim ({p['device']}, {p['precision']}) | {p['docs_per_s']:.1f} | {p['tokens_per_s']:.0f} | "
+          f"{p['docs_per_s'] / st['docs_per_s']:.2f}x | {min(cos):.6f} | {sum(cos) / len(cos):.6f} |")
 PY

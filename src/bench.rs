@@ -57,7 +57,7 @@ pub fn embed(embedder: &Embedder, texts: &[&str]) -> Result<EmbedBench, EmbedErr
             1
         },
         device,
-        precision: "f32".into(),
+        precision: embedder.info().precision.to_string(),
         docs: stats.docs,
         tokens: stats.tokens,
         seconds: stats.seconds,

@@ -5,7 +5,9 @@
 
 mod common;
 
-use papersim::embed::{from_dir, Backend, CandleBert, CpuBert, DeviceSpec, Embedder, TokenBatch};
+use papersim::embed::{
+    from_dir, Backend, CandleBert, CpuBert, DeviceSpec, Embedder, Precision, TokenBatch,
+};
 
 const TEXTS: [&str; 5] = [
     "Attention is all you need.",
@@ -55,10 +57,10 @@ fn hidden_states_match_candle_on_padded_batches() {
         return;
     };
     let files = from_dir(&dir, "models/all-MiniLM-L6-v2").unwrap();
-    let candle = CandleBert::load(&files, DeviceSpec::Cpu).unwrap();
-    let cpu = CpuBert::load(&files, Some(2)).unwrap();
+    let candle = CandleBert::load(&files, DeviceSpec::Cpu, Precision::F32).unwrap();
+    let cpu = CpuBert::load(&files, Some(2), Precision::F32).unwrap();
     assert_eq!(cpu.dim(), 384);
-    let ids = Embedder::load(&files, DeviceSpec::Cpu)
+    let ids = Embedder::load(&files, DeviceSpec::Cpu, Precision::F32)
         .unwrap()
         .tokenize(&TEXTS)
         .unwrap();
@@ -87,7 +89,7 @@ fn hidden_states_match_candle_on_padded_batches() {
     }
 
     // Threads split the batch by rows; the maths per row is the same.
-    let one = CpuBert::load(&files, Some(1)).unwrap();
+    let one = CpuBert::load(&files, Some(1), Precision::F32).unwrap();
     if std::env::var("PAPERSIM_THREADS").is_err() {
         assert_eq!(one.threads(), 1);
     }
@@ -103,7 +105,7 @@ fn bad_token_ids_are_errors_not_panics() {
         return;
     };
     let files = from_dir(&dir, "models/all-MiniLM-L6-v2").unwrap();
-    let cpu = CpuBert::load(&files, Some(1)).unwrap();
+    let cpu = CpuBert::load(&files, Some(1), Precision::F32).unwrap();
     let err = cpu
         .forward(&TokenBatch::pad(&[&[101, 1_000_000, 102]], 0))
         .unwrap_err();

@@ -5,45 +5,15 @@
 
 mod common;
 
-use papersim::embed::{from_dir, BatchLimits, DeviceSpec, Embedder};
-
-struct Reference {
-    id: String,
-    text: String,
-    n_tokens: usize,
-    embedding: Vec<f32>,
-}
-
-fn references() -> Option<Vec<Reference>> {
-    let path = common::shared("reference/minilm-l6-v2.jsonl")?;
-    let text = std::fs::read_to_string(&path).unwrap();
-    Some(
-        text.lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                Reference {
-                    id: v["id"].as_str().unwrap().to_string(),
-                    text: v["text"].as_str().unwrap().to_string(),
-                    n_tokens: v["n_tokens"].as_u64().unwrap() as usize,
-                    embedding: v["embedding"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|x| x.as_f64().unwrap() as f32)
-                        .collect(),
-                }
-            })
-            .collect(),
-    )
-}
+use papersim::embed::{from_dir, BatchLimits, DeviceSpec, Embedder, Precision};
 
 #[test]
 fn embeddings_match_sentence_transformers_at_any_batch_size() {
-    let (Some(dir), Some(refs)) = (common::model_dir(), references()) else {
+    let (Some(dir), Some(refs)) = (common::model_dir(), common::references()) else {
         return;
     };
     let files = from_dir(&dir, "models/all-MiniLM-L6-v2").unwrap();
-    let mut embedder = Embedder::load(&files, DeviceSpec::Cpu).unwrap();
+    let mut embedder = Embedder::load(&files, DeviceSpec::Cpu, Precision::F32).unwrap();
     assert_eq!(embedder.info().max_seq_length, 256);
     let texts: Vec<&str> = refs.iter().map(|r| r.text.as_str()).collect();
 

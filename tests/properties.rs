@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use papersim::embed::batch::{plan, BatchLimits};
-use papersim::embed::{from_dir, DeviceSpec, Embedder};
+use papersim::embed::{from_dir, DeviceSpec, Embedder, Precision};
 use papersim::index::exact_search;
 use papersim::query::{self, Mode, Options, Strategy};
 use papersim::store::Library;
@@ -57,7 +57,7 @@ fn embedder() -> Option<&'static Embedder> {
     E.get_or_init(|| {
         let dir = common::model_dir()?;
         let files = from_dir(&dir, "all-MiniLM-L6-v2").ok()?;
-        Embedder::load(&files, DeviceSpec::Cpu).ok()
+        Embedder::load(&files, DeviceSpec::Cpu, Precision::F32).ok()
     })
     .as_ref()
 }
@@ -91,6 +91,7 @@ proptest! {
         let mut small = Embedder::load(
             &from_dir(&common::model_dir().unwrap(), "all-MiniLM-L6-v2").unwrap(),
             DeviceSpec::Cpu,
+            Precision::F32,
         )
         .unwrap();
         small.set_limits(BatchLimits { max_tokens: 10_000, max_size });

@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 
 use super::model::{read_json, ModelFiles};
-use super::EmbedError;
+use super::{EmbedError, Precision};
 
 /// One padded forward pass, flattened row-major: `batch * seq` entries each.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl DeviceSpec {
     }
 }
 
-/// candle's BERT (BertModel from candle-transformers), f32.
+/// candle's BERT (BertModel from candle-transformers), f32 (or f16 on CUDA).
 pub struct CandleBert {
     model: BertModel,
     device: Device,
@@ -109,7 +109,24 @@ pub struct CandleBert {
 }
 
 impl CandleBert {
-    pub fn load(files: &ModelFiles, spec: DeviceSpec) -> Result<Self, EmbedError> {
+    pub fn load(
+        files: &ModelFiles,
+        spec: DeviceSpec,
+        precision: Precision,
+    ) -> Result<Self, EmbedError> {
+        // f16 on CUDA only: on this CPU it was 2-2.5x slower than f32.
+        // Unverified (no GPU here): candle's BERT adds f32::MIN to masked
+        // scores, -inf in f16, so check padded batches for NaN on a GPU.
+        // int8 is CpuBert's.
+        let dtype = match (spec, precision) {
+            (_, Precision::F32) => DType::F32,
+            (DeviceSpec::Cuda(_), Precision::F16) => DType::F16,
+            _ => {
+                return Err(EmbedError::BadPrecision(format!(
+                    "{precision} is not available on {spec} with candle's BERT"
+                )))
+            }
+        };
         let config: Config = read_json(&files.config)?;
         let device = spec.open()?;
         let weights = read_file(&files.weights)?;
@@ -117,10 +134,8 @@ impl CandleBert {
             path: files.weights.clone(),
             reason: e.to_string(),
         };
-        // f32 only: f16 on CPU is 2-2.5x slower here, and candle's BERT mask
-        // (f32::MIN added to scores) overflows to NaN in f16.
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
-            .map_err(model_err)?;
+        let vb =
+            VarBuilder::from_buffered_safetensors(weights, dtype, &device).map_err(model_err)?;
         let model = BertModel::load(vb, &config).map_err(model_err)?;
         Ok(CandleBert {
             model,
@@ -147,7 +162,7 @@ impl Backend for CandleBert {
             let types = t(&b.type_ids)?;
             let mask = t(&b.mask)?;
             let hidden = self.model.forward(&ids, &types, Some(&mask))?;
-            hidden.flatten_all()?.to_vec1::<f32>()
+            hidden.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
         };
         run().map_err(|e| EmbedError::Forward(e.to_string()))
     }

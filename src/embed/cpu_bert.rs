@@ -31,6 +31,10 @@
 //! kernel's inner loop, 9% in tile epilogues (a third of it GELU, in f64 for
 //! accuracy; the rest C's reloads), 4% softmax's exp, 0.5% LayerNorm.
 //!
+//! With [`Precision::Int8`] the four dense layers run on int8 weights and
+//! 12-bit per-token activations through an integer kernel ([`int8`]);
+//! attention, softmax and LayerNorm stay f32.
+//!
 //! Without AVX2+FMA (other x86 CPUs, other architectures) the same code runs
 //! on portable scalar kernels: correct, not fast.
 
@@ -44,7 +48,10 @@ use serde::Deserialize;
 
 use super::backend::{Backend, TokenBatch};
 use super::model::{read_json, ModelFiles};
-use super::EmbedError;
+use super::{EmbedError, Precision};
+
+mod int8;
+use int8::{par_qmatmul, quantize_cols, QBuf, QLinear};
 
 /// Rows (output features) and columns (tokens) per register tile: 6x16 = 12
 /// ymm accumulators, plus 2 for B and 1 for the broadcast A value (AVX2 has 16).
@@ -203,12 +210,72 @@ impl Linear {
     }
 }
 
+/// A dense layer at the precision the encoder was loaded with.
+enum Dense {
+    F32(Linear),
+    Int8(QLinear),
+}
+
+impl Dense {
+    fn new(
+        precision: Precision,
+        m: usize,
+        k: usize,
+        f: impl Fn(usize, usize) -> f32,
+        bias: Vec<f32>,
+    ) -> Self {
+        match precision {
+            // A K too deep for exact i32 sums (no BERT config has one) stays f32.
+            Precision::Int8 if k <= int8::MAX_K => Dense::Int8(QLinear::pack(m, k, f, bias)),
+            _ => Dense::F32(Linear::pack(m, k, f, bias)),
+        }
+    }
+
+    fn bias(&self) -> &[f32] {
+        match self {
+            Dense::F32(l) => &l.bias,
+            Dense::Int8(l) => &l.bias,
+        }
+    }
+
+    /// `c = act(start + W·x)` over the `k` feature rows of `x`, split
+    /// into row-block tasks; int8 quantizes `x` into `q` first.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        isa: Isa,
+        x: &[f32],
+        k: usize,
+        cols: Cols,
+        start: Start<'_>,
+        act: Act,
+        q: &mut QBuf,
+        c: &mut [f32],
+    ) {
+        match self {
+            Dense::F32(l) => par_matmul(
+                isa,
+                l.lhs(),
+                Rhs::tokens(x, k, cols),
+                start,
+                act,
+                c,
+                cols.ld,
+            ),
+            Dense::Int8(l) => {
+                let xq = quantize_cols(isa, x, k, cols, q);
+                par_qmatmul(isa, l, xq, start, act, c, cols.ld)
+            }
+        }
+    }
+}
+
 struct Layer {
-    qkv: Linear,
-    attn_out: Linear,
+    qkv: Dense,
+    attn_out: Dense,
     ln1: (Vec<f32>, Vec<f32>),
-    ffn_in: Linear,
-    ffn_out: Linear,
+    ffn_in: Dense,
+    ffn_out: Dense,
     ln2: (Vec<f32>, Vec<f32>),
 }
 
@@ -240,6 +307,8 @@ struct Scratch {
     inter: Buf,
     cols: Buf,
     rows: Vec<usize>,
+    /// The quantized input of the current int8 product.
+    q: QBuf,
 }
 
 /// One attention head's buffers (heads run in parallel), pooled likewise.
@@ -359,19 +428,34 @@ impl Weights<'_> {
         ))
     }
 
-    /// A PyTorch `Linear` ([out, in] weight), packed.
-    fn linear(&self, name: &str, inp: usize, out: usize) -> Result<Linear, EmbedError> {
+    /// A PyTorch `Linear` ([out, in] weight), packed at `precision`.
+    fn linear(
+        &self,
+        name: &str,
+        inp: usize,
+        out: usize,
+        precision: Precision,
+    ) -> Result<Dense, EmbedError> {
         let w = self.get(&format!("{name}.weight"), &[out, inp])?;
         let b = self.get(&format!("{name}.bias"), &[out])?;
-        Ok(Linear::pack(out, inp, |r, k| w[r * inp + k], b))
+        Ok(Dense::new(precision, out, inp, |r, k| w[r * inp + k], b))
     }
 }
 
 impl CpuBert {
-    /// Loads config and weights. `threads`: the size of its thread pool;
-    /// `None` means one per available core. `PAPERSIM_THREADS`, when set,
-    /// overrides both.
-    pub fn load(files: &ModelFiles, threads: Option<usize>) -> Result<Self, EmbedError> {
+    /// Loads config and weights, the dense layers' at `precision` (f32 or
+    /// int8). `threads`: the size of its thread pool; `None` means one per
+    /// available core. `PAPERSIM_THREADS`, when set, overrides both.
+    pub fn load(
+        files: &ModelFiles,
+        threads: Option<usize>,
+        precision: Precision,
+    ) -> Result<Self, EmbedError> {
+        if precision == Precision::F16 {
+            return Err(EmbedError::BadPrecision(
+                "f16 runs on CUDA only (--device cuda); on the CPU use f32 or int8".into(),
+            ));
+        }
         let cfg: Config = read_json(&files.config)?;
         let bad_cfg = |reason: String| EmbedError::BadModelFile {
             path: files.config.clone(),
@@ -450,18 +534,20 @@ impl CpuBert {
             let kb = w.get(&format!("{l}.attention.self.key.bias"), &[h])?;
             let vb = w.get(&format!("{l}.attention.self.value.bias"), &[h])?;
             // Q, K and V as one [3h, h] product: one pass over the activations.
-            let qkv = Linear::pack(
+            let qkv = Dense::new(
+                precision,
                 3 * h,
                 h,
                 |r, kk| [&q, &k, &v][r / h][(r % h) * h + kk],
                 [qb, kb, vb].concat(),
             );
+            let p = precision;
             layers.push(Layer {
                 qkv,
-                attn_out: w.linear(&format!("{l}.attention.output.dense"), h, h)?,
+                attn_out: w.linear(&format!("{l}.attention.output.dense"), h, h, p)?,
                 ln1: w.layer_norm(&format!("{l}.attention.output.LayerNorm"), h)?,
-                ffn_in: w.linear(&format!("{l}.intermediate.dense"), h, dims.inter)?,
-                ffn_out: w.linear(&format!("{l}.output.dense"), dims.inter, h)?,
+                ffn_in: w.linear(&format!("{l}.intermediate.dense"), h, dims.inter, p)?,
+                ffn_out: w.linear(&format!("{l}.output.dense"), dims.inter, h, p)?,
                 ln2: w.layer_norm(&format!("{l}.output.LayerNorm"), h)?,
             });
         }
@@ -545,16 +631,9 @@ impl CpuBert {
         let hd = d.head_dim;
         for l in &self.layers {
             let qkv = s.qkv.get(3 * h * c.ld);
-            let qkv_start = Start::Bias(&l.qkv.bias);
-            par_matmul(
-                isa,
-                l.qkv.lhs(),
-                Rhs::tokens(x, h, c),
-                qkv_start,
-                Act::None,
-                qkv,
-                c.ld,
-            );
+            let qkv_start = Start::Bias(l.qkv.bias());
+            l.qkv
+                .apply(isa, x, h, c, qkv_start, Act::None, &mut s.q, qkv);
             let qkv = &*qkv;
             let ctx = s.ctx.get(h * c.ld);
             ctx.par_chunks_mut(hd * c.ld)
@@ -565,31 +644,15 @@ impl CpuBert {
                     })
                 });
             // x += Wo·ctx + b: the residual is where the accumulators start.
-            let ao = Start::LoadBias(&l.attn_out.bias);
-            par_matmul(
-                isa,
-                l.attn_out.lhs(),
-                Rhs::tokens(ctx, h, c),
-                ao,
-                Act::None,
-                x,
-                c.ld,
-            );
+            let ao = Start::LoadBias(l.attn_out.bias());
+            l.attn_out.apply(isa, ctx, h, c, ao, Act::None, &mut s.q, x);
             layer_norm(isa, x, h, c, &l.ln1, d.eps, cols);
             let inter = s.inter.get(d.inter * c.ld);
-            let fi = Start::Bias(&l.ffn_in.bias);
-            par_matmul(
-                isa,
-                l.ffn_in.lhs(),
-                Rhs::tokens(x, h, c),
-                fi,
-                d.act,
-                inter,
-                c.ld,
-            );
-            let fo = Start::LoadBias(&l.ffn_out.bias);
-            let inter_rhs = Rhs::tokens(inter, d.inter, c);
-            par_matmul(isa, l.ffn_out.lhs(), inter_rhs, fo, Act::None, x, c.ld);
+            let fi = Start::Bias(l.ffn_in.bias());
+            l.ffn_in.apply(isa, x, h, c, fi, d.act, &mut s.q, inter);
+            let fo = Start::LoadBias(l.ffn_out.bias());
+            l.ffn_out
+                .apply(isa, inter, d.inter, c, fo, Act::None, &mut s.q, x);
             layer_norm(isa, x, h, c, &l.ln2, d.eps, cols);
         }
         for (i, &t) in s.rows.iter().enumerate() {
@@ -741,6 +804,72 @@ impl Backend for CpuBert {
 
     fn device_name(&self) -> String {
         format!("cpu ({}, {} threads)", self.isa.name(), self.threads)
+    }
+}
+
+/// One dense-layer product, `W (m x k) · X (k x tokens)` plus bias and
+/// activation, on one thread, for `benches/embed.rs` (`dense` group): the
+/// kernels are private, and this is how they are tuned.
+#[doc(hidden)]
+pub struct DenseBench {
+    dense: Dense,
+    k: usize,
+    cols: Cols,
+    act: Act,
+    isa: Isa,
+    x: Buf,
+    c: Buf,
+    q: QBuf,
+    pool: rayon::ThreadPool,
+}
+
+impl DenseBench {
+    /// Pseudo-random W and X; `gelu` applies BERT's GELU in the epilogue.
+    pub fn new(
+        m: usize,
+        k: usize,
+        tokens: usize,
+        gelu: bool,
+        precision: Precision,
+    ) -> Result<Self, EmbedError> {
+        let val = |i: usize| ((i.wrapping_mul(2_654_435_761) >> 7) % 2001) as f32 / 1000.0 - 1.0;
+        let dense = Dense::new(precision, m, k, |r, kk| val(r * k + kk) * 0.1, vec![0.0; m]);
+        let cols = Cols::for_tokens(tokens);
+        let mut x = Buf::default();
+        x.get(k * cols.ld)
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = val(i + 7));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .map_err(|e| EmbedError::BadDevice(format!("cpu: 1 thread: {e}")))?;
+        Ok(DenseBench {
+            dense,
+            k,
+            cols,
+            act: if gelu { Act::GeluErf } else { Act::None },
+            isa: Isa::detect(),
+            x,
+            c: Buf::default(),
+            q: QBuf::default(),
+            pool,
+        })
+    }
+
+    pub fn run(&mut self) {
+        let m = match &self.dense {
+            Dense::F32(l) => l.m,
+            Dense::Int8(l) => l.m,
+        };
+        let (k, cols) = (self.k, self.cols);
+        let x = self.x.get(k * cols.ld);
+        let c = self.c.get(m * cols.ld);
+        let start = Start::Bias(self.dense.bias());
+        self.pool.install(|| {
+            self.dense
+                .apply(self.isa, x, k, cols, start, self.act, &mut self.q, c)
+        });
     }
 }
 
@@ -994,6 +1123,20 @@ const ERF_Q: [f64; 5] = [
     -7.373_329_167_204_68e-3,
     -1.426_473_905_141_89e-2,
 ];
+/// ERF_P and ERF_Q in f32, for [`avx2::gelu_erf_f32`].
+const ERF_P_F32: [f32; 7] = f64s_to_f32(ERF_P);
+const ERF_Q_F32: [f32; 5] = f64s_to_f32(ERF_Q);
+
+const fn f64s_to_f32<const N: usize>(v: [f64; N]) -> [f32; N] {
+    let mut out = [0f32; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = v[i] as f32;
+        i += 1;
+    }
+    out
+}
+
 /// √(2/π), for the tanh GELU.
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 
@@ -1315,6 +1458,21 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn erf(x: __m256) -> __m256 {
         via_f64!(x, erf_pd)
+    }
+
+    /// GELU with erf evaluated in f32: the same rational as [`erf_pd`],
+    /// within ~5e-7 instead of 1e-7, at a third of the cost. For int8,
+    /// whose own error is ~1e-3, the f64 version is wasted work.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn gelu_erf_f32(x: __m256) -> __m256 {
+        let u = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+        let u = _mm256_min_ps(_mm256_max_ps(u, _mm256_set1_ps(-4.0)), _mm256_set1_ps(4.0));
+        let u2 = _mm256_mul_ps(u, u);
+        let p = _mm256_mul_ps(u, poly(u2, &super::ERF_P_F32));
+        let e = _mm256_div_ps(p, poly(u2, &super::ERF_Q_F32));
+        let half_x = _mm256_mul_ps(x, _mm256_set1_ps(0.5));
+        _mm256_fmadd_ps(half_x, e, half_x)
     }
 
     #[inline]
@@ -1735,54 +1893,6 @@ mod tests {
             let c = Cols::for_tokens(t);
             assert!(c.n >= t && c.n < t + NR && c.n.is_multiple_of(NR));
             assert!(c.ld >= c.n && (c.ld / NR) % 2 == 1);
-        }
-    }
-
-    /// `cargo test --release --lib cpu_bert::tests::matmul_speed -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn matmul_speed() {
-        let isa = Isa::detect();
-        let n = 240;
-        let shapes = [
-            (1152, 384, Act::None),
-            (384, 384, Act::None),
-            (1536, 384, Act::None),
-            (1536, 384, Act::GeluErf),
-            (384, 1536, Act::None),
-        ];
-        for (m, k, act) in shapes {
-            let mut r = rng(1);
-            let lin = Linear::pack(m, k, |_, _| r(), vec![0.0; m]);
-            let mut bm = Buf::default();
-            let bm = bm.get(k * n);
-            bm.iter_mut().for_each(|v| *v = r());
-            let mut c = Buf::default();
-            let c = c.get(m * n);
-            // Best of 50: the dev box is shared, the minimum is the signal.
-            let s = (0..50)
-                .map(|_| {
-                    let t = std::time::Instant::now();
-                    let start = Start::Bias(&lin.bias);
-                    matmul(
-                        isa,
-                        lin.lhs(),
-                        Rhs::tokens(bm, k, Cols { n, ld: n }),
-                        start,
-                        act,
-                        None,
-                        None,
-                        c,
-                        n,
-                    );
-                    t.elapsed().as_secs_f64()
-                })
-                .fold(f64::MAX, f64::min);
-            println!(
-                "W {m}x{k} . X {k}x{n}, {act:?}: {:.3} ms, {:.1} GFLOP/s",
-                s * 1e3,
-                2.0 * (m * n * k) as f64 / s / 1e9
-            );
         }
     }
 }

@@ -12,6 +12,7 @@ mod model;
 mod pooling;
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,8 @@ use tokenizers::{Tokenizer, TruncationParams};
 pub use backend::{Backend, CandleBert, DeviceSpec, TokenBatch};
 pub use batch::BatchLimits;
 pub use cpu_bert::CpuBert;
+#[doc(hidden)]
+pub use cpu_bert::DenseBench;
 pub use model::{
     from_dir, resolve_in_cache, weights_sha256, ModelFiles, ModelSource, DEFAULT_HUB_ID,
     DEFAULT_MODEL_DIR, FETCH_HINT,
@@ -39,10 +42,56 @@ pub enum EmbedError {
     },
     #[error("device {0}")]
     BadDevice(String),
+    #[error("precision {0}")]
+    BadPrecision(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("forward pass failed: {0}")]
     Forward(String),
+}
+
+/// Numeric precision of the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Dense layers with int8 weights (per output row) and int8
+    /// activations (per token); attention, softmax and LayerNorm in f32.
+    /// CPU only.
+    Int8,
+    /// Half precision throughout; CUDA only.
+    F16,
+}
+
+impl Precision {
+    pub fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
+}
+
+impl FromStr for Precision {
+    type Err = EmbedError;
+    fn from_str(s: &str) -> Result<Self, EmbedError> {
+        match s {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "int8" => Ok(Precision::Int8),
+            "f16" | "fp16" => Ok(Precision::F16),
+            _ => Err(EmbedError::BadPrecision(format!(
+                "{s:?}: expected f32, int8 or f16"
+            ))),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Int8 => "int8",
+            Precision::F16 => "f16",
+        })
+    }
 }
 
 /// What a library records about the model that embedded it.
@@ -53,6 +102,12 @@ pub struct ModelInfo {
     pub dim: usize,
     pub pooling: Pooling,
     pub max_seq_length: usize,
+    /// Absent in libraries built before int8 existed, which are f32; and
+    /// never written when f32, because the manifest's checksum is taken over
+    /// its re-serialisation: an f32 library's manifest stays byte-for-byte
+    /// what older papersims wrote and check.
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 /// Throughput figures of one `embed` call.
@@ -104,16 +159,38 @@ pub struct Embedder {
 const TOKENIZE_CHUNK: usize = 2048;
 
 impl Embedder {
-    /// Loads the tokenizer and weights of `files` onto `device`. On CPU the
-    /// forward pass is [`CpuBert`]; `PAPERSIM_BACKEND=candle` picks candle's
-    /// BertModel instead (the reference, for comparisons).
-    pub fn load(files: &ModelFiles, device: DeviceSpec) -> Result<Self, EmbedError> {
+    /// Loads the tokenizer and weights of `files` onto `device` at
+    /// `precision`. On CPU the forward pass is [`CpuBert`] (f32 or int8);
+    /// `PAPERSIM_BACKEND=candle` picks candle's BertModel instead (the f32
+    /// reference, for comparisons). On CUDA it is candle's, f32 or f16.
+    pub fn load(
+        files: &ModelFiles,
+        device: DeviceSpec,
+        precision: Precision,
+    ) -> Result<Self, EmbedError> {
         let candle = std::env::var("PAPERSIM_BACKEND").is_ok_and(|v| v == "candle");
-        let backend: Box<dyn Backend> = match device {
-            DeviceSpec::Cpu if !candle => Box::new(CpuBert::load(files, None)?),
-            _ => Box::new(CandleBert::load(files, device)?),
+        let backend: Box<dyn Backend> = match (device, precision) {
+            (DeviceSpec::Cpu, Precision::F16) => {
+                return Err(EmbedError::BadPrecision(
+                    "f16 runs on CUDA only (--device cuda); on the CPU use f32 or int8".into(),
+                ))
+            }
+            (DeviceSpec::Cpu, Precision::Int8) if candle => {
+                return Err(EmbedError::BadPrecision(
+                    "int8 runs on papersim's CPU encoder, not PAPERSIM_BACKEND=candle".into(),
+                ))
+            }
+            (DeviceSpec::Cpu, _) if !candle => Box::new(CpuBert::load(files, None, precision)?),
+            (DeviceSpec::Cuda(n), Precision::Int8) => {
+                return Err(EmbedError::BadPrecision(format!(
+                    "int8 runs on the CPU only; on cuda:{n} use f32 or f16"
+                )))
+            }
+            _ => Box::new(CandleBert::load(files, device, precision)?),
         };
-        Self::with_backend(files, backend)
+        let mut e = Self::with_backend(files, backend)?;
+        e.info.precision = precision;
+        Ok(e)
     }
 
     /// Builds an embedder around any backend (tests use a deterministic double).
@@ -147,6 +224,7 @@ impl Embedder {
             dim: backend.dim(),
             pooling: files.pooling,
             max_seq_length,
+            precision: Precision::F32,
         };
         Ok(Embedder {
             tokenizer,
@@ -235,4 +313,37 @@ impl Embedder {
 pub fn is_unit(v: &[f32]) -> bool {
     let n: f32 = v.iter().map(|x| x * x).sum();
     n.is_finite() && (n - 1.0).abs() < 1e-3
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precision_is_recorded_only_when_not_f32() {
+        // A manifest written before precisions existed opens as f32 ...
+        let old =
+            r#"{"id":"m","weights_sha256":"ab","dim":384,"pooling":"mean","max_seq_length":256}"#;
+        let info: ModelInfo = serde_json::from_str(old).unwrap();
+        assert_eq!(info.precision, Precision::F32);
+        // ... and re-serialises byte for byte (the manifest checksum is
+        // taken over its re-serialisation).
+        assert_eq!(serde_json::to_string(&info).unwrap(), old);
+        let int8 = ModelInfo {
+            precision: Precision::Int8,
+            ..info
+        };
+        let text = serde_json::to_string(&int8).unwrap();
+        assert!(text.contains(r#""precision":"int8""#), "{text}");
+        assert_eq!(serde_json::from_str::<ModelInfo>(&text).unwrap(), int8);
+    }
+
+    #[test]
+    fn precisions_parse() {
+        assert_eq!("f32".parse::<Precision>().unwrap(), Precision::F32);
+        assert_eq!("int8".parse::<Precision>().unwrap(), Precision::Int8);
+        assert_eq!("f16".parse::<Precision>().unwrap(), Precision::F16);
+        let err = "int4".parse::<Precision>().unwrap_err().to_string();
+        assert!(err.contains("f32, int8 or f16"), "{err}");
+    }
 }

@@ -365,7 +365,8 @@ pub(crate) fn row_of(lib: &Library, id: &str) -> Result<usize, QueryError> {
 
 /// Loads the model that built the library: `model` when given, else the one
 /// its manifest names (falling back to the default model when that was a
-/// path that no longer exists). The weights must be the very same.
+/// path that no longer exists), at the precision the library records. The
+/// weights must be the very same.
 pub fn load_embedder(
     manifest: &Manifest,
     model: Option<&ModelSource>,
@@ -379,7 +380,9 @@ pub fn load_embedder(
         },
     };
     let files = source.resolve()?;
-    let embedder = Embedder::load(&files, device)?;
+    // The precision the library was built at: int8 vectors are queried
+    // with int8 ones.
+    let embedder = Embedder::load(&files, device, manifest.model.precision)?;
     let got = &embedder.info().weights_sha256;
     if *got != manifest.model.weights_sha256 {
         return Err(QueryError::ModelMismatch {

@@ -85,3 +85,35 @@ pub fn json(o: &std::process::Output) -> serde_json::Value {
         )
     })
 }
+
+pub struct Reference {
+    pub id: String,
+    pub text: String,
+    pub n_tokens: usize,
+    pub embedding: Vec<f32>,
+}
+
+/// The reference texts with sentence-transformers' all-MiniLM-L6-v2 vectors
+/// (../shared/reference/minilm-l6-v2.jsonl).
+pub fn references() -> Option<Vec<Reference>> {
+    let path = shared("reference/minilm-l6-v2.jsonl")?;
+    let text = std::fs::read_to_string(&path).unwrap();
+    Some(
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                Reference {
+                    id: v["id"].as_str().unwrap().to_string(),
+                    text: v["text"].as_str().unwrap().to_string(),
+                    n_tokens: v["n_tokens"].as_u64().unwrap() as usize,
+                    embedding: v["embedding"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| x.as_f64().unwrap() as f32)
+                        .collect(),
+                }
+            })
+            .collect(),
+    )
+}
