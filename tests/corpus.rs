@@ -689,3 +689,47 @@ fn real_arxiv_dump_streams() {
     assert_eq!(summary.format, Format::Arxiv);
     assert!(summary.issues.is_empty(), "{:?}", summary.issues);
 }
+
+// ---- input limits (README: lines over 1 MiB are bad records, abstracts are
+// cut at 100,000 characters) ----------------------------------------------------
+
+/// The message a bad record gives, as `papersim build` prints it.
+fn issue_text(summary: &ReadSummary, line: usize) -> String {
+    match summary.issues.iter().find(|i| i.line == line) {
+        Some(issue) => issue.to_string(),
+        None => panic!("no issue on line {line}: {:?}", summary.issues),
+    }
+}
+
+#[test]
+fn hf_daily_text_without_markers_is_not_buffered_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3 MB of short lines and no `• N authors` line between two papers, as
+    // when a log or a book is read as an hf-daily copy: a bad record at the
+    // line where the text starts, naming the line where it passed the cap,
+    // and the reader goes on with the next paper.
+    let mut body = String::from("First\n\nFine abstract.\n\n  • 2 authors\n·\nMar 4, 2021\n\n");
+    body.push_str("Runaway\n\n");
+    for i in 0..150_000 {
+        body.push_str(&format!("line {i} of a long text\n"));
+    }
+    body.push_str("\n  • 1 author\n·\nMar 5, 2021\n\nLast\n\nIts abstract.\n\n  • 3 authors\n");
+    let path = write(&dir, "runaway.txt", body.as_bytes());
+    let (papers, summary) = read(&path);
+    assert_eq!(ids(&papers), ["first", "last"]);
+    assert_eq!(lines(&summary.issues), [9]);
+    let text = issue_text(&summary, 9);
+    assert!(
+        text.starts_with(&format!("{}:9: line ", path.display()))
+            && text.contains("passes 1048576 bytes (MAX_LINE_BYTES)"),
+        "{text}"
+    );
+
+    // The same text with no paper at all after it.
+    let tail: String = (0..150_000).map(|i| format!("line {i}\n")).collect();
+    let path = write(&dir, "log.txt", tail.as_bytes());
+    let (papers, summary) = read(&path);
+    assert!(papers.is_empty());
+    assert_eq!(lines(&summary.issues), [1]);
+    assert!(issue_text(&summary, 1).contains("passes 1048576 bytes"));
+}
