@@ -689,3 +689,235 @@ fn real_arxiv_dump_streams() {
     assert_eq!(summary.format, Format::Arxiv);
     assert!(summary.issues.is_empty(), "{:?}", summary.issues);
 }
+
+// ---- input limits (README: lines over 1 MiB are bad records, abstracts are
+// cut at 100,000 characters) ----------------------------------------------------
+
+/// The message a bad record gives, as `papersim build` prints it.
+fn issue_text(summary: &ReadSummary, line: usize) -> String {
+    match summary.issues.iter().find(|i| i.line == line) {
+        Some(issue) => issue.to_string(),
+        None => panic!("no issue on line {line}: {:?}", summary.issues),
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+#[test]
+fn a_two_megabyte_abstract_line_is_a_bad_record_named_by_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let abstract_text = "word ".repeat(2 << 20 >> 2); // 2.5 MB
+    for (format, name, template) in [
+        (
+            Format::Arxiv,
+            "big.jsonl",
+            r#"{"id": "ID", "title": "T", "abstract": "ABSTRACT"}"#,
+        ),
+        (
+            Format::Beir,
+            "big-beir.jsonl",
+            r#"{"_id": "ID", "title": "T", "text": "ABSTRACT"}"#,
+        ),
+        (Format::Csv, "big.csv", "ID,T,\"ABSTRACT\""),
+        (Format::Tsv, "big.tsv", "ID\tT\tABSTRACT"),
+    ] {
+        let row = |id: &str, text: &str| template.replace("ID", id).replace("ABSTRACT", text);
+        let mut body = String::new();
+        if matches!(format, Format::Csv | Format::Tsv) {
+            let sep = if format == Format::Csv { "," } else { "\t" };
+            body.push_str(&["id", "title", "abstract"].join(sep));
+            body.push('\n');
+        }
+        body.push_str(&row("small", "fits"));
+        body.push('\n');
+        body.push_str(&row("huge", &abstract_text));
+        body.push('\n');
+        body.push_str(&row("after", "also fits"));
+        body.push('\n');
+        let path = write(&dir, name, body.as_bytes());
+        let first_data_line = if matches!(format, Format::Csv | Format::Tsv) {
+            2
+        } else {
+            1
+        };
+        let opts = ReadOptions {
+            format: Some(format),
+            strict: false,
+        };
+        let (papers, summary) = read_all(&path, &opts).unwrap();
+        assert_eq!(ids(&papers), ["small", "after"], "{format}");
+        assert_eq!(lines(&summary.issues), [first_data_line + 1], "{format}");
+        assert_eq!(
+            issue_text(&summary, first_data_line + 1),
+            format!(
+                "{}:{}: record is longer than 1048576 bytes (MAX_LINE_BYTES); skipped",
+                path.display(),
+                first_data_line + 1
+            )
+        );
+        // --strict stops there with the same file:line.
+        match read_all(&path, &strict(Some(format))) {
+            Err(e) => assert!(
+                e.to_string()
+                    .contains(&format!("{}:{}:", path.display(), first_data_line + 1)),
+                "{e}"
+            ),
+            Ok(_) => panic!("{format}: strict read accepted a 2 MB line"),
+        }
+    }
+}
+
+#[test]
+fn a_fifty_megabyte_line_without_newline_is_one_bad_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob = vec![b'x'; 50 << 20];
+    for (format, name, head) in [
+        (
+            Format::Arxiv,
+            "blob.jsonl",
+            &b"{\"id\": \"a\", \"abstract\": \""[..],
+        ),
+        (
+            Format::Beir,
+            "blob-beir.jsonl",
+            b"{\"_id\": \"a\", \"text\": \"",
+        ),
+        (Format::Csv, "blob.csv", b"id,title\n1,ok\n2,"),
+        (Format::Tsv, "blob.tsv", b"id\ttitle\n1\tok\n2\t"),
+        (Format::HfDaily, "blob.txt", b""),
+    ] {
+        let mut bytes = head.to_vec();
+        bytes.extend_from_slice(&blob);
+        let line = match format {
+            Format::Csv | Format::Tsv => 3,
+            _ => 1,
+        };
+        for gz in [false, true] {
+            // Gzip too: 50 MB of one line in a 50 KB file must not be a memory bomb.
+            let (name, bytes) = if gz {
+                (format!("{name}.gz"), gzip(&bytes))
+            } else {
+                (name.to_string(), bytes.clone())
+            };
+            let path = write(&dir, &name, &bytes);
+            let opts = ReadOptions {
+                format: Some(format),
+                strict: false,
+            };
+            let (papers, summary) = read_all(&path, &opts).unwrap();
+            let expected: &[&str] = match format {
+                Format::Csv | Format::Tsv => &["1"],
+                _ => &[],
+            };
+            assert_eq!(ids(&papers), expected, "{name}");
+            assert_eq!(lines(&summary.issues), [line], "{name}");
+            let text = issue_text(&summary, line);
+            assert!(
+                text.starts_with(&format!("{}:{line}: ", path.display()))
+                    && text.contains("longer than 1048576 bytes"),
+                "{name}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unclosed_quote_spanning_the_file_is_one_bad_record_at_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (rows, reason) in [
+        // Under the cap: the scanner reaches the end of the file in the quote.
+        (1_000, "unterminated quoted field (reached end of file)"),
+        // Over the cap: the record stops being buffered at 1 MiB.
+        (
+            100_000,
+            "record is longer than 1048576 bytes (MAX_LINE_BYTES); skipped",
+        ),
+    ] {
+        let mut body = String::from("id,title,abstract\n1,First,fine\n2,Second,\"never closed\n");
+        for i in 0..rows {
+            body.push_str(&format!("{i},row {i},abstract of row {i}\n"));
+        }
+        let path = write(&dir, "open-quote.csv", body.as_bytes());
+        let (papers, summary) = read(&path);
+        assert_eq!(ids(&papers), ["1"]);
+        assert_eq!(
+            issue_text(&summary, 3),
+            format!("{}:3: {reason}", path.display())
+        );
+        assert_eq!(summary.skipped, 1);
+    }
+}
+
+#[test]
+fn long_abstracts_are_cut_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    // 600,000 characters: under the 1 MiB line cap, over the abstract cap.
+    let long = "ab ".repeat(200_000);
+    let cases = [
+        (
+            "long.csv",
+            format!("id,title,abstract\n1,T,{long}\n"),
+            Format::Csv,
+        ),
+        (
+            "long.tsv",
+            format!("id\ttitle\tabstract\n1\tT\t{long}\n"),
+            Format::Tsv,
+        ),
+        (
+            "long-beir.jsonl",
+            format!("{{\"_id\": \"1\", \"title\": \"T\", \"text\": \"{long}\"}}\n"),
+            Format::Beir,
+        ),
+        (
+            "long.txt",
+            format!("Title\n\n{long}\n\n  • 2 authors\n·\nMar 4, 2021\n"),
+            Format::HfDaily,
+        ),
+    ];
+    for (name, body, format) in cases {
+        let path = write(&dir, name, body.as_bytes());
+        let (papers, summary) = read(&path);
+        assert_eq!(summary.format, format);
+        assert!(summary.issues.is_empty(), "{name}: {:?}", summary.issues);
+        assert_eq!(papers.len(), 1, "{name}");
+        assert_eq!(papers[0].abstract_text.chars().count(), 100_000, "{name}");
+    }
+}
+
+#[test]
+fn hf_daily_text_without_markers_is_not_buffered_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    // 3 MB of short lines and no `• N authors` line between two papers, as
+    // when a log or a book is read as an hf-daily copy: a bad record at the
+    // line where the text starts, naming the line where it passed the cap,
+    // and the reader goes on with the next paper.
+    let mut body = String::from("First\n\nFine abstract.\n\n  • 2 authors\n·\nMar 4, 2021\n\n");
+    body.push_str("Runaway\n\n");
+    for i in 0..150_000 {
+        body.push_str(&format!("line {i} of a long text\n"));
+    }
+    body.push_str("\n  • 1 author\n·\nMar 5, 2021\n\nLast\n\nIts abstract.\n\n  • 3 authors\n");
+    let path = write(&dir, "runaway.txt", body.as_bytes());
+    let (papers, summary) = read(&path);
+    assert_eq!(ids(&papers), ["first", "last"]);
+    assert_eq!(lines(&summary.issues), [9]);
+    let text = issue_text(&summary, 9);
+    assert!(
+        text.starts_with(&format!("{}:9: line ", path.display()))
+            && text.contains("passes 1048576 bytes (MAX_LINE_BYTES)"),
+        "{text}"
+    );
+
+    // The same text with no paper at all after it.
+    let tail: String = (0..150_000).map(|i| format!("line {i}\n")).collect();
+    let path = write(&dir, "log.txt", tail.as_bytes());
+    let (papers, summary) = read(&path);
+    assert!(papers.is_empty());
+    assert_eq!(lines(&summary.issues), [1]);
+    assert!(issue_text(&summary, 1).contains("passes 1048576 bytes"));
+}

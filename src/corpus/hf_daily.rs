@@ -28,7 +28,7 @@ use chrono::NaiveDate;
 
 use super::fields::{clean_abstract, normalize_whitespace, slugify};
 use super::input::{too_long_reason, LineReader};
-use super::{CorpusError, Event, Paper, Source};
+use super::{CorpusError, Event, Paper, Source, MAX_LINE_BYTES};
 
 /// Page chrome seen above the first paper, lowercased.
 const CHROME: &[&str] = &[
@@ -65,10 +65,37 @@ struct Block {
     in_paragraph: bool,
     /// First unreadable line: (line, reason).
     problem: Option<(usize, String)>,
+    /// Bytes of text held. Capped at [`MAX_LINE_BYTES`] like one record of
+    /// the other formats: a text without `• N authors` lines (a wrong file,
+    /// a log) would otherwise be buffered whole.
+    bytes: usize,
+    overflowed: bool,
 }
 
 impl Block {
     fn push_line(&mut self, line: usize, text: &str) {
+        if self.overflowed || self.bytes + text.len() > MAX_LINE_BYTES {
+            if !self.overflowed {
+                self.overflowed = true;
+                if self.problem.is_none() {
+                    self.problem = Some((
+                        line,
+                        format!(
+                            "the text since the previous paper passes {MAX_LINE_BYTES} bytes \
+                             (MAX_LINE_BYTES) here without a `• N authors` line; skipped"
+                        ),
+                    ));
+                }
+                // Only where the block starts is still needed, for the issue.
+                self.paragraphs.truncate(1);
+                if let Some(first) = self.paragraphs.first_mut() {
+                    first.text = String::new();
+                }
+            }
+            self.in_paragraph = true;
+            return;
+        }
+        self.bytes += text.len();
         match self.paragraphs.last_mut() {
             Some(last) if self.in_paragraph => {
                 last.text.push(' ');
