@@ -513,7 +513,7 @@ mod tests {
                 let t = i / MR;
                 let v = lin.w[t * lin.kp * MR + (kk / 2) * MR + i % MR];
                 let (a, b) = unpair(v);
-                (if kk % 2 == 0 { a } else { b }) as i64
+                (if kk.is_multiple_of(2) { a } else { b }) as i64
             };
             let c0: Vec<f32> = (0..m * c.ld).map(|_| r()).collect();
             let mut results = Vec::new();
@@ -522,7 +522,7 @@ mod tests {
                 let xq = quantize_cols(isa, &x, k, c, &mut qb);
                 let xv = |kk: usize, j: usize| -> i64 {
                     let (a, b) = unpair(xq.data[(kk / 2) * c.ld + j]);
-                    (if kk % 2 == 0 { a } else { b }) as i64
+                    (if kk.is_multiple_of(2) { a } else { b }) as i64
                 };
                 for (start, act) in [
                     (Start::Bias(&lin.bias), Act::None),
