@@ -37,8 +37,10 @@ pub struct HnswParams {
     /// Default search breadth (raised to k when k is larger).
     pub ef_search: usize,
     /// Element type of the graph's own copy of the vectors. Libraries from
-    /// before this field have f32 graphs.
-    #[serde(default = "Store::legacy")]
+    /// before this field have f32 graphs. Left out when f32, so that their
+    /// manifests re-serialise to the same bytes (the manifest checksum is
+    /// computed over its re-serialisation).
+    #[serde(default = "Store::legacy", skip_serializing_if = "Store::is_legacy")]
     pub store: Store,
 }
 
@@ -55,6 +57,10 @@ pub enum Store {
 impl Store {
     fn legacy() -> Self {
         Store::F32
+    }
+
+    fn is_legacy(&self) -> bool {
+        *self == Store::F32
     }
 }
 
@@ -506,9 +512,14 @@ mod tests {
 
     #[test]
     fn both_stores_round_trip_and_old_manifests_mean_f32() {
-        let old: HnswParams =
-            serde_json::from_str(r#"{"m":16,"ef_construction":200,"ef_search":64}"#).unwrap();
+        let json = r#"{"m":16,"ef_construction":200,"ef_search":64}"#;
+        let old: HnswParams = serde_json::from_str(json).unwrap();
         assert_eq!(old.store, Store::F32);
+        assert_eq!(
+            serde_json::to_string(&old).unwrap(),
+            json,
+            "same bytes back"
+        );
         assert_eq!(HnswParams::default().store, Store::F16);
         let dim = 16;
         let v = clustered(400, dim, 9);

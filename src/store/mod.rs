@@ -608,12 +608,15 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
     }
     // A manifest names files inside its own folder only: a name with a path
     // in it (`../x`, `/dev/zero`) could make opening read anything.
-    let plain = |n: &str| {
-        !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\\', '\0'])
-    };
+    let plain = |n: &str| !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\\', '\0']);
     let names = m.files.all();
-    if let Some((rel, _)) = names.iter().find(|(rel, e)| !plain(&e.name) || rel.contains("..")) {
-        return Err(bad(format!("file name {rel:?} is not a plain name inside the library")));
+    if let Some((rel, _)) = names
+        .iter()
+        .find(|(rel, e)| !plain(&e.name) || rel.contains(".."))
+    {
+        return Err(bad(format!(
+            "file name {rel:?} is not a plain name inside the library"
+        )));
     }
     if !plain(&m.files.keyword_dir) {
         return Err(bad(format!(
