@@ -295,6 +295,22 @@ fn search_papers_similar_related_info_and_metrics() {
     let first = v["results"][0].clone();
     let id = first["id"].as_str().unwrap();
     assert!(first["title"].is_string() && first["score"].is_number());
+    assert!(first.get("why").is_none(), "why only when asked");
+
+    // With "why", each result names the paper's sentence closest to the query.
+    let (st, w) = server.post("/search", &json!({"query": "learning", "why": true}));
+    assert_eq!(st, 200, "{w}");
+    assert_eq!(
+        w["results"][0]["id"], first["id"],
+        "explaining does not reorder"
+    );
+    for r in w["results"].as_array().unwrap() {
+        assert_eq!(r["why"]["source"], "query", "{r}");
+        assert!(
+            !r["why"]["paper_sentence"].as_str().unwrap().is_empty(),
+            "{r}"
+        );
+    }
 
     let (st, p) = server.get(&format!("/papers/{id}"));
     assert_eq!(st, 200);

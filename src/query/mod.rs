@@ -348,6 +348,21 @@ pub fn search_embedded(
     Ok(hits(lib, &ranked))
 }
 
+/// Explains search hits: for each, the sentence of the paper closest to the
+/// query (embedded sentence by sentence) and the distinctive terms they share.
+pub fn explain_query(
+    lib: &Library,
+    embedder: &Embedder,
+    query: &str,
+    hits: &mut [Hit],
+) -> Result<(), QueryError> {
+    let source = explain::Source {
+        label: "query".into(),
+        text: query.to_string(),
+    };
+    explain::explain(lib, embedder, &[source], hits)
+}
+
 pub(crate) fn embed_one(embedder: &Embedder, text: &str) -> Result<Vec<f32>, QueryError> {
     let (v, _) = embedder.embed(&[text], &|_| {})?;
     if !crate::embed::is_unit(&v) {

@@ -200,6 +200,11 @@ pub struct SearchRequest {
     mode: Option<String>,
     #[serde(default)]
     filters: Filters,
+    /// Explain each result (the paper's sentence closest to the query, shared
+    /// terms). Costs a forward pass over the results' sentences, on the
+    /// embedding worker.
+    #[serde(default)]
+    why: bool,
 }
 
 pub async fn search(
@@ -220,9 +225,24 @@ pub async fn search(
     let text = req.query.clone();
     let o = opts.clone();
     let l = lib.clone();
-    let hits = s
+    let mut hits = s
         .blocking(move || query::search_embedded(&l, vector.as_deref(), &text, &o))
         .await??;
+    if req.why && !hits.is_empty() {
+        let (l, text) = (lib.clone(), req.query.clone());
+        let rx = s
+            .queue
+            .task(RELATED_COST_TOKENS, move |e| {
+                query::explain_query(&l, e, &text, &mut hits).map(|()| hits)
+            })
+            .map_err(|_| {
+                s.metrics.rejected_overload.fetch_add(1, Ordering::Relaxed);
+                ApiError::overloaded()
+            })?;
+        hits = rx
+            .await
+            .map_err(|_| ApiError::internal("the embedding worker failed"))??;
+    }
     Ok(Json(json!({
         "query": req.query,
         "mode": opts.mode,

@@ -51,6 +51,8 @@ try {
   assert.match(await first.locator(".score").innerText(), /^\d+\.\d{3}$/);
   assert.match(await first.locator(".meta").innerText(), /(19|20)\d\d/);
   assert.match(await page.locator("#status").innerText(), /results/);
+  // Each search result says why: the paper's sentence closest to the query.
+  assert.match(await first.locator(".why").innerText(), /why \(query\): “.+”/);
   step(`first result: ${firstId} ${firstTitle}`);
 
   step("more like this");

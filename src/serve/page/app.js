@@ -94,7 +94,7 @@ async function search(ev) {
   const t0 = performance.now();
   try {
     const data = await api("POST", "/search", {
-      query, k: Number($("k").value) || 10, mode: $("mode").value, filters: filters(),
+      query, k: Number($("k").value) || 10, mode: $("mode").value, filters: filters(), why: true,
     });
     renderResults(`Results for “${query}”`, data.results);
     setStatus("status", `${data.results.length} results (${data.mode}) in ${Math.round(performance.now() - t0)} ms`);
