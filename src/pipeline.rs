@@ -97,15 +97,7 @@ pub fn build(
         Ok(_) | Err(StoreError::NotALibrary { .. }) => {}
         Err(e) => return Err(e.into()),
     }
-    let mut reader = corpus::open(corpus_path, &opts.read)?;
-    let mut papers: Vec<Paper> = Vec::new();
-    for p in reader.by_ref() {
-        papers.push(p?);
-        if opts.limit.is_some_and(|l| papers.len() >= l) {
-            break;
-        }
-    }
-    let summary = reader.into_summary();
+    let (papers, summary) = read_corpus(corpus_path, &opts.read, opts.limit)?;
     let mut issues = summary.issues;
     let mut skipped = summary.skipped;
     if papers.is_empty() {
@@ -144,14 +136,7 @@ pub fn build(
             kept_vectors.extend_from_slice(v);
         } else {
             skipped += 1;
-            issues.push(Issue {
-                path: corpus_path.to_path_buf(),
-                line: 0,
-                reason: format!(
-                    "paper {:?}: the model gave a zero or NaN vector; skipped",
-                    p.id
-                ),
-            });
+            issues.push(degenerate(corpus_path, &p));
         }
     }
 
@@ -276,15 +261,7 @@ pub fn add(
     let lib = Library::open(library)?;
     let template = lib.manifest().text_template.clone();
     let dim = lib.manifest().dim;
-    let mut reader = corpus::open(corpus_path, &opts.read)?;
-    let mut papers: Vec<Paper> = Vec::new();
-    for p in reader.by_ref() {
-        papers.push(p?);
-        if opts.limit.is_some_and(|l| papers.len() >= l) {
-            break;
-        }
-    }
-    let summary = reader.into_summary();
+    let (papers, summary) = read_corpus(corpus_path, &opts.read, opts.limit)?;
     let mut issues = summary.issues;
     let mut skipped = summary.skipped;
     let read = papers.len();
@@ -340,14 +317,7 @@ pub fn add(
             kept_texts.push(text);
         } else {
             skipped += 1;
-            issues.push(Issue {
-                path: corpus_path.to_path_buf(),
-                line: 0,
-                reason: format!(
-                    "paper {:?}: the model gave a zero or NaN vector; skipped",
-                    p.id
-                ),
-            });
+            issues.push(degenerate(corpus_path, &p));
         }
     }
     // A replacement that could not be embedded keeps the old version alive.
@@ -412,4 +382,34 @@ pub fn remove(library: &Path, ids: &[String]) -> Result<Manifest, PipelineError>
         vectors: &[],
     };
     Ok(lib.update(none, &rows, &|_| {})?)
+}
+
+/// The first `limit` good papers of a corpus, and what the reader reported.
+fn read_corpus(
+    path: &Path,
+    read: &ReadOptions,
+    limit: Option<usize>,
+) -> Result<(Vec<Paper>, corpus::ReadSummary), PipelineError> {
+    let mut reader = corpus::open(path, read)?;
+    let mut papers: Vec<Paper> = Vec::new();
+    for p in reader.by_ref() {
+        papers.push(p?);
+        if limit.is_some_and(|l| papers.len() >= l) {
+            break;
+        }
+    }
+    Ok((papers, reader.into_summary()))
+}
+
+/// A paper the model embedded as a zero or NaN vector: reported and left
+/// out, like any other bad record (it would poison the index).
+fn degenerate(corpus: &Path, p: &Paper) -> Issue {
+    Issue {
+        path: corpus.to_path_buf(),
+        line: 0,
+        reason: format!(
+            "paper {:?}: the model gave a zero or NaN vector; skipped",
+            p.id
+        ),
+    }
 }

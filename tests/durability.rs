@@ -45,18 +45,6 @@ fn answer(lib: &Path) -> Result<Value, String> {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 /// Every file the manifest names, plus the manifest, relative to the library.
 fn library_files(lib: &Path) -> Vec<String> {
     let m: Value =
@@ -88,7 +76,7 @@ fn a_flipped_byte_or_truncation_in_any_file_is_named_never_a_panic() {
         for damage in ["flip", "truncate"] {
             let copy = tmp.path().join(format!("copy-{damage}"));
             let _ = std::fs::remove_dir_all(&copy);
-            copy_dir(&lib, &copy);
+            common::copy_dir(&lib, &copy);
             let target = copy.join(file);
             let mut bytes = std::fs::read(&target).unwrap();
             if bytes.is_empty() {
@@ -201,12 +189,10 @@ impl Rng {
     }
 }
 
-#[test]
-fn sigkill_at_random_points_of_a_build_leaves_the_old_or_the_new_library() {
-    if common::model_dir().is_none() {
-        return;
-    }
-    let seed: u64 = std::env::var("PAPERSIM_KILL_SEED")
+/// The kill schedule's seed: PAPERSIM_KILL_SEED, else the clock (printed by
+/// each test so a failure can be replayed).
+fn kill_seed() -> u64 {
+    std::env::var("PAPERSIM_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| {
@@ -215,7 +201,15 @@ fn sigkill_at_random_points_of_a_build_leaves_the_old_or_the_new_library() {
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(1)
         })
-        | 1;
+        | 1
+}
+
+#[test]
+fn sigkill_at_random_points_of_a_build_leaves_the_old_or_the_new_library() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let seed = kill_seed();
     println!("kill schedule seed {seed} (rerun with PAPERSIM_KILL_SEED={seed})");
     let mut rng = Rng(seed);
 
@@ -442,16 +436,7 @@ fn sigkill_at_random_points_of_an_add_leaves_the_old_or_the_new_library() {
     if common::model_dir().is_none() {
         return;
     }
-    let seed: u64 = std::env::var("PAPERSIM_KILL_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        })
-        | 1;
+    let seed = kill_seed();
     println!("add kill schedule seed {seed} (rerun with PAPERSIM_KILL_SEED={seed})");
     let mut rng = Rng(seed);
 
@@ -461,7 +446,7 @@ fn sigkill_at_random_points_of_an_add_leaves_the_old_or_the_new_library() {
     assert!(build(&pristine, "30").status.success());
     let old = answer(&pristine).unwrap();
     let reference = tmp.path().join("reference");
-    copy_dir(&pristine, &reference);
+    common::copy_dir(&pristine, &reference);
     let start = Instant::now();
     common::ok(add(&reference, "61"));
     let duration = start.elapsed();
@@ -473,7 +458,7 @@ fn sigkill_at_random_points_of_an_add_leaves_the_old_or_the_new_library() {
     let (mut saw_old, mut saw_new) = (0, 0);
     for round in 0..20 {
         let _ = std::fs::remove_dir_all(&lib);
-        copy_dir(&pristine, &lib);
+        common::copy_dir(&pristine, &lib);
         let at = duration.mul_f64(rng.next_f64() * 1.1);
         let mut child = Command::new(env!("CARGO_BIN_EXE_papersim"))
             .args(["add", "--corpus", corpus.to_str().unwrap()])

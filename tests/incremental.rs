@@ -298,25 +298,13 @@ fn export_writes_the_live_vectors_as_npy_and_papers_in_the_same_order() {
     assert_eq!(top[0], lines[second_best]["id"].as_str().unwrap());
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_library_from_before_updates_and_the_flat_graph_still_opens_and_grows() {
     // Written by papersim before `add`, dead rows, f16 graphs and flat graphs
     // (tests/fixtures/legacy-v1-library, 12 hf-daily papers).
     let tmp = tempfile::tempdir().unwrap();
     let lib = tmp.path().join("lib");
-    copy_dir(
+    common::copy_dir(
         &common::root().join("tests/fixtures/legacy-v1-library"),
         &lib,
     );
