@@ -3,17 +3,22 @@
 
 use std::sync::atomic::Ordering;
 
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::error::{ApiError, JsonBody};
+use super::error::{body_error, ApiError};
+use super::request::{
+    parse_embed_openai, parse_embed_tei, parse_related, parse_search, parse_similar, ParseLimits,
+    RelatedQuery,
+};
 use super::Shared;
-use crate::query::{self, Filter, Mode, Options, RelatedRequest, Strategy};
+use crate::query::{self, Mode};
 use crate::report;
 
 /// Admission weight of a related-work task in the embedding queue: a draft
@@ -82,66 +87,13 @@ pub async fn metrics(State(s): State<Shared>) -> Response {
         .into_response()
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct Filters {
-    since: Option<String>,
-    until: Option<String>,
-    #[serde(default)]
-    categories: Vec<String>,
-}
-
-impl Filters {
-    fn to_filter(&self, prefix: &str) -> Result<Filter, ApiError> {
-        let bound = |name: &str, v: &Option<String>| {
-            v.as_deref()
-                .map(query::parse_date_bound)
-                .transpose()
-                .map_err(|e| ApiError::field(format!("{prefix}{name}"), e))
-        };
-        Ok(Filter {
-            since: bound("since", &self.since)?,
-            until: bound("until", &self.until)?,
-            categories: self.categories.clone(),
-        })
+/// What request parsing checks: the server's limits and the model's dimension.
+fn parse_limits(s: &Shared) -> ParseLimits {
+    ParseLimits {
+        max_k: s.limits.max_k,
+        max_inputs: s.limits.max_inputs,
+        dim: s.embedder.info().dim,
     }
-}
-
-/// Validated query options from a request's k, mode and filters.
-fn options(
-    s: &Shared,
-    k: usize,
-    mode: Option<&str>,
-    filters: &Filters,
-    filter_prefix: &str,
-) -> Result<Options, ApiError> {
-    if k == 0 || k > s.limits.max_k {
-        return Err(ApiError::field(
-            "k",
-            format!("k must be between 1 and {}", s.limits.max_k),
-        ));
-    }
-    let mode = match mode {
-        None => query::DEFAULT_MODE,
-        Some(m) => m.parse::<Mode>().map_err(|e| ApiError::field("mode", e))?,
-    };
-    Ok(Options {
-        k,
-        mode,
-        strategy: Strategy::Auto,
-        filter: filters.to_filter(filter_prefix)?,
-    })
-}
-
-fn default_k() -> usize {
-    10
-}
-
-fn default_related_k() -> usize {
-    20
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// Embeds `texts` through the shared queue. Returns one vector per text and
@@ -192,29 +144,12 @@ async fn embed_texts(
     ))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct SearchRequest {
-    query: String,
-    #[serde(default = "default_k")]
-    k: usize,
-    mode: Option<String>,
-    #[serde(default)]
-    filters: Filters,
-    /// Explain each result (the paper's sentence closest to the query, shared
-    /// terms). Costs a forward pass over the results' sentences, on the
-    /// embedding worker.
-    #[serde(default)]
-    why: bool,
-}
-
 pub async fn search(
     State(s): State<Shared>,
-    JsonBody(req): JsonBody<SearchRequest>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let opts = options(&s, req.k, req.mode.as_deref(), &req.filters, "filters.")?;
-    if req.query.trim().is_empty() {
-        return Err(ApiError::field("query", "the query is empty"));
-    }
+    let req = parse_search(&body.map_err(body_error)?, &parse_limits(&s))?;
+    let opts = req.opts;
     let lib = s.library();
     let vector = if opts.mode == Mode::Keyword {
         None
@@ -257,42 +192,12 @@ pub async fn paper(State(s): State<Shared>, Path(id): Path<String>) -> Result<Re
     Ok(Json(&lib.papers()[row]).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-pub struct SimilarParams {
-    #[serde(default = "default_k")]
-    k: usize,
-    mode: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    /// Comma-separated.
-    category: Option<String>,
-}
-
 pub async fn similar(
     State(s): State<Shared>,
     Path(id): Path<String>,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(p) = Query::<SimilarParams>::try_from_uri(&uri).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Validation",
-            e.body_text(),
-        )
-    })?;
-    let filters = Filters {
-        since: p.since,
-        until: p.until,
-        categories: p
-            .category
-            .iter()
-            .flat_map(|c| c.split(','))
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(String::from)
-            .collect(),
-    };
-    let opts = options(&s, p.k, p.mode.as_deref(), &filters, "")?;
+    let opts = parse_similar(uri.query().unwrap_or_default(), &parse_limits(&s))?;
     let lib = s.library();
     let l = lib.clone();
     let pid = id.clone();
@@ -306,60 +211,13 @@ pub async fn similar(
     })))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct RelatedBody {
-    #[serde(rename = "abstract")]
-    draft: Option<String>,
-    query: Option<String>,
-    #[serde(default)]
-    seeds: Vec<String>,
-    #[serde(default)]
-    negatives: Vec<String>,
-    #[serde(default)]
-    exclude: Vec<String>,
-    #[serde(default = "default_related_k")]
-    k: usize,
-    #[serde(default)]
-    diversity: f32,
-    #[serde(default)]
-    filters: Filters,
-    format: Option<String>,
-    mode: Option<String>,
-    /// Explanations per result (the slow part).
-    #[serde(default = "yes")]
-    why: bool,
-}
-
 pub async fn related(
     State(s): State<Shared>,
-    JsonBody(b): JsonBody<RelatedBody>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let opts = options(&s, b.k, b.mode.as_deref(), &b.filters, "filters.")?;
-    if !(0.0..=1.0).contains(&b.diversity) {
-        return Err(ApiError::field(
-            "diversity",
-            "diversity must be between 0 and 1",
-        ));
-    }
-    let format = match b.format.as_deref() {
-        None => report::Format::Json,
-        Some(f) => f
-            .parse::<report::Format>()
-            .map_err(|e| ApiError::field("format", e))?,
-    };
-    let req = RelatedRequest {
-        draft: b.draft,
-        seeds: b.seeds,
-        negatives: b.negatives,
-        query: b.query,
-        exclude: b.exclude,
-        diversity: b.diversity,
-        explain: b.why,
-    };
-    let has_text = [&req.draft, &req.query]
-        .iter()
-        .any(|t| t.as_deref().is_some_and(|t| !t.trim().is_empty()));
-    let needs_model = req.explain || (has_text && opts.mode != Mode::Keyword);
+    let parsed = parse_related(&body.map_err(body_error)?, &parse_limits(&s))?;
+    let needs_model = parsed.needs_model();
+    let RelatedQuery { req, opts, format } = parsed;
     let lib = s.library();
     let (l, o, r) = (lib.clone(), opts.clone(), req.clone());
     let hits = if needs_model {
@@ -394,127 +252,24 @@ pub async fn related(
     })))
 }
 
-/// One text or a list, as both TEI and OpenAI accept; OpenAI's token-id
-/// forms are recognised only to refuse them clearly.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Inputs {
-    One(String),
-    Many(Vec<String>),
-    // Parsed only to tell token ids from a type error; never read.
-    TokenIds(#[allow(dead_code)] Vec<u32>),
-    TokenIdLists(#[allow(dead_code)] Vec<Vec<u32>>),
-}
-
-impl Inputs {
-    fn into_texts(self, s: &Shared, field: &str) -> Result<Vec<String>, ApiError> {
-        let texts = match self {
-            Inputs::One(t) => vec![t],
-            Inputs::Many(v) => v,
-            Inputs::TokenIds(_) | Inputs::TokenIdLists(_) => {
-                return Err(ApiError::field(
-                    field,
-                    "token-id inputs are not supported; send strings",
-                ))
-            }
-        };
-        if texts.is_empty() {
-            return Err(
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Empty", "no inputs")
-                    .with_field(field),
-            );
-        }
-        if texts.len() > s.limits.max_inputs {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Validation",
-                format!(
-                    "{} inputs; at most {} per request",
-                    texts.len(),
-                    s.limits.max_inputs
-                ),
-            )
-            .with_field(field));
-        }
-        Ok(texts)
-    }
-}
-
 /// text-embeddings-inference's `POST /embed`.
-#[derive(Debug, Deserialize)]
-pub struct TeiRequest {
-    inputs: Inputs,
-    #[serde(default = "yes")]
-    normalize: bool,
-    /// TEI's default is false unless its server runs with --auto-truncate;
-    /// papersim truncates by default, as sentence-transformers and
-    /// `papersim embed` do.
-    truncate: Option<bool>,
-    truncation_direction: Option<String>,
-    prompt_name: Option<String>,
-    dimensions: Option<usize>,
-}
-
 pub async fn embed_tei(
     State(s): State<Shared>,
-    JsonBody(req): JsonBody<TeiRequest>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<Vec<f32>>>, ApiError> {
-    if !req.normalize {
-        return Err(ApiError::field(
-            "normalize",
-            "papersim's vectors are always L2-normalised; normalize: false is not supported",
-        ));
-    }
-    if let Some(d) = req
-        .truncation_direction
-        .as_deref()
-        .filter(|d| !d.eq_ignore_ascii_case("right"))
-    {
-        return Err(ApiError::field(
-            "truncation_direction",
-            format!("{d:?}: only \"Right\" is supported"),
-        ));
-    }
-    if req.prompt_name.is_some() {
-        return Err(ApiError::field("prompt_name", "the model has no prompts"));
-    }
-    check_dimensions(&s, req.dimensions)?;
-    let texts = req.inputs.into_texts(&s, "inputs")?;
-    let (vectors, _) = embed_texts(&s, texts, req.truncate.unwrap_or(true), "inputs").await?;
+    let req = parse_embed_tei(&body.map_err(body_error)?, &parse_limits(&s))?;
+    let (vectors, _) = embed_texts(&s, req.texts, req.truncate, "inputs").await?;
     Ok(Json(vectors))
 }
 
-fn check_dimensions(s: &Shared, dimensions: Option<usize>) -> Result<(), ApiError> {
-    let dim = s.embedder.info().dim;
-    match dimensions {
-        Some(d) if d != dim => Err(ApiError::field(
-            "dimensions",
-            format!("the model gives {dim} dimensions; {d} is not supported"),
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// OpenAI's `POST /v1/embeddings`.
-#[derive(Debug, Deserialize)]
-pub struct OpenAiRequest {
-    input: Inputs,
-    /// Accepted whatever it names: the server has one model.
-    #[allow(dead_code)]
-    model: Option<String>,
-    encoding_format: Option<String>,
-    dimensions: Option<usize>,
-    #[allow(dead_code)]
-    user: Option<String>,
-}
-
 pub async fn embed_openai(
     State(s): State<Shared>,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = match body {
         Ok(body) => openai(&s, &body).await,
-        Err(e) => Err(super::error::body_error(e)),
+        Err(e) => Err(body_error(e)),
     };
     match result {
         Ok(v) => Json(v).into_response(),
@@ -523,21 +278,9 @@ pub async fn embed_openai(
 }
 
 async fn openai(s: &Shared, body: &[u8]) -> Result<Value, ApiError> {
-    let req: OpenAiRequest = super::error::parse_json(body)?;
-    let base64 = match req.encoding_format.as_deref() {
-        None | Some("float") => false,
-        // The official Python client asks for base64 by default.
-        Some("base64") => true,
-        Some(f) => {
-            return Err(ApiError::field(
-                "encoding_format",
-                format!("{f:?}: expected \"float\" or \"base64\""),
-            ))
-        }
-    };
-    check_dimensions(s, req.dimensions)?;
-    let texts = req.input.into_texts(s, "input")?;
-    let (vectors, tokens) = embed_texts(s, texts, true, "input").await?;
+    let req = parse_embed_openai(body, &parse_limits(s))?;
+    let base64 = req.base64;
+    let (vectors, tokens) = embed_texts(s, req.texts, true, "input").await?;
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()

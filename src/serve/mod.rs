@@ -13,6 +13,7 @@ mod api;
 pub mod error;
 pub mod metrics;
 pub mod queue;
+pub mod request;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
