@@ -35,7 +35,11 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 
 cd fuzz
-nice -n 10 cargo "+$toolchain" fuzz build -s "$sanitizer"
+# Builds only the targets asked for, so a run of some targets does not
+# depend on the others compiling.
+for t in "${targets[@]}"; do
+    nice -n 10 cargo "+$toolchain" fuzz build -s "$sanitizer" "$t"
+done
 
 summary=()
 failed=0
