@@ -38,11 +38,8 @@
 //! Without AVX2+FMA (other x86 CPUs, other architectures) the same code runs
 //! on portable scalar kernels: correct, not fast.
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Mutex;
 
-use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use serde::Deserialize;
 
@@ -51,7 +48,9 @@ use super::model::{read_json, ModelFiles};
 use super::{EmbedError, Precision};
 
 mod int8;
+mod weights;
 use int8::{par_qmatmul, quantize_cols, QBuf, QLinear};
+use weights::{Table, Weights, WeightsFile};
 
 /// Rows (output features) and columns (tokens) per register tile: 6x16 = 12
 /// ymm accumulators, plus 2 for B and 1 for the broadcast A value (AVX2 has 16).
@@ -181,16 +180,23 @@ struct Linear {
 }
 
 impl Linear {
-    /// Packs the `m x k` matrix whose element (row, col) is `f(row, col)`.
-    fn pack(m: usize, k: usize, mut f: impl FnMut(usize, usize) -> f32, bias: Vec<f32>) -> Self {
+    /// Packs the `m x k` matrix whose row r is `row(r)` (k values). Whole
+    /// rows rather than an element accessor: packing is most of a model's
+    /// load, and this way the copy runs with no per-element call, bounds
+    /// check or choice of Q, K or V.
+    fn pack<'a>(m: usize, k: usize, row: impl Fn(usize) -> &'a [f32], bias: Vec<f32>) -> Self {
         let tiles = m.div_ceil(MR);
         let mut w = vec![0f32; tiles * k * MR];
+        let zeros = vec![0f32; k];
         for (t, tile) in w.chunks_exact_mut(k * MR).enumerate() {
+            // Rows past m pad the last tile with zeros.
+            let rows: [&[f32]; MR] = std::array::from_fn(|r| match t * MR + r {
+                i if i < m => &row(i)[..k],
+                _ => &zeros[..],
+            });
             for (kk, vals) in tile.chunks_exact_mut(MR).enumerate() {
-                for (r, v) in vals.iter_mut().enumerate() {
-                    if t * MR + r < m {
-                        *v = f(t * MR + r, kk);
-                    }
+                for (v, src) in vals.iter_mut().zip(&rows) {
+                    *v = src[kk];
                 }
             }
         }
@@ -217,17 +223,18 @@ enum Dense {
 }
 
 impl Dense {
-    fn new(
+    /// The `m x k` layer whose row r is `row(r)`.
+    fn new<'a>(
         precision: Precision,
         m: usize,
         k: usize,
-        f: impl Fn(usize, usize) -> f32,
+        row: impl Fn(usize) -> &'a [f32],
         bias: Vec<f32>,
     ) -> Self {
         match precision {
             // A K too deep for exact i32 sums (no BERT config has one) stays f32.
-            Precision::Int8 if k <= int8::MAX_K => Dense::Int8(QLinear::pack(m, k, f, bias)),
-            _ => Dense::F32(Linear::pack(m, k, f, bias)),
+            Precision::Int8 if k <= int8::MAX_K => Dense::Int8(QLinear::pack(m, k, row, bias)),
+            _ => Dense::F32(Linear::pack(m, k, row, bias)),
         }
     }
 
@@ -360,7 +367,7 @@ impl Cols {
 /// [`super::CandleBert`] on CPU. Returns zeros at padded positions.
 pub struct CpuBert {
     dims: Dims,
-    word: Vec<f32>,
+    word: Table,
     pos: Vec<f32>,
     typ: Vec<f32>,
     emb_ln: (Vec<f32>, Vec<f32>),
@@ -370,76 +377,6 @@ pub struct CpuBert {
     pool: rayon::ThreadPool,
     scratch: Mutex<Vec<Scratch>>,
     head_scratch: Mutex<Vec<HeadScratch>>,
-}
-
-/// Tensors of a safetensors file, by name, under the prefix the model uses.
-struct Weights<'a> {
-    map: HashMap<String, Tensor>,
-    prefix: String,
-    path: &'a Path,
-}
-
-impl Weights<'_> {
-    fn bad(&self, reason: String) -> EmbedError {
-        EmbedError::BadModelFile {
-            path: self.path.to_path_buf(),
-            reason,
-        }
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.map.contains_key(&format!("{}{name}", self.prefix))
-    }
-
-    /// The tensor `name` as f32, checked to have `shape`.
-    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, EmbedError> {
-        let full = format!("{}{name}", self.prefix);
-        let t = self
-            .map
-            .get(&full)
-            .ok_or_else(|| self.bad(format!("no tensor {full}")))?;
-        if t.dims() != shape {
-            return Err(self.bad(format!(
-                "tensor {full} has shape {:?}, expected {shape:?}",
-                t.dims()
-            )));
-        }
-        t.to_dtype(DType::F32)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| self.bad(format!("tensor {full}: {e}")))
-    }
-
-    /// LayerNorm weight and bias (`gamma`/`beta` in older checkpoints).
-    fn layer_norm(&self, name: &str, n: usize) -> Result<(Vec<f32>, Vec<f32>), EmbedError> {
-        let w = if self.has(&format!("{name}.gamma")) {
-            "gamma"
-        } else {
-            "weight"
-        };
-        let b = if self.has(&format!("{name}.beta")) {
-            "beta"
-        } else {
-            "bias"
-        };
-        Ok((
-            self.get(&format!("{name}.{w}"), &[n])?,
-            self.get(&format!("{name}.{b}"), &[n])?,
-        ))
-    }
-
-    /// A PyTorch `Linear` ([out, in] weight), packed at `precision`.
-    fn linear(
-        &self,
-        name: &str,
-        inp: usize,
-        out: usize,
-        precision: Precision,
-    ) -> Result<Dense, EmbedError> {
-        let w = self.get(&format!("{name}.weight"), &[out, inp])?;
-        let b = self.get(&format!("{name}.bias"), &[out])?;
-        Ok(Dense::new(precision, out, inp, |r, k| w[r * inp + k], b))
-    }
 }
 
 impl CpuBert {
@@ -496,62 +433,6 @@ impl CpuBert {
             act,
         };
 
-        let map = candle_core::safetensors::load(&files.weights, &Device::Cpu).map_err(|e| {
-            EmbedError::BadModelFile {
-                path: files.weights.clone(),
-                reason: e.to_string(),
-            }
-        })?;
-        // Same lookup as candle's BertModel: bare names, `bert.`, or `<model_type>.`.
-        let mut prefixes = vec![String::new(), "bert.".to_string()];
-        if let Some(t) = &cfg.model_type {
-            prefixes.push(format!("{t}."));
-        }
-        let prefix = prefixes
-            .into_iter()
-            .find(|p| map.contains_key(&format!("{p}embeddings.word_embeddings.weight")))
-            .unwrap_or_default();
-        let w = Weights {
-            map,
-            prefix,
-            path: &files.weights,
-        };
-
-        let word = w.get("embeddings.word_embeddings.weight", &[dims.vocab, h])?;
-        let pos = w.get("embeddings.position_embeddings.weight", &[dims.max_pos, h])?;
-        let typ = w.get(
-            "embeddings.token_type_embeddings.weight",
-            &[dims.type_vocab, h],
-        )?;
-        let emb_ln = w.layer_norm("embeddings.LayerNorm", h)?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for i in 0..cfg.num_hidden_layers {
-            let l = format!("encoder.layer.{i}");
-            let q = w.get(&format!("{l}.attention.self.query.weight"), &[h, h])?;
-            let k = w.get(&format!("{l}.attention.self.key.weight"), &[h, h])?;
-            let v = w.get(&format!("{l}.attention.self.value.weight"), &[h, h])?;
-            let qb = w.get(&format!("{l}.attention.self.query.bias"), &[h])?;
-            let kb = w.get(&format!("{l}.attention.self.key.bias"), &[h])?;
-            let vb = w.get(&format!("{l}.attention.self.value.bias"), &[h])?;
-            // Q, K and V as one [3h, h] product: one pass over the activations.
-            let qkv = Dense::new(
-                precision,
-                3 * h,
-                h,
-                |r, kk| [&q, &k, &v][r / h][(r % h) * h + kk],
-                [qb, kb, vb].concat(),
-            );
-            let p = precision;
-            layers.push(Layer {
-                qkv,
-                attn_out: w.linear(&format!("{l}.attention.output.dense"), h, h, p)?,
-                ln1: w.layer_norm(&format!("{l}.attention.output.LayerNorm"), h)?,
-                ffn_in: w.linear(&format!("{l}.intermediate.dense"), h, dims.inter, p)?,
-                ffn_out: w.linear(&format!("{l}.output.dense"), dims.inter, h, p)?,
-                ln2: w.layer_norm(&format!("{l}.output.LayerNorm"), h)?,
-            });
-        }
-
         let threads = match std::env::var(THREADS_ENV) {
             Ok(s) => s
                 .trim()
@@ -572,11 +453,38 @@ impl CpuBert {
             .thread_name(|i| format!("cpu-bert-{i}"))
             .build()
             .map_err(|e| EmbedError::BadDevice(format!("cpu: {threads} threads: {e}")))?;
+
+        let file = WeightsFile::open(&files.weights)?;
+        // Same lookup as candle's BertModel: bare names, `bert.`, or `<model_type>.`.
+        let mut prefixes = vec![String::new(), "bert.".to_string()];
+        if let Some(t) = &cfg.model_type {
+            prefixes.push(format!("{t}."));
+        }
+        let w = file.tensors(&prefixes)?;
+
+        let word = w.table("embeddings.word_embeddings.weight", &[dims.vocab, h])?;
+        let pos = w.get("embeddings.position_embeddings.weight", &[dims.max_pos, h])?;
+        let typ = w.get(
+            "embeddings.token_type_embeddings.weight",
+            &[dims.type_vocab, h],
+        )?;
+        let emb_ln = w.layer_norm("embeddings.LayerNorm", h)?;
+        // Packing is most of the load (page faults on the file and on the
+        // packed copy, and int8's quantization): one layer per task. Results
+        // are gathered in order so that a bad file reports its first error.
+        let layers: Vec<Result<Layer, EmbedError>> = pool.install(|| {
+            (0..cfg.num_hidden_layers)
+                .into_par_iter()
+                .with_max_len(1)
+                .map(|i| load_layer(&w, i, dims, precision))
+                .collect()
+        });
+        let layers = layers.into_iter().collect::<Result<Vec<_>, _>>()?;
         Ok(CpuBert {
             dims,
             word,
-            pos,
-            typ,
+            pos: pos.into_owned(),
+            typ: typ.into_owned(),
             emb_ln,
             layers,
             isa: Isa::detect(),
@@ -610,11 +518,12 @@ impl CpuBert {
         let c = Cols::for_tokens(n);
         let x = s.x.get(h * c.ld);
         x.fill(0.0);
+        let word = self.word.as_slice();
         for (i, &t) in s.rows.iter().enumerate() {
             let id = b.ids[span.start + t] as usize;
             let ty = b.type_ids[span.start + t] as usize;
             let (w, y, p) = (
-                &self.word[id * h..][..h],
+                &word[id * h..][..h],
                 &self.typ[ty * h..][..h],
                 &self.pos[t * h..][..h],
             );
@@ -763,6 +672,39 @@ impl CpuBert {
     }
 }
 
+/// Layer `i`'s weights, packed at `precision`.
+fn load_layer(
+    w: &Weights<'_>,
+    i: usize,
+    dims: Dims,
+    precision: Precision,
+) -> Result<Layer, EmbedError> {
+    let (h, p) = (dims.hidden, precision);
+    let l = format!("encoder.layer.{i}");
+    let q = w.get(&format!("{l}.attention.self.query.weight"), &[h, h])?;
+    let k = w.get(&format!("{l}.attention.self.key.weight"), &[h, h])?;
+    let v = w.get(&format!("{l}.attention.self.value.weight"), &[h, h])?;
+    let qb = w.get(&format!("{l}.attention.self.query.bias"), &[h])?;
+    let kb = w.get(&format!("{l}.attention.self.key.bias"), &[h])?;
+    let vb = w.get(&format!("{l}.attention.self.value.bias"), &[h])?;
+    // Q, K and V as one [3h, h] product: one pass over the activations.
+    let qkv = Dense::new(
+        p,
+        3 * h,
+        h,
+        |r| &[&*q, &*k, &*v][r / h][(r % h) * h..][..h],
+        [&*qb, &*kb, &*vb].concat(),
+    );
+    Ok(Layer {
+        qkv,
+        attn_out: w.linear(&format!("{l}.attention.output.dense"), h, h, p)?,
+        ln1: w.layer_norm(&format!("{l}.attention.output.LayerNorm"), h)?,
+        ffn_in: w.linear(&format!("{l}.intermediate.dense"), h, dims.inter, p)?,
+        ffn_out: w.linear(&format!("{l}.output.dense"), dims.inter, h, p)?,
+        ln2: w.layer_norm(&format!("{l}.output.LayerNorm"), h)?,
+    })
+}
+
 impl Backend for CpuBert {
     fn forward(&self, b: &TokenBatch) -> Result<Vec<f32>, EmbedError> {
         self.check(b)?;
@@ -833,7 +775,8 @@ impl DenseBench {
         precision: Precision,
     ) -> Result<Self, EmbedError> {
         let val = |i: usize| ((i.wrapping_mul(2_654_435_761) >> 7) % 2001) as f32 / 1000.0 - 1.0;
-        let dense = Dense::new(precision, m, k, |r, kk| val(r * k + kk) * 0.1, vec![0.0; m]);
+        let w: Vec<f32> = (0..m * k).map(|i| val(i) * 0.1).collect();
+        let dense = Dense::new(precision, m, k, |r| &w[r * k..][..k], vec![0.0; m]);
         let cols = Cols::for_tokens(tokens);
         let mut x = Buf::default();
         x.get(k * cols.ld)
@@ -1749,7 +1692,7 @@ mod tests {
             let bias: Vec<f32> = (0..m).map(|_| r()).collect();
             let c0: Vec<f32> = (0..m * n).map(|_| r()).collect();
             let scale: Vec<f32> = (0..n).map(|_| r() + 2.0).collect();
-            let lin = Linear::pack(m, k, |i, kk| w[i * k + kk], bias.clone());
+            let lin = Linear::pack(m, k, |i| &w[i * k..][..k], bias.clone());
             // The same W read in place, transposed ([k][m], stride m + 5),
             // the way attention reads K.
             let ld_t = m + 5;

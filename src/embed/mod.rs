@@ -169,37 +169,53 @@ impl Embedder {
         precision: Precision,
     ) -> Result<Self, EmbedError> {
         let candle = std::env::var("PAPERSIM_BACKEND").is_ok_and(|v| v == "candle");
-        let backend: Box<dyn Backend> = match (device, precision) {
-            (DeviceSpec::Cpu, Precision::F16) => {
-                return Err(EmbedError::BadPrecision(
-                    "f16 runs on CUDA only (--device cuda); on the CPU use f32 or int8".into(),
-                ))
-            }
-            (DeviceSpec::Cpu, Precision::Int8) if candle => {
-                return Err(EmbedError::BadPrecision(
-                    "int8 runs on papersim's CPU encoder, not PAPERSIM_BACKEND=candle".into(),
-                ))
-            }
-            (DeviceSpec::Cpu, _) if !candle => Box::new(CpuBert::load(files, None, precision)?),
-            (DeviceSpec::Cuda(n), Precision::Int8) => {
-                return Err(EmbedError::BadPrecision(format!(
-                    "int8 runs on the CPU only; on cuda:{n} use f32 or f16"
-                )))
-            }
-            _ => Box::new(CandleBert::load(files, device, precision)?),
+        let backend = || -> Result<Box<dyn Backend>, EmbedError> {
+            Ok(match (device, precision) {
+                (DeviceSpec::Cpu, Precision::F16) => {
+                    return Err(EmbedError::BadPrecision(
+                        "f16 runs on CUDA only (--device cuda); on the CPU use f32 or int8".into(),
+                    ))
+                }
+                (DeviceSpec::Cpu, Precision::Int8) if candle => {
+                    return Err(EmbedError::BadPrecision(
+                        "int8 runs on papersim's CPU encoder, not PAPERSIM_BACKEND=candle".into(),
+                    ))
+                }
+                (DeviceSpec::Cpu, _) if !candle => Box::new(CpuBert::load(files, None, precision)?),
+                (DeviceSpec::Cuda(n), Precision::Int8) => {
+                    return Err(EmbedError::BadPrecision(format!(
+                        "int8 runs on the CPU only; on cuda:{n} use f32 or f16"
+                    )))
+                }
+                _ => Box::new(CandleBert::load(files, device, precision)?),
+            })
         };
-        let mut e = Self::with_backend(files, backend)?;
+        // Parsing tokenizer.json takes about as long as loading the weights
+        // (~30 ms of JSON for MiniLM's, inside the tokenizers crate): on a
+        // thread of its own the two overlap, which a cold `search` feels.
+        let (backend, tokenizer) = std::thread::scope(|s| {
+            let tokenizer = s.spawn(|| read_tokenizer(files));
+            let backend = backend();
+            let tokenizer = tokenizer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (backend, tokenizer)
+        });
+        let mut e = Self::assemble(files, backend?, tokenizer?)?;
         e.info.precision = precision;
         Ok(e)
     }
 
     /// Builds an embedder around any backend (tests use a deterministic double).
     pub fn with_backend(files: &ModelFiles, backend: Box<dyn Backend>) -> Result<Self, EmbedError> {
-        let mut tokenizer =
-            Tokenizer::from_file(&files.tokenizer).map_err(|e| EmbedError::BadModelFile {
-                path: files.tokenizer.clone(),
-                reason: e.to_string(),
-            })?;
+        Self::assemble(files, backend, read_tokenizer(files)?)
+    }
+
+    fn assemble(
+        files: &ModelFiles,
+        backend: Box<dyn Backend>,
+        mut tokenizer: Tokenizer,
+    ) -> Result<Self, EmbedError> {
         #[derive(Deserialize)]
         struct PosConfig {
             max_position_embeddings: Option<usize>,
@@ -306,6 +322,13 @@ impl Embedder {
         stats.seconds = start.elapsed().as_secs_f64();
         Ok((out, stats))
     }
+}
+
+fn read_tokenizer(files: &ModelFiles) -> Result<Tokenizer, EmbedError> {
+    Tokenizer::from_file(&files.tokenizer).map_err(|e| EmbedError::BadModelFile {
+        path: files.tokenizer.clone(),
+        reason: e.to_string(),
+    })
 }
 
 /// True when `v` is finite and of unit length (within f32 rounding): the only
