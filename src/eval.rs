@@ -221,20 +221,20 @@ pub fn beir_queries(
 }
 
 /// Paper-to-paper queries: each judged query id is a library paper.
-pub fn paper_queries(lib: &Library, qrels: &Qrels) -> Vec<EvalQuery> {
+pub fn paper_queries(lib: &Library, qrels: &Qrels) -> Result<Vec<EvalQuery>, QueryError> {
     let mut ids: Vec<&String> = qrels.keys().collect();
     ids.sort();
-    ids.into_iter()
-        .filter_map(|id| {
-            let row = lib.row_of(id)?;
-            Some(EvalQuery {
-                id: id.clone(),
-                text: Some(crate::query::paper_text(lib, row)),
-                vector: Some(lib.vectors().row(row).to_vec()),
-                exclude: vec![row],
-            })
-        })
-        .collect()
+    let mut queries = Vec::new();
+    for id in ids {
+        let Some(row) = lib.row_of(id) else { continue };
+        queries.push(EvalQuery {
+            id: id.clone(),
+            text: Some(crate::query::paper_text(lib, row)?),
+            vector: Some(lib.vectors().row(row).to_vec()),
+            exclude: vec![row],
+        });
+    }
+    Ok(queries)
 }
 
 /// Runs every query in `mode` (dense rankings exact, as the reference runs
@@ -265,7 +265,7 @@ pub fn evaluate(
         )?;
         let ids: Vec<&str> = ranked
             .iter()
-            .map(|n| lib.papers()[n.row].id.as_str())
+            .filter_map(|n| lib.papers().id(n.row))
             .collect();
         let m = score(&ids, qrels.get(&q.id).unwrap_or(&HashMap::new()));
         total.ndcg10 += m.ndcg10;

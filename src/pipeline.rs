@@ -273,11 +273,15 @@ pub fn add(
     let mut dead = Vec::new();
     for p in papers {
         let text = template.render(&p);
-        match lib.row_of(&p.id) {
-            Some(row) if lib.papers()[row] == p => unchanged += 1,
-            Some(row) => {
+        let old = match lib.row_of(&p.id) {
+            Some(row) => Some((row, lib.paper(row)?)),
+            None => None,
+        };
+        match old {
+            Some((_, old)) if *old == p => unchanged += 1,
+            Some((row, old)) => {
                 dead.push(row);
-                let same_text = template.render(&lib.papers()[row]) == text;
+                let same_text = template.render(&old) == text;
                 reused += usize::from(same_text);
                 added.push((p, text, same_text.then_some(row)));
             }
@@ -323,7 +327,7 @@ pub fn add(
     // A replacement that could not be embedded keeps the old version alive.
     let kept_ids: std::collections::HashSet<&str> =
         kept_papers.iter().map(|p| p.id.as_str()).collect();
-    dead.retain(|&row| kept_ids.contains(lib.papers()[row].id.as_str()));
+    dead.retain(|&row| lib.papers().id(row).is_some_and(|id| kept_ids.contains(id)));
     let replaced = dead.len();
 
     let update_start = Instant::now();

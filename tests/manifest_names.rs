@@ -77,7 +77,12 @@ fn manifest_names_outside_the_library_are_refused_naming_manifest_json() {
     common::copy_dir(&lib, &copy);
     write(&copy, original.clone(), true);
     store::read_manifest(&copy).expect("a resealed, unchanged manifest reads");
-    let id = store::Library::open(&copy).unwrap().papers()[0].id.clone();
+    let id = store::Library::open(&copy)
+        .unwrap()
+        .papers()
+        .id(0)
+        .unwrap()
+        .to_string();
     ok(papersim(&[
         "similar",
         "--library",

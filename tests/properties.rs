@@ -138,7 +138,7 @@ proptest! {
         let Some(dir) = library() else { return Ok(()) };
         let a = Library::open(dir).unwrap();
         let b = Library::open(dir).unwrap();
-        let id = a.papers()[paper].id.clone();
+        let id = a.papers().id(paper).unwrap().to_string();
         let opts = Options {
             k,
             mode,

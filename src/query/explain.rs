@@ -84,7 +84,7 @@ pub(crate) fn explain(
             hit_sent.push(Vec::new());
             continue;
         };
-        let p = &lib.papers()[row];
+        let p = lib.paper(row)?;
         let mut mine = Vec::new();
         let sentences = std::iter::once(p.title.clone())
             .chain(split_sentences(&p.abstract_text))
@@ -117,17 +117,17 @@ pub(crate) fn explain(
         let Some((sim, s, a, b)) = best else {
             continue;
         };
-        let paper_text = lib
-            .row_of(&h.id)
-            .map(|r| super::paper_text(lib, r))
-            .unwrap_or_default();
+        let paper_text = match lib.row_of(&h.id) {
+            Some(r) => super::paper_text(lib, r)?,
+            None => String::new(),
+        };
         h.why = Some(Why {
             source: sources[s].label.clone(),
             source_sentence: texts[a].clone(),
             paper_sentence: texts[b].clone(),
             similarity: sim,
             shared_terms: lib
-                .keyword()
+                .keyword()?
                 .shared_terms(&all_sources, &paper_text, SHARED_TERMS),
         });
     }

@@ -37,9 +37,19 @@ impl Filter {
     }
 
     pub fn keep(&self, p: &Paper) -> bool {
+        self.keep_facts(p.date.as_deref(), p.categories.iter().map(String::as_str))
+    }
+
+    /// [`Filter::keep`] for a paper's date and categories alone, which a
+    /// library keeps without parsing the paper.
+    pub fn keep_facts<'a>(
+        &self,
+        date: Option<&str>,
+        mut categories: impl Iterator<Item = &'a str>,
+    ) -> bool {
         if self.since.is_some() || self.until.is_some() {
             // Papers without a date cannot be placed in a range.
-            let Some(date) = p.date.as_deref() else {
+            let Some(date) = date else {
                 return false;
             };
             // Compare at the bound's precision: "2020-05-01" is within
@@ -57,7 +67,7 @@ impl Filter {
             }
         }
         self.categories.is_empty()
-            || p.categories.iter().any(|c| {
+            || categories.any(|c| {
                 self.categories.iter().any(|want| {
                     c == want
                         || c.strip_prefix(want.as_str())

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::corpus::Paper;
 use crate::embed::{DeviceSpec, EmbedError, Embedder, ModelSource};
 use crate::index::{exact_search, rescore, IndexError, Neighbor};
-use crate::store::{Library, Manifest};
+use crate::store::{Library, Manifest, StoreError};
 
 pub use explain::{split_sentences, Why};
 pub use filter::{parse_date_bound, Filter};
@@ -42,6 +42,8 @@ pub enum QueryError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Index(#[from] IndexError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// How neighbours are found in vector space.
@@ -181,8 +183,13 @@ pub fn rank(
     exclude: &[usize],
 ) -> Result<Vec<Neighbor>, QueryError> {
     let papers = lib.papers();
-    let keep =
-        |row: usize| lib.is_live(row) && !exclude.contains(&row) && opts.filter.keep(&papers[row]);
+    let keep = |row: usize| {
+        lib.is_live(row)
+            && !exclude.contains(&row)
+            && opts
+                .filter
+                .keep_facts(papers.date(row), papers.categories(row))
+    };
     let dense = |n: usize| {
         vector
             .map(|v| dense(lib, v, n, &keep, opts, exclude))
@@ -190,7 +197,7 @@ pub fn rank(
     };
     let keyword = |n: usize| -> Result<Vec<Neighbor>, QueryError> {
         Ok(match text {
-            Some(t) => lib.keyword().search(t, n, &keep)?,
+            Some(t) => lib.keyword()?.search(t, n, &keep)?,
             None => Vec::new(),
         })
     };
@@ -284,23 +291,23 @@ fn rrf(lists: &[Vec<Neighbor>]) -> Vec<Neighbor> {
     out
 }
 
-fn hits(lib: &Library, ranked: &[Neighbor]) -> Vec<Hit> {
+fn hits(lib: &Library, ranked: &[Neighbor]) -> Result<Vec<Hit>, QueryError> {
     ranked
         .iter()
         .enumerate()
-        .map(|(i, n)| Hit::new(i + 1, &lib.papers()[n.row], n.score))
+        .map(|(i, n)| Ok(Hit::new(i + 1, &*lib.paper(n.row)?, n.score)))
         .collect()
 }
 
 /// The embedded text of a library paper (its keyword query in `similar`).
-pub fn paper_text(lib: &Library, row: usize) -> String {
-    lib.manifest().text_template.render(&lib.papers()[row])
+pub fn paper_text(lib: &Library, row: usize) -> Result<String, QueryError> {
+    Ok(lib.manifest().text_template.render(&*lib.paper(row)?))
 }
 
 /// Papers most like the paper `id`, which is itself excluded.
 pub fn similar(lib: &Library, id: &str, opts: &Options) -> Result<Vec<Hit>, QueryError> {
     let row = row_of(lib, id)?;
-    let text = paper_text(lib, row);
+    let text = paper_text(lib, row)?;
     let ranked = rank(
         lib,
         Some(lib.vectors().row(row)),
@@ -309,7 +316,7 @@ pub fn similar(lib: &Library, id: &str, opts: &Options) -> Result<Vec<Hit>, Quer
         opts,
         &[row],
     )?;
-    Ok(hits(lib, &ranked))
+    hits(lib, &ranked)
 }
 
 /// Papers most like a free-text query. The embedder is needed only for
@@ -345,7 +352,7 @@ pub fn search_embedded(
         return Err(QueryError::DegenerateQuery);
     }
     let ranked = rank(lib, vector, Some(text), opts.k, opts, &[])?;
-    Ok(hits(lib, &ranked))
+    hits(lib, &ranked)
 }
 
 /// Explains search hits: for each, the sentence of the paper closest to the
@@ -422,12 +429,12 @@ fn suggest(lib: &Library, id: &str) -> Option<String> {
         }
     };
     let want_base = base(&want);
-    let papers: Vec<&Paper> = (0..lib.len())
+    let ids: Vec<&str> = (0..lib.len())
         .filter(|&r| lib.is_live(r))
-        .map(|r| &lib.papers()[r])
+        .filter_map(|r| lib.papers().id(r))
         .collect();
-    if let Some(p) = papers.iter().find(|p| base(&p.id) == want_base) {
-        return Some(p.id.clone());
+    if let Some(id) = ids.iter().find(|id| base(id) == want_base) {
+        return Some(id.to_string());
     }
     let common = |a: &str| {
         a.chars()
@@ -435,12 +442,11 @@ fn suggest(lib: &Library, id: &str) -> Option<String> {
             .take_while(|(x, y)| x == y)
             .count()
     };
-    papers
-        .iter()
-        .map(|p| (common(&p.id.to_lowercase()), &p.id))
+    ids.iter()
+        .map(|id| (common(&id.to_lowercase()), id))
         .filter(|(n, _)| *n >= 4.max(want.len() / 2))
         .max_by_key(|(n, _)| *n)
-        .map(|(_, id)| id.clone())
+        .map(|(_, id)| id.to_string())
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ pub fn related(
         positives.push((
             format!("seed {id}"),
             lib.vectors().row(row).to_vec(),
-            super::paper_text(lib, row),
+            super::paper_text(lib, row)?,
         ));
     }
     if positives.is_empty() {
@@ -107,8 +107,8 @@ pub fn related(
     let mut hits: Vec<Hit> = chosen
         .iter()
         .enumerate()
-        .map(|(i, n)| Hit::new(i + 1, &lib.papers()[n.row], n.score))
-        .collect();
+        .map(|(i, n)| Ok(Hit::new(i + 1, &*lib.paper(n.row)?, n.score)))
+        .collect::<Result<_, QueryError>>()?;
     if let (true, Some(e)) = (req.explain, embedder) {
         let sources: Vec<Source> = positives
             .into_iter()

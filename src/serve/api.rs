@@ -189,7 +189,8 @@ pub async fn search(
 pub async fn paper(State(s): State<Shared>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let lib = s.library();
     let row = query::row_of(&lib, &id)?;
-    Ok(Json(&lib.papers()[row]).into_response())
+    let paper = lib.paper(row).map_err(query::QueryError::from)?;
+    Ok(Json(&*paper).into_response())
 }
 
 pub async fn similar(

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::files::write_atomic;
-use super::update::write_papers;
+use super::papers::write_lines;
 use super::{Library, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,8 +39,11 @@ pub fn export(
         Ok(())
     })?;
     if let Some(path) = metadata {
-        let papers: Vec<_> = rows.iter().map(|&r| lib.papers()[r].clone()).collect();
-        write_atomic(path, |w| write_papers(w, &papers))?;
+        let papers = rows
+            .iter()
+            .map(|&r| lib.paper(r).map(|p| p.into_owned()))
+            .collect::<Result<Vec<_>, _>>()?;
+        write_atomic(path, |w| write_lines(w, &papers))?;
     }
     Ok(ExportReport {
         rows: rows.len(),

@@ -146,6 +146,19 @@ fn crc_of(r: &mut impl Read) -> io::Result<(u64, u32)> {
     }
 }
 
+/// Checks that `path` has the size `entry` records: cheap (no read), and
+/// catches a truncated or overwritten file before anything maps it.
+pub(crate) fn check_size(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
+    let bytes = fs::metadata(path).map_err(io_err(path))?.len();
+    if bytes != entry.bytes {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!("{bytes} bytes, the manifest says {}", entry.bytes),
+        });
+    }
+    Ok(())
+}
+
 /// Checks that `path` has the size and checksum `entry` records.
 pub(crate) fn check(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {

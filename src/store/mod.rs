@@ -5,6 +5,7 @@
 //! LIBRARY/
 //!   manifest.json            the commit point (JSON, format_version, checksums of the rest)
 //!   papers.<gen>.jsonl       one paper per line; line i describes vector row i
+//!   papers.<gen>.rows        where each line lies, its crc32, and each row's id
 //!   vectors.<gen>.f32        magic + version + shape header, f32 rows, crc32 footer
 //!   graph.<gen>.hnsw.graph   hnsw_rs dump of the graph (its data ids are vector rows)
 //!   graph.<gen>.hnsw.data    hnsw_rs dump of the vectors the graph holds
@@ -21,12 +22,12 @@
 mod cache;
 mod export;
 mod files;
+mod papers;
 mod update;
 mod verify;
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -40,6 +41,7 @@ pub use cache::{text_hash, EmbedCache, TextHash, CACHE_FILE};
 pub use export::{export, npy_header, write_npy, ExportReport};
 pub(crate) use files::failpoint;
 pub use files::{FileEntry, Vectors};
+pub use papers::Papers;
 pub use verify::{repair, verify, Check, VerifyReport};
 
 pub const MANIFEST: &str = "manifest.json";
@@ -86,15 +88,37 @@ pub struct ManifestFiles {
     /// Libraries from before it search the hnsw_rs graph itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flat: Option<FileEntry>,
+    /// Where each paper's line lies (`store::papers`). Libraries from before
+    /// it parse every paper at open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<FileEntry>,
 }
 
 impl ManifestFiles {
+    /// Files a query reads whole at open, so whose crc32 is checked then; the
+    /// rest are checked for size at open and for crc32 when first loaded
+    /// (the hnsw_rs graph, the keyword index) or line by line (papers), and
+    /// all of it by `verify`.
+    fn checked_at_open(&self) -> Vec<&FileEntry> {
+        let mut v = vec![&self.vectors];
+        v.extend(&self.flat);
+        v.extend(&self.rows);
+        if self.rows.is_none() {
+            v.push(&self.papers);
+        }
+        if self.flat.is_none() {
+            v.extend([&self.graph, &self.graph_data]);
+        }
+        v
+    }
+
     /// Every file, with its path relative to the library folder.
     fn all(&self) -> Vec<(String, &FileEntry)> {
         let mut v: Vec<(String, &FileEntry)> =
             [&self.papers, &self.vectors, &self.graph, &self.graph_data]
                 .into_iter()
                 .chain(&self.flat)
+                .chain(&self.rows)
                 .map(|e| (e.name.clone(), e))
                 .collect();
         v.extend(
@@ -188,11 +212,12 @@ pub struct CommitSpec<'a> {
 pub struct Library {
     dir: PathBuf,
     manifest: Manifest,
-    papers: Vec<Paper>,
+    papers: Papers,
     /// `live[row]` is false for the manifest's dead rows.
     live: Vec<bool>,
-    /// Live rows only: a replaced paper's id names its newest row.
-    rows_by_id: HashMap<String, usize>,
+    /// Live rows only: a replaced paper's id names its newest row. Built on
+    /// first use: a search by text never needs it.
+    rows_by_id: OnceLock<HashMap<String, usize>>,
     vectors: Vectors,
     /// The flat graph queries search; None for libraries from before it.
     flat: Option<FlatGraph>,
@@ -200,37 +225,35 @@ pub struct Library {
     /// queries of libraries without a flat graph search it. Opening for a
     /// query skips it (most of the time of opening a large library).
     index: OnceLock<HnswIndex>,
-    keyword: KeywordIndex,
+    /// Loaded on first use, for the same reason.
+    keyword: OnceLock<KeywordIndex>,
 }
 
 impl Library {
-    /// Opens `dir`, checking the manifest's format and version, and every
-    /// file's size and checksum, before anything reads their contents.
+    /// Opens `dir`, checking the manifest's format and version and every
+    /// file's size, and the checksum of every file it reads now, before
+    /// reading their contents. Files loaded later are checked when loaded.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let manifest = read_manifest(dir)?;
         for (rel, entry) in manifest.files.all() {
-            files::check(&dir.join(rel), entry)?;
+            files::check_size(&dir.join(rel), entry)?;
+        }
+        for entry in manifest.files.checked_at_open() {
+            files::check(&dir.join(&entry.name), entry)?;
         }
         let (papers, vectors) = load_data(dir, &manifest)?;
         let flat = load_flat(dir, &manifest)?;
-        let keyword = load_keyword(dir, &manifest)?;
         let live = live_rows(dir, &manifest)?;
-        let rows_by_id = papers
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| live[*i])
-            .map(|(i, p)| (p.id.clone(), i))
-            .collect();
         Ok(Library {
             dir: dir.to_path_buf(),
             manifest,
             papers,
             live,
-            rows_by_id,
+            rows_by_id: OnceLock::new(),
             vectors,
             flat,
             index: OnceLock::new(),
-            keyword,
+            keyword: OnceLock::new(),
         })
     }
 
@@ -295,8 +318,13 @@ impl Library {
     }
 
     /// Every row's paper, dead rows included (see [`Library::is_live`]).
-    pub fn papers(&self) -> &[Paper] {
+    pub fn papers(&self) -> &Papers {
         &self.papers
+    }
+
+    /// Row `row`'s paper.
+    pub fn paper(&self, row: usize) -> Result<std::borrow::Cow<'_, Paper>, StoreError> {
+        self.papers.get(row)
     }
 
     /// Rows: papers and vectors in the files, dead ones included.
@@ -324,7 +352,10 @@ impl Library {
     }
 
     pub fn row_of(&self, id: &str) -> Option<usize> {
-        self.rows_by_id.get(id).copied()
+        self.rows_by_id
+            .get_or_init(|| self.papers.rows_by_id(|r| self.is_live(r)))
+            .get(id)
+            .copied()
     }
 
     pub fn vectors(&self) -> &Vectors {
@@ -350,8 +381,17 @@ impl Library {
         self.flat.as_ref()
     }
 
-    pub fn keyword(&self) -> &KeywordIndex {
-        &self.keyword
+    /// The keyword index, loaded (and its files checked) now if it was not yet.
+    pub fn keyword(&self) -> Result<&KeywordIndex, StoreError> {
+        if let Some(k) = self.keyword.get() {
+            return Ok(k);
+        }
+        let loaded = load_keyword(&self.dir, &self.manifest)?;
+        let _ = self.keyword.set(loaded);
+        self.keyword.get().ok_or_else(|| StoreError::Corrupt {
+            path: self.dir.join(&self.manifest.files.keyword_dir),
+            reason: "keyword index did not load".into(),
+        })
     }
 
     /// Bytes the library's current files take on disk.
@@ -385,9 +425,9 @@ fn write_generation(
 ) -> Result<Manifest, StoreError> {
     let dim = spec.model.dim;
     progress("writing papers");
-    let papers_entry = files::write_atomic(&dir.join(format!("papers.{generation}.jsonl")), |w| {
-        update::write_papers(w, papers)
-    })?;
+    let facts: Vec<papers::Facts> = papers.iter().map(papers::Facts::of).collect();
+    let (papers_entry, rows_entry) =
+        papers::write(dir, generation, &facts, |w| papers::write_lines(w, papers))?;
     files::failpoint("after-papers");
     progress("writing vectors");
     let vectors_entry = files::write_vectors(
@@ -438,6 +478,7 @@ fn write_generation(
             keyword_dir,
             keyword,
             flat: Some(flat_entry),
+            rows: Some(rows_entry),
         },
         dead: Vec::new(),
         checksum: 0,
@@ -492,13 +533,17 @@ fn keyword_entries(kdir: &Path) -> Result<Vec<FileEntry>, StoreError> {
 }
 
 /// Papers and vectors, with their counts checked against the manifest.
-fn load_data(dir: &Path, m: &Manifest) -> Result<(Vec<Paper>, Vectors), StoreError> {
-    let papers = read_papers(&dir.join(&m.files.papers.name), m.papers)?;
+fn load_data(dir: &Path, m: &Manifest) -> Result<(Papers, Vectors), StoreError> {
+    let rows = m.files.rows.as_ref().map(|e| dir.join(&e.name));
+    let papers = Papers::open(&dir.join(&m.files.papers.name), rows.as_deref(), m.papers)?;
     let vectors = Vectors::open(&dir.join(&m.files.vectors.name), m.dim, m.papers)?;
     Ok((papers, vectors))
 }
 
 fn load_graph(dir: &Path, m: &Manifest) -> Result<HnswIndex, StoreError> {
+    for entry in [&m.files.graph, &m.files.graph_data] {
+        files::check(&dir.join(&entry.name), entry)?;
+    }
     let name = &m.files.graph.name;
     let basename = name
         .strip_suffix(".hnsw.graph")
@@ -543,6 +588,9 @@ fn live_rows(dir: &Path, m: &Manifest) -> Result<Vec<bool>, StoreError> {
 
 fn load_keyword(dir: &Path, m: &Manifest) -> Result<KeywordIndex, StoreError> {
     let kdir = dir.join(&m.files.keyword_dir);
+    for entry in &m.files.keyword {
+        files::check(&kdir.join(&entry.name), entry)?;
+    }
     let keyword = KeywordIndex::open(&kdir)?;
     if keyword.len() != m.papers {
         return Err(StoreError::Corrupt {
@@ -633,27 +681,6 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
     Ok(m)
 }
 
-fn read_papers(path: &Path, expected: usize) -> Result<Vec<Paper>, StoreError> {
-    let file = fs::File::open(path).map_err(files::io_err(path))?;
-    let mut papers = Vec::with_capacity(expected);
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(files::io_err(path))?;
-        let paper: Paper = serde_json::from_str(&line).map_err(|e| StoreError::BadPaper {
-            path: path.to_path_buf(),
-            line: i + 1,
-            reason: e.to_string(),
-        })?;
-        papers.push(paper);
-    }
-    if papers.len() != expected {
-        return Err(StoreError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("{} papers, the manifest says {expected}", papers.len()),
-        });
-    }
-    Ok(papers)
-}
-
 /// Removes what a crashed commit of `generation` may have left, so that the
 /// retry writes (and hnsw_rs dumps) under the same names.
 fn clear_generation(dir: &Path, generation: u64) {
@@ -681,6 +708,7 @@ fn remove_stale(dir: &Path, current: &Manifest, previous: Option<&Manifest>) {
             [&f.papers, &f.vectors, &f.graph, &f.graph_data]
                 .into_iter()
                 .chain(&f.flat)
+                .chain(&f.rows)
                 .map(|e| e.name.as_str())
                 .chain([f.keyword_dir.as_str()])
         })

@@ -9,9 +9,10 @@
 //! keep naming the files of earlier generations.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 
 use super::files::{self, failpoint, io_err};
+use super::papers;
 use super::{
     changed, clear_generation, keyword_entries, read_manifest, remove_stale, write_flat,
     write_manifest, CommitSpec, Contents, Library, Manifest, StoreError, MANIFEST,
@@ -76,11 +77,18 @@ impl Library {
         if !added.papers.is_empty() {
             progress("writing papers");
             let old = dir.join(&m.files.papers.name);
-            files.papers =
-                files::write_atomic(&dir.join(format!("papers.{generation}.jsonl")), |w| {
-                    io::copy(&mut File::open(&old)?, w)?;
-                    write_papers(w, added.papers)
-                })?;
+            let facts: Vec<papers::Facts> = (0..self.len())
+                .map(|r| self.papers().facts(r))
+                .chain(added.papers.iter().map(papers::Facts::of))
+                .collect();
+            // The old lines are copied byte for byte; the recorder notes
+            // where they are again (a library from before rows files has none).
+            let (papers, rows) = papers::write(dir, generation, &facts, |w| {
+                io::copy(&mut File::open(&old)?, w)?;
+                papers::write_lines(w, added.papers)
+            })?;
+            files.papers = papers;
+            files.rows = Some(rows);
             failpoint("after-papers");
             progress("writing vectors");
             files.vectors = files::write_vectors(
@@ -134,7 +142,10 @@ impl Library {
     pub fn compact(&self, progress: &dyn Fn(&str)) -> Result<Manifest, StoreError> {
         let m = &self.manifest;
         let rows: Vec<usize> = (0..self.len()).filter(|&r| self.is_live(r)).collect();
-        let papers: Vec<Paper> = rows.iter().map(|&r| self.papers()[r].clone()).collect();
+        let papers = rows
+            .iter()
+            .map(|&r| self.paper(r).map(|p| p.into_owned()))
+            .collect::<Result<Vec<Paper>, _>>()?;
         let texts: Vec<String> = papers.iter().map(|p| m.text_template.render(p)).collect();
         let mut vectors = Vec::with_capacity(rows.len() * m.dim);
         for &r in &rows {
@@ -152,12 +163,4 @@ impl Library {
         };
         Library::commit_over(self.dir(), contents, &spec, Some(m.generation), progress)
     }
-}
-
-pub(super) fn write_papers(w: &mut dyn Write, papers: &[Paper]) -> io::Result<()> {
-    for p in papers {
-        serde_json::to_writer(&mut *w, p)?;
-        w.write_all(b"\n")?;
-    }
-    Ok(())
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::{
     files, live_rows, load_data, load_flat, load_graph, load_keyword, read_manifest, CommitSpec,
-    Contents, Library, Manifest, StoreError,
+    Contents, Library, Manifest, Papers, StoreError,
 };
 use crate::embed::is_unit;
 
@@ -59,25 +59,13 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
     }
     let data_ok = match load_data(dir, &m) {
         Ok((papers, vectors)) => {
-            // A replaced paper's id is on its dead row too: live ids are unique.
-            let live = live_rows(dir, &m).unwrap_or_else(|_| vec![true; papers.len()]);
-            let mut ids: Vec<&str> = papers
-                .iter()
-                .zip(&live)
-                .filter(|(_, l)| **l)
-                .map(|(p, _)| p.id.as_str())
-                .collect();
-            ids.sort_unstable();
-            let dup = ids
-                .windows(2)
-                .find(|w| w[0] == w[1])
-                .map(|w| w[0].to_string());
+            let parsed = papers_ok(&papers, dir, &m);
             let bad = (0..vectors.rows()).find(|&r| !is_unit(vectors.row(r)));
-            let ok = dup.is_none() && bad.is_none();
+            let ok = parsed.is_ok() && bad.is_none();
             checks.push(check(
                 &m.files.papers.name,
-                "papers parse, ids unique",
-                dup.map_or(Ok(()), |d| Err(format!("duplicate id {d:?}"))),
+                "papers parse, ids match the rows file and are unique",
+                parsed,
             ));
             checks.push(check(
                 &m.files.vectors.name,
@@ -146,14 +134,44 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
     })
 }
 
+/// Every paper parses (its line's checksum right), has the id the rows file
+/// gives it, and no id is on two live rows.
+fn papers_ok(papers: &Papers, dir: &Path, m: &Manifest) -> Result<(), String> {
+    let all = papers.all().map_err(|e| e.to_string())?;
+    if let Some(r) = (0..all.len()).find(|&r| papers.id(r) != Some(all[r].id.as_str())) {
+        return Err(format!(
+            "row {r}: id {:?}, the rows file says {:?}",
+            all[r].id,
+            papers.id(r).unwrap_or_default()
+        ));
+    }
+    // A replaced paper's id is on its dead row too: live ids are unique.
+    let live = live_rows(dir, m).unwrap_or_else(|_| vec![true; all.len()]);
+    let mut ids: Vec<&str> = all
+        .iter()
+        .zip(&live)
+        .filter(|(_, l)| **l)
+        .map(|(p, _)| p.id.as_str())
+        .collect();
+    ids.sort_unstable();
+    match ids.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(format!("duplicate id {:?}", w[0])),
+        None => Ok(()),
+    }
+}
+
 /// Rebuilds the graph and keyword index from the stored papers and vectors
 /// as a new generation (the damaged files are dropped by the commit).
 pub fn repair(dir: &Path, progress: &dyn Fn(&str)) -> Result<Manifest, StoreError> {
     let m = read_manifest(dir)?;
-    for entry in [&m.files.papers, &m.files.vectors] {
+    for entry in [&m.files.papers, &m.files.vectors]
+        .into_iter()
+        .chain(&m.files.rows)
+    {
         files::check(&dir.join(&entry.name), entry)?;
     }
     let (papers, vectors) = load_data(dir, &m)?;
+    let papers = papers.all()?;
     // Rebuilt from the live rows only: a repair is also a compaction.
     let live = live_rows(dir, &m)?;
     let rows: Vec<usize> = (0..papers.len()).filter(|&r| live[r]).collect();
