@@ -641,7 +641,7 @@ fn run_build(
 
 fn add(a: AddArgs) -> Result<ExitCode> {
     let lib = open_library(&a.library)?;
-    let embedder = query_embedder(&lib, &a.model, true)?
+    let embedder = query_embedder(lib.manifest(), &a.model, true)?
         .ok_or_else(|| anyhow::anyhow!("no model to embed with"))?;
     drop(lib);
     let opts = pipeline::AddOptions {
@@ -754,11 +754,15 @@ fn terminal_width() -> usize {
 }
 
 /// The library's own model, unless the mode needs no embeddings.
-fn query_embedder(lib: &Library, model: &ModelArgs, needed: bool) -> Result<Option<Embedder>> {
+fn query_embedder(
+    manifest: &store::Manifest,
+    model: &ModelArgs,
+    needed: bool,
+) -> Result<Option<Embedder>> {
     if !needed {
         return Ok(None);
     }
-    let built = lib.manifest().model.precision;
+    let built = manifest.model.precision;
     if let Some(p) = model.precision.filter(|&p| p != built) {
         anyhow::bail!(
             "--precision {p}: this library was embedded at {built}, and queries must be \
@@ -767,16 +771,38 @@ fn query_embedder(lib: &Library, model: &ModelArgs, needed: bool) -> Result<Opti
     }
     let source = model.model.as_deref().map(ModelSource::parse);
     Ok(Some(query::load_embedder(
-        lib.manifest(),
+        manifest,
         source.as_ref(),
         model.device,
     )?))
 }
 
 fn search(a: SearchArgs) -> Result<ExitCode> {
-    let lib = open_library(&a.q.library)?;
     let opts = a.q.options();
-    let embedder = query_embedder(&lib, &a.model, opts.mode != Mode::Keyword)?;
+    // On a cold search, loading the model and opening the library (checking
+    // its files) are most of the time: they run side by side. The embedder
+    // needs only the manifest; query::search checks it against the library.
+    let manifest = store::read_manifest(&a.q.library)?;
+    let (lib, embedder) = std::thread::scope(|s| {
+        let embedder = s.spawn(|| query_embedder(&manifest, &a.model, opts.mode != Mode::Keyword));
+        let lib = open_library(&a.q.library).and_then(|lib| {
+            if opts.mode != Mode::Dense {
+                lib.keyword()?;
+            }
+            Ok(lib)
+        });
+        let embedder = embedder
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("loading the model panicked")));
+        (lib, embedder)
+    });
+    let (lib, embedder) = (lib?, embedder?);
+    anyhow::ensure!(
+        lib.manifest().model == manifest.model,
+        "{}: the library was rebuilt with another model while it was being opened; \
+         run the command again",
+        a.q.library.display()
+    );
     let hits = query::search(&lib, embedder.as_ref(), &a.query, &opts)?;
     print_hits(serde_json::json!(a.query), &hits, a.q.format())
 }
@@ -785,7 +811,7 @@ fn similar(a: SimilarArgs) -> Result<ExitCode> {
     let lib = open_library(&a.q.library)?;
     let hits = query::similar(&lib, &a.paper_id, &a.q.options())?;
     if a.q.format() == OutFormat::Table {
-        if let Some(p) = lib.row_of(&a.paper_id).map(|r| &lib.papers()[r]) {
+        if let Some(p) = lib.row_of(&a.paper_id).and_then(|r| lib.paper(r).ok()) {
             println!("Papers like {}: {}\n", p.id, p.title);
         }
     }
@@ -807,7 +833,11 @@ fn related(a: RelatedArgs) -> Result<ExitCode> {
     let opts = a.q.options();
     let needs_model = opts.mode != Mode::Keyword || !a.no_why;
     let has_text = draft.is_some() || a.query.is_some();
-    let embedder = query_embedder(&lib, &a.model, needs_model && (has_text || !a.no_why))?;
+    let embedder = query_embedder(
+        lib.manifest(),
+        &a.model,
+        needs_model && (has_text || !a.no_why),
+    )?;
     let req = RelatedRequest {
         draft,
         seeds: a.seeds,
@@ -862,7 +892,7 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
     let lib = open_library(&a.library)?;
     let needs_model = a.beir.is_some() && a.modes.iter().any(|m| *m != Mode::Keyword);
     if embedder.is_none() {
-        embedder = query_embedder(&lib, &a.model, needs_model)?;
+        embedder = query_embedder(lib.manifest(), &a.model, needs_model)?;
     }
     let mut sets: Vec<(String, eval::Qrels, Vec<eval::EvalQuery>)> = Vec::new();
     if let Some(beir) = &a.beir {
@@ -885,7 +915,7 @@ fn eval(a: EvalArgs) -> Result<ExitCode> {
     }
     if let Some(path) = &a.paper_qrels {
         let qrels = eval::read_qrels(path)?;
-        let queries = eval::paper_queries(&lib, &qrels);
+        let queries = eval::paper_queries(&lib, &qrels)?;
         sets.push((format!("paper-qrels {}", path.display()), qrels, queries));
     }
     anyhow::ensure!(

@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-use super::{dot, Neighbor};
+use super::{dot, prefetch, Neighbor};
 
 const MAGIC: &[u8; 8] = b"PSIMGRAF";
 const VERSION: u32 = 1;
@@ -113,7 +113,8 @@ impl FlatGraph {
         if k == 0 || self.rows == 0 || vectors.len() < self.rows * dim {
             return Vec::new();
         }
-        let score = |r: u32| dot(&vectors[r as usize * dim..(r as usize + 1) * dim], query);
+        let row = |r: u32| &vectors[r as usize * dim..(r as usize + 1) * dim];
+        let score = |r: u32| dot(row(r), query);
         let ef = ef.max(k);
         // Greedy descent through the upper layers.
         let mut ep = self.entry.min(self.rows as u32 - 1);
@@ -158,20 +159,30 @@ impl FlatGraph {
                 if results.len() >= ef && results.peek().is_some_and(|w| s < w.0 .0) {
                     break;
                 }
-                for &n in layer0.of(c) {
-                    let m = &mut marks[n as usize];
-                    if *m == epoch {
-                        continue;
+                // Mark and prefetch the new neighbours first, then score: the
+                // loads of later rows overlap the dots of earlier ones.
+                for group in layer0.of(c).chunks(64) {
+                    let mut fresh = [0u32; 64];
+                    let mut count = 0;
+                    for &n in group {
+                        let m = &mut marks[n as usize];
+                        if *m != epoch {
+                            *m = epoch;
+                            prefetch(row(n));
+                            fresh[count] = n;
+                            count += 1;
+                        }
                     }
-                    *m = epoch;
-                    let sn = score(n);
-                    let worst = results.peek().map_or(f32::NEG_INFINITY, |w| w.0 .0);
-                    if results.len() < ef || sn > worst {
-                        candidates.push(Scored(sn, n));
-                        if keep(n) {
-                            results.push(Reverse(Scored(sn, n)));
-                            if results.len() > ef {
-                                results.pop();
+                    for &n in &fresh[..count] {
+                        let sn = dot(row(n), query);
+                        let worst = results.peek().map_or(f32::NEG_INFINITY, |w| w.0 .0);
+                        if results.len() < ef || sn > worst {
+                            candidates.push(Scored(sn, n));
+                            if keep(n) {
+                                results.push(Reverse(Scored(sn, n)));
+                                if results.len() > ef {
+                                    results.pop();
+                                }
                             }
                         }
                     }
