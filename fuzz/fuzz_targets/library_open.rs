@@ -1,20 +1,39 @@
 //! Opening (and verifying) a library whose files were replaced by arbitrary
-//! bytes.
+//! bytes, then doing what a query does with whatever opened.
 //!
 //! A small valid library is committed once per process (six tiny papers with
 //! fake unit vectors: no model needed). Each input then replaces one of its
 //! files, `Library::open` and `store::verify` run on it, and the original
-//! files are put back.
+//! files are put back. When the library opens, the target reads a few papers
+//! (`Library::paper`, which checks each line's crc32 from the rows file),
+//! looks up their ids (`row_of`), searches the flat graph (`flat().search`,
+//! with and without a filter), runs the exact scan, and loads the lazily
+//! loaded indexes (`keyword()`, `index()`, each a `Result`) and searches
+//! them when they load. Whatever comes back must be in range; nothing may
+//! panic.
 //!
-//! Input layout: byte 0 picks the file (`FILES`), byte 1 is flags, the rest
-//! is the new content. Flag bit 0 ("consistent") also rewrites the manifest's
-//! size and crc32 for that file and the manifest's own checksum, so that the
-//! parsers behind the checksums (manifest fields, papers, vectors) see the
-//! bytes instead of the crc32 check stopping them; for a replaced manifest it
-//! recomputes the checksum when the bytes parse as a manifest. Without the
-//! flag the input exercises the integrity checks themselves.
+//! Input layout: byte 0 picks the file (`FILES`: manifest, papers JSONL,
+//! vectors, hnsw_rs graph, hnsw_rs data, keyword meta.json, flat graph, rows
+//! file), byte 1 is flags, the rest is the new content. Flag bit 0
+//! ("consistent") also rewrites the manifest's size and crc32 for that file
+//! and the manifest's own checksum, so that the parsers behind the checksums
+//! (manifest fields, papers, vectors, and papersim's own binary formats:
+//! `FlatGraph::from_bytes` for `graph.N.flat`, the rows parser for
+//! `papers.N.rows`) see the bytes instead of the crc32 check stopping them;
+//! for a replaced manifest it recomputes the checksum when the bytes parse as
+//! a manifest. Flag bit 1, with bit 0 on a replaced manifest, also puts the
+//! fixture's own keyword file list in it: tantivy names its files at random
+//! in each process, so a committed manifest seed could never name them, and
+//! nothing but this bit lets a mutated manifest open.
 //!
-//! The HNSW graph files and the keyword index are only fuzzed without the
+//! Without bit 0 the input exercises the integrity checks themselves:
+//! `Library::open` checks every file's size and the crc32 of the vectors,
+//! flat graph and rows file, so same-size damage to the papers file, the
+//! hnsw_rs graph or the keyword index opens, and must then be caught where it
+//! is read (a damaged line is an error, never another paper; the graph and
+//! keyword index fail to load, naming the file) and by `verify`.
+//!
+//! The hnsw_rs graph files and the keyword index are only fuzzed without the
 //! flag. Behind a matching crc32 they go straight to hnsw_rs and tantivy,
 //! third-party parsers that assert, and hnsw_rs allocates whatever length a
 //! dump claims (`vec![0; len]`); papersim's defence against damaged index
@@ -28,9 +47,9 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use papersim::corpus::{Paper, TextTemplate};
-use papersim::embed::{ModelInfo, Pooling};
+use papersim::embed::{ModelInfo, Pooling, Precision};
 use papersim::index::HnswParams;
-use papersim::store::{self, CommitSpec, Contents, Library, Manifest, MANIFEST};
+use papersim::store::{self, CommitSpec, Contents, FileEntry, Library, Manifest, MANIFEST};
 
 const DIM: usize = 8;
 
@@ -42,15 +61,20 @@ enum Which {
     Graph,
     GraphData,
     KeywordMeta,
+    Flat,
+    Rows,
 }
 
-const FILES: [Which; 6] = [
+// Append only: byte 0 of the committed seeds indexes this list.
+const FILES: [Which; 8] = [
     Which::Manifest,
     Which::Papers,
     Which::Vectors,
     Which::Graph,
     Which::GraphData,
     Which::KeywordMeta,
+    Which::Flat,
+    Which::Rows,
 ];
 
 struct Fixture {
@@ -70,8 +94,15 @@ impl Fixture {
             Which::Graph => f.graph.name.clone(),
             Which::GraphData => f.graph_data.name.clone(),
             Which::KeywordMeta => format!("{}/meta.json", f.keyword_dir),
+            Which::Flat => entry(&f.flat, "flat").name.clone(),
+            Which::Rows => entry(&f.rows, "rows").name.clone(),
         }
     }
+}
+
+fn entry<'a>(e: &'a Option<FileEntry>, what: &str) -> &'a FileEntry {
+    e.as_ref()
+        .unwrap_or_else(|| panic!("fuzz harness: the fixture has no files.{what}"))
 }
 
 fn paper(i: usize) -> Paper {
@@ -116,6 +147,7 @@ fn fixture() -> &'static Fixture {
             dim: DIM,
             pooling: Pooling::Mean,
             max_seq_length: 256,
+            precision: Precision::F32,
         };
         let spec = CommitSpec {
             model: &model,
@@ -147,16 +179,22 @@ fn fixture() -> &'static Fixture {
 
 /// One seed per file and flag: the real file's bytes, so the fuzzer starts
 /// from valid content. Run once with the variable set to refresh the seeds.
+/// (The committed `manifest-0/1` are from before the flat graph and rows
+/// files, the older layout; the current manifest is `manifest-rows-*`.)
 fn write_seeds(fx: &Fixture, out: &Path) {
     let _ = std::fs::create_dir_all(out);
     for (i, which) in FILES.iter().enumerate() {
         let Ok(bytes) = std::fs::read(fx.lib.join(fx.rel(*which))) else {
             continue;
         };
-        for flags in [0u8, 1] {
+        let (name, flags): (_, &[u8]) = match which {
+            Which::Manifest => ("manifest-rows".to_string(), &[0, 1, 3]),
+            _ => (format!("{which:?}").to_lowercase(), &[0, 1]),
+        };
+        for &flags in flags {
             let mut seed = vec![i as u8, flags];
             seed.extend_from_slice(&bytes);
-            let name = format!("{which:?}-{flags}").to_lowercase();
+            let name = format!("{name}-{flags}");
             let _ = std::fs::write(out.join(name), seed);
         }
     }
@@ -181,7 +219,119 @@ thread_local! {
     static PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-fn run(fx: &Fixture, which: Which, consistent: bool, content: &[u8]) {
+/// What a query does with an open library: papers by row, rows by id, the
+/// flat graph and exact searches, the lazily loaded keyword index and hnsw_rs
+/// graph. `trusted`: only `which` was replaced, behind an intact manifest;
+/// `damaged`: and its bytes differ, so reading it must fail, naming `name`.
+fn query(library: &Library, which: Which, trusted: bool, damaged: bool, name: &str) {
+    let n = library.len();
+    let dim = library.vectors().dim();
+    let live = |r: usize| library.is_live(r);
+    for r in (0..n.min(8)).chain([n]) {
+        match library.paper(r) {
+            Ok(p) => {
+                assert!(r < n, "row {r} of {n} gave a paper");
+                if trusted {
+                    // A line is checked against its crc32: never another paper.
+                    assert_eq!(*p, paper(r), "row {r} read back wrong");
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                assert!(!e.is_empty());
+                if trusted && r < n {
+                    assert!(
+                        matches!(which, Which::Papers) && e.contains(name),
+                        "row {r} of intact papers: {e}"
+                    );
+                }
+            }
+        }
+        if let Some(id) = library.papers().id(r) {
+            assert!(r < n, "row {r} of {n} has an id");
+            if library.is_live(r) {
+                let found = library
+                    .row_of(id)
+                    .unwrap_or_else(|| panic!("live row {r}'s id {id:?} not found"));
+                assert!(found < n && library.is_live(found));
+                assert_eq!(library.papers().id(found), Some(id));
+            }
+        }
+    }
+    let _ = library.row_of("no such id");
+
+    // The vectors may be forged (consistent flag): searches must still only
+    // return rows of the library. A clean unit query, as `search` gives one.
+    let mut unit = vec![0f32; dim];
+    if let Some(x) = unit.first_mut() {
+        *x = 1.0;
+    }
+    let vectors = library.vectors().as_slice();
+    let in_range = |hits: &[papersim::index::Neighbor], k: usize| {
+        assert!(hits.len() <= k, "{} hits for k = {k}", hits.len());
+        assert!(hits.iter().all(|h| h.row < n), "a hit past row {n}");
+    };
+    match library.flat() {
+        Some(flat) => {
+            assert_eq!(flat.rows(), n);
+            in_range(&flat.search(vectors, dim, &unit, 3, 16, None), 3);
+            let kept = flat.search(vectors, dim, &unit, 3, 16, Some(&live));
+            in_range(&kept, 3);
+            assert!(kept.iter().all(|h| library.is_live(h.row)));
+        }
+        None => assert!(!trusted, "the committed library has a flat graph"),
+    }
+    if n > 0 {
+        // The exact scan with a stored row, as `similar` does.
+        let row = library.vectors().row(0).to_vec();
+        let hits = papersim::index::exact_search(vectors, dim, &row, 3, &|_| true);
+        in_range(&hits, 3);
+    }
+
+    match library.keyword() {
+        Ok(keyword) => {
+            assert!(
+                !(damaged && matches!(which, Which::KeywordMeta)),
+                "replaced {name} loaded"
+            );
+            if let Ok(hits) = keyword.search("graphs method", 3, &live) {
+                in_range(&hits, 3);
+            }
+        }
+        Err(e) => {
+            let e = e.to_string();
+            assert!(!e.is_empty());
+            if trusted {
+                assert!(
+                    matches!(which, Which::KeywordMeta) && e.contains(name),
+                    "keyword index: {e}"
+                );
+            }
+        }
+    }
+    match library.index() {
+        Ok(index) => {
+            assert!(
+                !(damaged && matches!(which, Which::Graph | Which::GraphData)),
+                "replaced {name} loaded"
+            );
+            in_range(&index.search(&unit, 3, None), 3);
+        }
+        Err(e) => {
+            let e = e.to_string();
+            assert!(!e.is_empty());
+            if trusted {
+                assert!(
+                    matches!(which, Which::Graph | Which::GraphData) && e.contains(name),
+                    "hnsw_rs graph: {e}"
+                );
+            }
+        }
+    }
+}
+
+fn run(fx: &Fixture, which: Which, flags: u8, content: &[u8]) {
+    let consistent = flags & 1 == 1;
     let lib = &fx.lib;
     let rel = fx.rel(which);
     let target = lib.join(&rel);
@@ -196,12 +346,17 @@ fn run(fx: &Fixture, which: Which, consistent: bool, content: &[u8]) {
             Which::Manifest => None,
             Which::Papers => Some(&mut m.files.papers),
             Which::Vectors => Some(&mut m.files.vectors),
+            Which::Flat => m.files.flat.as_mut(),
+            Which::Rows => m.files.rows.as_mut(),
             // See the module comment: index files only behind a real checksum.
             Which::Graph | Which::GraphData | Which::KeywordMeta => None,
         };
         match (which, entry) {
             (Which::Manifest, _) => {
-                if let Ok(parsed) = serde_json::from_slice::<Manifest>(content) {
+                if let Ok(mut parsed) = serde_json::from_slice::<Manifest>(content) {
+                    if flags & 2 == 2 {
+                        parsed.files.keyword = fx.manifest.files.keyword.clone();
+                    }
                     write_manifest(lib, &parsed);
                 }
             }
@@ -216,29 +371,22 @@ fn run(fx: &Fixture, which: Which, consistent: bool, content: &[u8]) {
 
     let opened = Library::open(lib);
     let verified = store::verify(lib);
+    // The manifest and every file but `which` are as committed.
+    let trusted = !consistent && !matches!(which, Which::Manifest);
+    let damaged = trusted && content != original.as_slice();
+    let name = Path::new(&rel)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("")
+        .to_string();
     match (&opened, &verified) {
         (Ok(library), Ok(report)) => {
             // Whatever opened must be usable and agree with its manifest.
             assert_eq!(library.len(), library.manifest().papers);
+            assert_eq!(library.papers().len(), library.len());
             assert_eq!(library.vectors().rows(), library.len());
-            if let Some(p) = library.papers().first() {
-                assert!(library.row_of(&p.id).is_some());
-                // The graph still holds the original vectors, so it is
-                // searched with a clean unit query (as `search` gives it);
-                // the exact scan with a stored row, as `similar` does.
-                let mut unit = vec![0f32; DIM];
-                unit[0] = 1.0;
-                let _ = library.index().search(&unit, 3, None);
-                let row = library.vectors().row(0).to_vec();
-                let _ = papersim::index::exact_search(
-                    library.vectors().as_slice(),
-                    library.vectors().dim(),
-                    &row,
-                    3,
-                    &|_| true,
-                );
-            }
             assert_eq!(report.papers, library.len());
+            query(library, which, trusted, damaged, &name);
         }
         (Err(e), Ok(report)) => {
             // verify must not pass a library that does not open.
@@ -248,17 +396,37 @@ fn run(fx: &Fixture, which: Which, consistent: bool, content: &[u8]) {
         (Ok(_), Err(e)) => panic!("open succeeded but verify failed: {e}"),
         (Err(_), Err(_)) => {}
     }
-    if !consistent && !matches!(which, Which::Manifest) && content != original.as_slice() {
-        // Damage behind an intact manifest is always caught, and named.
-        let e = match opened {
-            Ok(_) => panic!("replaced {rel} went unnoticed"),
-            Err(e) => e.to_string(),
-        };
-        let name = Path::new(&rel)
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("");
-        assert!(e.contains(name), "error does not name {rel}: {e}");
+    if damaged {
+        // Damage behind an intact manifest is always caught, and named: by
+        // open for the files it checks whole (and for any change of size),
+        // otherwise by verify (and by `query`, where the file is read).
+        match &opened {
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains(&name), "error does not name {rel}: {e}");
+            }
+            Ok(_) => {
+                assert!(
+                    matches!(
+                        which,
+                        Which::Papers | Which::Graph | Which::GraphData | Which::KeywordMeta
+                    ),
+                    "replaced {rel} went unnoticed by open"
+                );
+                let report = verified
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("verify failed on an intact manifest: {e}"));
+                assert!(!report.ok, "verify passed with {rel} replaced");
+                assert!(
+                    report
+                        .checks
+                        .iter()
+                        .any(|c| c.problem.is_some() && c.file.contains(&name)),
+                    "verify does not name {rel}: {:?}",
+                    report.checks
+                );
+            }
+        }
     }
 
     std::fs::write(&target, &original).unwrap_or_else(|e| panic!("restore {rel}: {e}"));
@@ -285,7 +453,7 @@ fuzz_target!(|data: &[u8]| {
             PANIC.with(|p| *p.borrow_mut() = Some(info.to_string()));
         }))
     });
-    let outcome = std::panic::catch_unwind(|| run(fx, which, consistent, content));
+    let outcome = std::panic::catch_unwind(|| run(fx, which, *flags, content));
     if outcome.is_err() {
         let msg = PANIC.with(|p| p.borrow_mut().take()).unwrap_or_default();
         eprintln!("panic escaped papersim ({which:?}, consistent={consistent}): {msg}");
