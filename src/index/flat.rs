@@ -235,9 +235,13 @@ impl FlatGraph {
                 "graph format version {version}, this papersim reads {VERSION}"
             ));
         }
-        let n = r.u64()? as usize;
-        if n != rows {
+        let n = r.u64()?;
+        if n != rows as u64 {
             return Err(format!("holds {n} rows, the manifest says {rows}"));
+        }
+        // Rows are u32 ids; and `rows + 1` offsets below must not overflow.
+        if u32::try_from(rows).is_err() {
+            return Err(format!("{rows} rows: past u32 row ids"));
         }
         let entry = r.u32()?;
         let nl = r.u32()? as usize;
@@ -347,5 +351,26 @@ mod tests {
         let mut flipped = bytes.clone();
         flipped[bytes.len() / 2] ^= 1;
         assert!(FlatGraph::from_bytes(&flipped, 3000).is_err());
+    }
+
+    /// A header forged to agree with a forged manifest (and resealed with
+    /// its crc32) claiming more rows than u32 ids hold: an error, where
+    /// `rows + 1` offsets used to overflow (a panic, or in a release build an
+    /// empty offsets list indexed at 0).
+    #[test]
+    fn from_bytes_refuses_rows_past_u32() {
+        for rows in [u64::MAX, u64::from(u32::MAX) + 1] {
+            let mut b = Vec::new();
+            b.extend_from_slice(MAGIC);
+            b.extend_from_slice(&VERSION.to_le_bytes());
+            b.extend_from_slice(&rows.to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            b.extend_from_slice(&1u32.to_le_bytes());
+            b.extend_from_slice(&[0u8; 16]);
+            let crc = crc32fast::hash(&b);
+            b.extend_from_slice(&crc.to_le_bytes());
+            let e = FlatGraph::from_bytes(&b, rows as usize).unwrap_err();
+            assert!(e.contains("u32"), "{e}");
+        }
     }
 }
