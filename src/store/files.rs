@@ -254,9 +254,17 @@ impl Vectors {
                 "holds {frows} x {fdim} vectors, the manifest says {rows} x {dim}"
             )));
         }
-        let want = VEC_HEADER + rows * dim * 4 + 4;
-        if map.len() != want {
-            return Err(corrupt(format!("{} bytes, expected {want}", map.len())));
+        // A forged header and manifest may agree on a shape whose size
+        // overflows: that is a wrong size too, not a panic.
+        let want = rows
+            .checked_mul(dim)
+            .and_then(|n| n.checked_mul(4))
+            .and_then(|n| n.checked_add(VEC_HEADER + 4));
+        if want != Some(map.len()) {
+            return Err(corrupt(format!(
+                "{} bytes, not the size of {rows} x {dim} vectors",
+                map.len()
+            )));
         }
         if cfg!(target_endian = "big") {
             return Err(corrupt(

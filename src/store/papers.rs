@@ -224,7 +224,9 @@ impl Papers {
 /// Parses every line of a papers file; there must be `count`.
 fn read_all(path: &Path, count: usize) -> Result<Vec<Paper>, StoreError> {
     let file = File::open(path).map_err(io_err(path))?;
-    let mut papers = Vec::with_capacity(count);
+    // `count` comes from the manifest: a damaged one must not size an
+    // allocation before a line is read.
+    let mut papers = Vec::with_capacity(count.min(1 << 16));
     for (i, line) in BufReader::new(file).lines().enumerate() {
         let line = line.map_err(io_err(path))?;
         let paper: Paper = serde_json::from_str(&line).map_err(|e| StoreError::BadPaper {
@@ -533,6 +535,11 @@ mod tests {
         let papers: Vec<Paper> = (0..5).map(|i| paper(&format!("p{i}"), "x")).collect();
         let (_d, p, r) = written(&papers);
         assert!(Papers::open(&p, Some(&r), 6).is_err());
+        // A manifest claiming absurd counts: an error, not an allocation.
+        for count in [usize::MAX, 6_000_000_000_000] {
+            assert!(Papers::open(&p, None, count).is_err());
+            assert!(Papers::open(&p, Some(&r), count).is_err());
+        }
         let good = fs::read(&r).unwrap();
         for at in [0, 9, 25, good.len() / 2, good.len() - 1] {
             let mut b = good.clone();
