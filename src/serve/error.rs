@@ -6,9 +6,7 @@
 //! a `field` added) everywhere, and OpenAI's
 //! `{"error": {"message", "type", "param", "code"}}` on `/v1/embeddings`.
 
-use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -117,21 +115,6 @@ impl From<QueryError> for ApiError {
             }
             _ => ApiError::internal(e.to_string()),
         }
-    }
-}
-
-/// A JSON body: 413 past the body limit, 400 for broken JSON, 422 for JSON
-/// of the wrong shape, naming the field. (axum's own `Json` answers in plain
-/// text and does not name the field.) Content-Type is not required: TEI and
-/// curl users often omit it.
-pub struct JsonBody<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(body_error)?;
-        parse_json(&bytes).map(JsonBody)
     }
 }
 
