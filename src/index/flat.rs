@@ -221,14 +221,7 @@ impl FlatGraph {
     /// manifest says. Every offset and neighbour is range-checked, so a
     /// search can never index out of bounds.
     pub fn from_bytes(b: &[u8], rows: usize) -> Result<Self, String> {
-        if b.len() < 32 || &b[..8] != MAGIC {
-            return Err("not a papersim graph file (bad magic)".into());
-        }
-        let (body, crc) = b.split_at(b.len() - 4);
-        if crc32fast::hash(body).to_le_bytes() != crc {
-            return Err("checksum mismatch".into());
-        }
-        let mut r = Reader { b: body, at: 8 };
+        let mut r = Reader::sealed(b, MAGIC, 32, "graph")?;
         let version = r.u32()?;
         if version != VERSION {
             return Err(format!(
@@ -261,8 +254,8 @@ impl FlatGraph {
             }
             layers.push(Layer { offsets, ids });
         }
-        if r.at != body.len() {
-            return Err(format!("{} trailing bytes", body.len() - r.at));
+        if r.left() != 0 {
+            return Err(format!("{} trailing bytes", r.left()));
         }
         Ok(FlatGraph {
             rows,
@@ -272,13 +265,39 @@ impl FlatGraph {
     }
 }
 
-struct Reader<'a> {
+/// Reads a papersim binary file (magic, fields, crc32 footer) field by
+/// field; every read is bounds-checked. Shared by the flat graph and the
+/// library's rows file.
+pub(crate) struct Reader<'a> {
     b: &'a [u8],
     at: usize,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+impl<'a> Reader<'a> {
+    /// Checks `b`'s magic, at least `min_len` bytes, and its crc32 footer;
+    /// reads from after the magic up to the footer.
+    pub(crate) fn sealed(
+        b: &'a [u8],
+        magic: &[u8; 8],
+        min_len: usize,
+        what: &str,
+    ) -> Result<Self, String> {
+        if b.len() < min_len.max(12) || &b[..8] != magic {
+            return Err(format!("not a papersim {what} file (bad magic)"));
+        }
+        let (body, crc) = b.split_at(b.len() - 4);
+        if crc32fast::hash(body).to_le_bytes() != crc {
+            return Err("checksum mismatch: the file is damaged".into());
+        }
+        Ok(Reader { b: body, at: 8 })
+    }
+
+    /// Bytes not read yet.
+    pub(crate) fn left(&self) -> usize {
+        self.b.len() - self.at
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let s = self
             .at
             .checked_add(n)
@@ -287,11 +306,11 @@ impl Reader<'_> {
         self.at += n;
         Ok(s)
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    pub(crate) fn u32(&mut self) -> Result<u32, String> {
         let s = self.take(4)?;
         Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    pub(crate) fn u64(&mut self) -> Result<u64, String> {
         let s = self.take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(s);

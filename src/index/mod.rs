@@ -16,6 +16,7 @@ use hnsw_rs::prelude::Distance;
 use serde::{Deserialize, Serialize};
 
 pub use flat::FlatGraph;
+pub(crate) use flat::Reader;
 pub use keyword::KeywordIndex;
 
 #[derive(Debug, thiserror::Error)]

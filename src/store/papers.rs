@@ -33,6 +33,7 @@ use memmap2::Mmap;
 use super::files::{self, io_err, FileEntry};
 use super::StoreError;
 use crate::corpus::Paper;
+use crate::index::Reader;
 
 const MAGIC: &[u8; 8] = b"PSIMROWS";
 const VERSION: u32 = 1;
@@ -264,15 +265,7 @@ fn pack_facts(facts: &[Facts]) -> Result<(String, Vec<[u32; 4]>), String> {
 
 /// Reads a rows file: `count` rows whose lines lie within `size` bytes.
 fn parse_rows(b: &[u8], count: usize, size: u64) -> Result<(Vec<Line>, Vec<Facts<'_>>), String> {
-    if b.len() < HEADER + 4 || &b[..8] != MAGIC {
-        return Err("not a papersim rows file (bad magic)".into());
-    }
-    let (body, footer) = b.split_at(b.len() - 4);
-    let stored = u32::from_le_bytes([footer[0], footer[1], footer[2], footer[3]]);
-    if crc32fast::hash(body) != stored {
-        return Err("checksum mismatch: the file is damaged".into());
-    }
-    let mut r = Reader { b: body, at: 8 };
+    let mut r = Reader::sealed(b, MAGIC, HEADER + 4, "rows")?;
     let version = r.u32()?;
     if version != VERSION {
         return Err(format!(
@@ -283,7 +276,7 @@ fn parse_rows(b: &[u8], count: usize, size: u64) -> Result<(Vec<Line>, Vec<Facts
     if rows != count as u64 {
         return Err(format!("{rows} rows, the manifest says {count}"));
     }
-    if (body.len() as u64) < HEADER as u64 + rows.saturating_mul(LINE as u64) {
+    if (r.left() as u64) < rows.saturating_mul(LINE as u64) {
         return Err(format!("too short for {rows} rows"));
     }
     let mut lines = Vec::with_capacity(count);
@@ -314,36 +307,10 @@ fn parse_rows(b: &[u8], count: usize, size: u64) -> Result<(Vec<Line>, Vec<Facts
             categories: Cow::Borrowed(s[2]),
         });
     }
-    if r.at != body.len() {
-        return Err(format!("{} stray bytes after the rows", body.len() - r.at));
+    if r.left() != 0 {
+        return Err(format!("{} stray bytes after the rows", r.left()));
     }
     Ok((lines, facts))
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let s = self
-            .b
-            .get(self.at..self.at.saturating_add(n))
-            .ok_or_else(|| format!("truncated at byte {}", self.at))?;
-        self.at += n;
-        Ok(s)
-    }
-    fn u32(&mut self) -> Result<u32, String> {
-        let s = self.take(4)?;
-        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    fn u64(&mut self) -> Result<u64, String> {
-        let s = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(s);
-        Ok(u64::from_le_bytes(a))
-    }
 }
 
 /// A writer that notes where each line of what passes through it starts,
