@@ -83,7 +83,9 @@ pub fn run(
     progress("building the graph");
     let start = Instant::now();
     // What a library build does: hnsw_rs builds, the flat copy is searched.
-    let flat = HnswIndex::build(base, dim, spec.params).flatten();
+    let flat = HnswIndex::build(base, dim, spec.params)
+        .flatten()
+        .with_codes(base.chunks_exact(dim), dim);
     let build_s = start.elapsed().as_secs_f64();
     let peak_rss_mb = peak_rss_mb();
 

@@ -445,7 +445,7 @@ fn write_generation(
     let [graph, graph_data] = index.dump(dir, &format!("graph.{generation}"))?;
     let graph_entry = files::entry_of(&graph)?;
     let graph_data_entry = files::entry_of(&graph_data)?;
-    let flat_entry = write_flat(dir, generation, &index)?;
+    let flat_entry = write_flat(dir, generation, &index, &[vectors], dim)?;
     files::failpoint("after-graph");
 
     progress("building the keyword index");
@@ -486,9 +486,17 @@ fn write_generation(
     write_manifest(dir, manifest)
 }
 
-/// Writes the flat copy of `index` (what queries search) for `generation`.
-fn write_flat(dir: &Path, generation: u64, index: &HnswIndex) -> Result<FileEntry, StoreError> {
-    let bytes = index.flatten().to_bytes();
+/// Writes the flat copy of `index` (what queries search) for `generation`,
+/// with the codes of `vectors` (the graph's rows in order, in parts).
+fn write_flat(
+    dir: &Path,
+    generation: u64,
+    index: &HnswIndex,
+    vectors: &[&[f32]],
+    dim: usize,
+) -> Result<FileEntry, StoreError> {
+    let rows = vectors.iter().flat_map(|part| part.chunks_exact(dim));
+    let bytes = index.flatten().with_codes(rows, dim).to_bytes();
     files::write_atomic(&dir.join(format!("graph.{generation}.flat")), |w| {
         w.write_all(&bytes)
     })

@@ -104,7 +104,8 @@ impl Library {
             let [graph, graph_data] = index.dump(dir, &format!("graph.{generation}"))?;
             files.graph = files::entry_of(&graph)?;
             files.graph_data = files::entry_of(&graph_data)?;
-            files.flat = Some(write_flat(dir, generation, index)?);
+            let parts = [self.vectors().as_slice(), added.vectors];
+            files.flat = Some(write_flat(dir, generation, index, &parts, m.dim)?);
             failpoint("after-graph");
 
             progress("adding to the keyword index");
