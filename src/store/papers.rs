@@ -24,7 +24,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
@@ -115,7 +115,11 @@ impl Papers {
         // SAFETY: library files are never modified in place (a commit writes
         // new names), so the mapping cannot change under us.
         let map = unsafe { Mmap::map(&file) }.map_err(io_err(papers))?;
-        let bytes = fs::read(rows).map_err(io_err(rows))?;
+        // Mapped rather than read: every byte is copied out below, and a
+        // buffer freed again would stay in the resident set (see load_flat).
+        let rows_file = File::open(rows).map_err(io_err(rows))?;
+        // SAFETY: as above.
+        let bytes = unsafe { Mmap::map(&rows_file) }.map_err(io_err(rows))?;
         let corrupt = |reason: String| StoreError::Corrupt {
             path: rows.to_path_buf(),
             reason,
@@ -248,7 +252,10 @@ fn read_all(path: &Path, count: usize) -> Result<Vec<Paper>, StoreError> {
 
 /// Every row's facts in one string, and where each field starts.
 fn pack_facts(facts: &[Facts]) -> Result<(String, Vec<[u32; 4]>), String> {
-    let mut text = String::new();
+    let size = facts
+        .iter()
+        .map(|f| f.id.len() + f.date.len() + f.categories.len());
+    let mut text = String::with_capacity(size.sum());
     let mut spans = Vec::with_capacity(facts.len());
     for f in facts {
         let mut span = [0u32; 4];
@@ -432,6 +439,7 @@ pub(crate) fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn paper(id: &str, title: &str) -> Paper {
         Paper {
