@@ -5,6 +5,9 @@
 # hnswlib on the library's own vectors.
 #
 #   scripts/measure-library.sh LIBRARY ["query sentence"]
+#   BENCH_LIMIT=74728 scripts/measure-library.sh LIBRARY   # hnswlib comparison
+#       over the first 74,728 rows only (the arXiv papers, when later adds of
+#       another field's papers would otherwise be the held-out queries)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 L=${1:?usage: scripts/measure-library.sh LIBRARY [QUERY]}
@@ -21,4 +24,4 @@ for mode in hybrid dense keyword; do
   done
 done 2>&1
 echo "== against hnswlib (open time and resident memory first)"
-scripts/bench-vs-hnswlib.sh --library "$L" --queries 1000
+scripts/bench-vs-hnswlib.sh --library "$L" --queries 1000 ${BENCH_LIMIT:+--limit "$BENCH_LIMIT"}

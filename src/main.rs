@@ -347,6 +347,11 @@ struct BenchIndexArgs {
     /// How the graph stores its copy of the vectors.
     #[arg(long, default_value = "f16", value_name = "f16|f32")]
     graph_store: Store,
+    /// Only the first N rows (the last --queries of them are the queries):
+    /// e.g. a library's original corpus, before papers from another field
+    /// were added to its end.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
     /// Also write the benchmarked vectors (all rows, queries last) as .npy,
     /// so another library can be measured on exactly the same data.
     #[arg(long, value_name = "FILE.npy")]
@@ -1102,48 +1107,53 @@ fn bench_embed(a: BenchEmbedArgs) -> Result<ExitCode> {
 
 fn bench_index(a: BenchIndexArgs) -> Result<ExitCode> {
     use papersim::index::bench;
-    let (label, vectors, dim) = match (&a.source.library, &a.source.vectors, a.source.synthetic) {
-        (Some(dir), _, _) => {
-            // The resident size of the open library, measured first, while
-            // this process holds nothing else: after opening, and after
-            // 1,000 searches through its own graph (which touch its pages).
-            let before = bench::rss_mb();
-            let start = std::time::Instant::now();
-            let lib = open_library(dir)?;
-            let open_s = start.elapsed().as_secs_f64();
-            let opened = bench::rss_mb() - before;
-            let dim = lib.vectors().dim();
-            let v = lib.vectors();
-            for r in (0..lib.len()).step_by((lib.len() / 1000).max(1)) {
-                match lib.flat() {
-                    Some(f) => drop(f.search(v.as_slice(), dim, v.row(r), 10, 64, None)),
-                    None => drop(lib.index()?.search(v.row(r), 10, None)),
+    let (mut label, mut vectors, dim) =
+        match (&a.source.library, &a.source.vectors, a.source.synthetic) {
+            (Some(dir), _, _) => {
+                // The resident size of the open library, measured first, while
+                // this process holds nothing else: after opening, and after
+                // 1,000 searches through its own graph (which touch its pages).
+                let before = bench::rss_mb();
+                let start = std::time::Instant::now();
+                let lib = open_library(dir)?;
+                let open_s = start.elapsed().as_secs_f64();
+                let opened = bench::rss_mb() - before;
+                let dim = lib.vectors().dim();
+                let v = lib.vectors();
+                for r in (0..lib.len()).step_by((lib.len() / 1000).max(1)) {
+                    match lib.flat() {
+                        Some(f) => drop(f.search(v.as_slice(), dim, v.row(r), 10, 64, None)),
+                        None => drop(lib.index()?.search(v.row(r), 10, None)),
+                    }
                 }
-            }
-            let queried = bench::rss_mb() - before;
-            let raw = lib.len() as f64 * dim as f64 * 4.0 / 1e6;
-            eprintln!(
+                let queried = bench::rss_mb() - before;
+                let raw = lib.len() as f64 * dim as f64 * 4.0 / 1e6;
+                eprintln!(
                 "open library: {open_s:.2} s, resident {opened:.0} MB after open, {queried:.0} MB \
                  after 1,000 searches; raw f32 vectors {raw:.0} MB ({:.2}x)",
                 queried / raw
             );
-            let mut v = Vec::with_capacity(lib.live_len() * dim);
-            for r in (0..lib.len()).filter(|&r| lib.is_live(r)) {
-                v.extend_from_slice(lib.vectors().row(r));
+                let mut v = Vec::with_capacity(lib.live_len() * dim);
+                for r in (0..lib.len()).filter(|&r| lib.is_live(r)) {
+                    v.extend_from_slice(lib.vectors().row(r));
+                }
+                (dir.display().to_string(), v, dim)
             }
-            (dir.display().to_string(), v, dim)
-        }
-        (_, Some(path), _) => {
-            let (v, dim) = bench::read_npy(path)?;
-            (path.display().to_string(), v, dim)
-        }
-        (_, _, Some(n)) => (
-            format!("synthetic {n} x 384"),
-            bench::synthetic(n, 384, 42),
-            384,
-        ),
-        _ => anyhow::bail!("give --library, --vectors or --synthetic"),
-    };
+            (_, Some(path), _) => {
+                let (v, dim) = bench::read_npy(path)?;
+                (path.display().to_string(), v, dim)
+            }
+            (_, _, Some(n)) => (
+                format!("synthetic {n} x 384"),
+                bench::synthetic(n, 384, 42),
+                384,
+            ),
+            _ => anyhow::bail!("give --library, --vectors or --synthetic"),
+        };
+    if let Some(n) = a.limit.filter(|&n| n < vectors.len() / dim.max(1)) {
+        vectors.truncate(n * dim);
+        label = format!("{label} (first {n} rows)");
+    }
     if vectors.len() / dim.max(1) < 4 {
         anyhow::bail!("{label}: too few vectors to benchmark");
     }

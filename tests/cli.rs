@@ -417,3 +417,39 @@ fn errors_name_what_is_wrong_and_what_to_do() {
     assert!(stderr(&out).contains("checksum"), "{}", stderr(&out));
     assert!(stderr(&out).contains(".f32"), "{}", stderr(&out));
 }
+
+/// `bench index --json` is the object the issue specifies, over exactly the
+/// rows asked for: `--limit` keeps the first N, the last `--queries` of
+/// them are held out, and every ef row has a sane recall.
+#[test]
+fn bench_index_json_reports_each_ef_over_the_limited_rows() {
+    let v = json(&ok(papersim(&[
+        "bench",
+        "index",
+        "--synthetic",
+        "600",
+        "--limit",
+        "500",
+        "--queries",
+        "50",
+        "--ef",
+        "16,64",
+        "--json",
+    ])));
+    assert_eq!(v["indexed"], 450, "{v}");
+    assert_eq!(v["queries"], 50, "{v}");
+    assert!(v["build_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["peak_rss_mb"].as_f64().unwrap() > 0.0, "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, ef) in rows.iter().zip([16, 64]) {
+        assert_eq!(row["ef"], ef);
+        let recall = row["recall@10"].as_f64().unwrap();
+        assert!((0.5..=1.0).contains(&recall), "ef {ef}: recall {recall}");
+        assert!(row["qps_1t"].as_f64().unwrap() > 0.0 && row["qps_2t"].as_f64().unwrap() > 0.0);
+    }
+    assert!(
+        v["source"].as_str().unwrap().contains("first 500 rows"),
+        "{v}"
+    );
+}
