@@ -100,8 +100,9 @@ impl ManifestFiles {
     /// (the hnsw_rs graph, the keyword index) or line by line (papers), and
     /// all of it by `verify`.
     fn checked_at_open(&self) -> Vec<&FileEntry> {
+        // The flat graph is not here: `load_flat` reads it whole and checks
+        // its seal, which is all its crc32 could tell (`check_sealed`).
         let mut v = vec![&self.vectors];
-        v.extend(&self.flat);
         v.extend(&self.rows);
         if self.rows.is_none() {
             v.push(&self.papers);
@@ -514,6 +515,7 @@ fn load_flat(dir: &Path, m: &Manifest) -> Result<Option<FlatGraph>, StoreError> 
     // SAFETY: a library's files are never modified in place (every commit
     // writes new files), so the mapping cannot change under us.
     let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(files::io_err(&path))?;
+    files::check_sealed(&path, &bytes, entry)?;
     FlatGraph::from_bytes(&bytes, m.papers)
         .map(Some)
         .map_err(|reason| StoreError::Corrupt { path, reason })
