@@ -81,18 +81,9 @@ impl Codes {
         let mut scale = Vec::new();
         let mut q = Vec::new();
         for v in rows {
-            let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
-            let s = if max > 0.0 && max.is_finite() {
-                max / 127.0
-            } else {
-                0.0
-            };
+            let (s, codes) = symmetric(v, 127.0);
             scale.push(s);
-            let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
-            q.extend(
-                v.iter()
-                    .map(|x| (x * inv).round().clamp(-127.0, 127.0) as i8),
-            );
+            q.extend(codes.map(|x| x as i8));
         }
         Codes { dim, scale, q }
     }
@@ -142,28 +133,31 @@ struct CodedRows<'a> {
 impl<'a> CodedRows<'a> {
     fn new(codes: &'a Codes, query: &[f32]) -> Self {
         // Keep |sum| = |q|·127·dim below 2³¹ so the i32 sums are exact.
-        let limit = ((i32::MAX as usize) / (127 * codes.dim.max(1))).min(i16::MAX as usize) as f32;
-        let max = query.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let query_scale = if max > 0.0 && max.is_finite() {
-            max / limit
-        } else {
-            0.0
-        };
-        let inv = if query_scale > 0.0 {
-            1.0 / query_scale
-        } else {
-            0.0
-        };
-        let query = query
-            .iter()
-            .map(|x| (x * inv).round().clamp(-limit, limit) as i16)
-            .collect();
+        let limit = ((i32::MAX as usize) / (127 * codes.dim.max(1))).min(i16::MAX as usize);
+        let (query_scale, q) = symmetric(query, limit as f32);
         CodedRows {
             codes,
-            query,
+            query: q.map(|x| x as i16).collect(),
             query_scale,
         }
     }
+}
+
+/// Symmetric quantization of `v` to whole numbers in ±`limit`: the scale
+/// (largest |component| / limit; 0 for a zero or non-finite vector) and the
+/// rounded values, as f32s for the caller to narrow.
+fn symmetric(v: &[f32], limit: f32) -> (f32, impl Iterator<Item = f32> + '_) {
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let scale = if max > 0.0 && max.is_finite() {
+        max / limit
+    } else {
+        0.0
+    };
+    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    let values = v
+        .iter()
+        .map(move |x| (x * inv).round().clamp(-limit, limit));
+    (scale, values)
 }
 
 impl Scorer for CodedRows<'_> {
