@@ -13,8 +13,8 @@
 //! The walk itself scores rows against 8-bit codes of the vectors (one
 //! scale per row), not the f32 vectors: a 384-d row is then 6 cache lines
 //! instead of 24, and at 75k papers all codes (29 MB) stay near the core
-//! where the f32 vectors (115 MB) come from memory, which was ~85% of a
-//! query's time (perf: the loads in the dot product). The best rows the
+//! where the f32 vectors (115 MB) come from memory: the f32 dot product was
+//! 64% of a query, mostly stalled on those loads (perf). The best rows the
 //! walk keeps are then re-scored with the f32 vectors, so a user still sees
 //! exact cosines, and recall is the f32 walk's (see [`RESCORE`]). The codes
 //! cost 1/4 of the raw vectors in memory.
