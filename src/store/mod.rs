@@ -100,10 +100,7 @@ impl ManifestFiles {
     /// (the hnsw_rs graph, the keyword index) or line by line (papers), and
     /// all of it by `verify`.
     fn checked_at_open(&self) -> Vec<&FileEntry> {
-        // The flat graph is not here: `load_flat` reads it whole and checks
-        // its seal, which is all its crc32 could tell (`check_sealed`).
         let mut v = vec![&self.vectors];
-        v.extend(&self.rows);
         if self.rows.is_none() {
             v.push(&self.papers);
         }
@@ -111,6 +108,12 @@ impl ManifestFiles {
             v.extend([&self.graph, &self.graph_data]);
         }
         v
+    }
+
+    /// Files also read whole at open, by parsers that check their crc32
+    /// footers: one pass each, not two (see `files::check_sealed`).
+    fn sealed_at_open(&self) -> impl Iterator<Item = &FileEntry> {
+        self.flat.iter().chain(&self.rows)
     }
 
     /// Every file, with its path relative to the library folder.
@@ -241,6 +244,9 @@ impl Library {
         }
         for entry in manifest.files.checked_at_open() {
             files::check(&dir.join(&entry.name), entry)?;
+        }
+        for entry in manifest.files.sealed_at_open() {
+            files::check_sealed(&dir.join(&entry.name), entry)?;
         }
         let (papers, vectors) = load_data(dir, &manifest)?;
         let flat = load_flat(dir, &manifest)?;
@@ -515,7 +521,6 @@ fn load_flat(dir: &Path, m: &Manifest) -> Result<Option<FlatGraph>, StoreError> 
     // SAFETY: a library's files are never modified in place (every commit
     // writes new files), so the mapping cannot change under us.
     let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(files::io_err(&path))?;
-    files::check_sealed(&path, &bytes, entry)?;
     FlatGraph::from_bytes(&bytes, m.papers)
         .map(Some)
         .map_err(|reason| StoreError::Corrupt { path, reason })
