@@ -127,6 +127,50 @@ fn a_flipped_byte_or_truncation_in_any_file_is_named_never_a_panic() {
     assert_eq!(answer(&lib).unwrap(), good);
 }
 
+/// Every sealed file (vectors, flat graph, rows) is intact by its own crc32
+/// whatever its content; the manifest's seal ties it to this library, so an
+/// intact file from another library or generation is refused, not searched.
+#[test]
+fn an_intact_file_from_another_library_is_named_not_searched() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (lib, other) = (tmp.path().join("lib"), tmp.path().join("other"));
+    assert!(build(&lib, "20").status.success());
+    let corpus = common::root().join("data/hf-daily-papers.txt");
+    let o = papersim(&[
+        "build",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--library",
+        other.to_str().unwrap(),
+        "--limit",
+        "20",
+        "--template",
+        "{abstract}",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(answer(&lib).is_ok());
+
+    let vectors = |lib: &Path| library_files(lib)[2].clone();
+    let (mine, theirs) = (lib.join(vectors(&lib)), other.join(vectors(&other)));
+    let bytes = std::fs::read(&theirs).unwrap();
+    assert_eq!(bytes.len() as u64, std::fs::metadata(&mine).unwrap().len());
+    assert_ne!(bytes, std::fs::read(&mine).unwrap());
+    std::fs::write(&mine, bytes).unwrap();
+
+    let name = mine.file_name().unwrap().to_str().unwrap();
+    let e = answer(&lib).expect_err("another library's vectors were searched");
+    assert!(
+        e.contains(name) && e.contains("not the file this library wrote"),
+        "{e}"
+    );
+    let v = papersim(&["verify", "--library", lib.to_str().unwrap()]);
+    assert_ne!(v.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&v.stdout).contains(name));
+}
+
 #[test]
 fn verify_repair_rebuilds_a_damaged_graph_from_the_stored_vectors() {
     if common::model_dir().is_none() {

@@ -2,7 +2,7 @@
 //! folder. And the vectors file format.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -60,7 +60,19 @@ pub struct FileEntry {
     pub name: String,
     pub bytes: u64,
     pub crc32: u32,
+    /// For a sealed file (one ending in a crc32 of everything before it: the
+    /// vectors, flat graph and rows files), that footer. The whole file's
+    /// crc32 above is then always [`CRC_RESIDUE`], which tells only that the
+    /// file is intact, not that it is the file this manifest wrote; the
+    /// footer tells that too, read in 4 bytes. Libraries from before it have
+    /// none (and keep their manifest checksum: it is not serialised).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<u32>,
 }
+
+/// The crc32 of any message followed by its own crc32 (little-endian): the
+/// whole-file checksum of every sealed file.
+pub(crate) const CRC_RESIDUE: u32 = 0x2144_df1c;
 
 /// Writes `path` through `fill`: into `path.tmp`, fsynced, then renamed. A
 /// crash leaves at most a stray `.tmp`, never a half-written `path`.
@@ -87,7 +99,36 @@ pub(crate) fn write_atomic(
         name: file_name(path),
         bytes,
         crc32: crc.finalize(),
+        seal: None,
     })
+}
+
+/// [`write_atomic`] for a file that `fill` seals (ends with the crc32 of
+/// everything before it); the entry records that seal.
+pub(crate) fn write_sealed(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<FileEntry, StoreError> {
+    let mut entry = write_atomic(path, fill)?;
+    if entry.crc32 != CRC_RESIDUE {
+        // A writer's bug, never user data: refuse to commit an unsealed file.
+        return Err(StoreError::Invalid(format!(
+            "{}: written without its crc32 footer",
+            path.display()
+        )));
+    }
+    entry.seal = Some(footer(path)?);
+    Ok(entry)
+}
+
+/// The last 4 bytes of `path`, little-endian: a sealed file's seal.
+fn footer(path: &Path) -> Result<u32, StoreError> {
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let mut b = [0u8; 4];
+    f.seek(SeekFrom::End(-4))
+        .and_then(|_| f.read_exact(&mut b))
+        .map_err(io_err(path))?;
+    Ok(u32::from_le_bytes(b))
 }
 
 pub(crate) fn tmp_name(path: &Path) -> PathBuf {
@@ -129,6 +170,7 @@ pub(crate) fn entry_of(path: &Path) -> Result<FileEntry, StoreError> {
         name: file_name(path),
         bytes,
         crc32,
+        seal: None,
     })
 }
 
@@ -146,14 +188,32 @@ fn crc_of(r: &mut impl Read) -> io::Result<(u64, u32)> {
     }
 }
 
-/// Checks that `path` has the size `entry` records: cheap (no read), and
-/// catches a truncated or overwritten file before anything maps it.
-pub(crate) fn check_size(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
+/// Checks that `path` has the size `entry` records and, if sealed, its
+/// seal: cheap (no pass over the file), and catches a truncated, overwritten
+/// or swapped file before anything maps it.
+pub(crate) fn check_quick(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
     let bytes = fs::metadata(path).map_err(io_err(path))?.len();
     if bytes != entry.bytes {
         return Err(StoreError::Corrupt {
             path: path.to_path_buf(),
             reason: format!("{bytes} bytes, the manifest says {}", entry.bytes),
+        });
+    }
+    check_seal(path, entry)
+}
+
+fn check_seal(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
+    let Some(seal) = entry.seal else {
+        return Ok(());
+    };
+    let found = footer(path)?;
+    if found != seal {
+        return Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!(
+                "sealed with {found:08x}, the manifest says {seal:08x}: \
+                 not the file this library wrote"
+            ),
         });
     }
     Ok(())
@@ -179,24 +239,20 @@ pub(crate) fn check(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
             entry.crc32
         )));
     }
-    Ok(())
+    check_seal(path, entry)
 }
 
-/// [`check`] for a file sealed with a crc32 footer of everything before it
-/// that its parser reads whole and whose seal it checks anyway (the flat
-/// graph, the rows file). The crc32 of such a whole file is a constant
-/// (CRC's residue: a message followed by its own CRC always hashes to the
-/// same value), so the manifest's checksum cannot tell more than the seal
-/// does, and the pass over the file that [`check`] would make is skipped;
-/// the recorded checksum is still compared with what it must be. The size
-/// is [`check_size`]'s.
+/// [`check`] for a sealed file that its parser reads whole and whose seal it
+/// checks anyway (the flat graph, the rows file): its crc32 is always
+/// [`CRC_RESIDUE`], so the pass over the file that [`check`] would make is
+/// skipped and the recorded checksum only compared with it. Size and seal
+/// are [`check_quick`]'s.
 pub(crate) fn check_sealed(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
-    let residue = crc32fast::hash(&crc32fast::hash(b"").to_le_bytes());
-    if entry.crc32 != residue {
+    if entry.crc32 != CRC_RESIDUE {
         return Err(StoreError::Corrupt {
             path: path.to_path_buf(),
             reason: format!(
-                "the manifest's checksum {:08x} is not a sealed file's ({residue:08x})",
+                "the manifest's checksum {:08x} is not a sealed file's ({CRC_RESIDUE:08x})",
                 entry.crc32
             ),
         });
@@ -221,7 +277,7 @@ pub(crate) fn write_vectors(
     dim: usize,
 ) -> Result<FileEntry, StoreError> {
     let rows = parts.iter().map(|p| p.len()).sum::<usize>() / dim.max(1);
-    write_atomic(path, |w| {
+    write_sealed(path, |w| {
         let mut header = Vec::with_capacity(VEC_HEADER);
         header.extend_from_slice(VEC_MAGIC);
         header.extend_from_slice(&VEC_VERSION.to_le_bytes());
@@ -321,21 +377,25 @@ impl Vectors {
 mod tests {
     use super::*;
 
+    fn sealed(body: &[u8]) -> Vec<u8> {
+        let mut b = body.to_vec();
+        b.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        b
+    }
+
     /// Every sealed file hashes to the same crc32, which is what lets
     /// `check_sealed` skip the pass; any other recorded checksum is refused.
     #[test]
     fn sealed_files_all_hash_to_the_residue() {
-        let mut residue = None;
         for body in [&b""[..], b"x", b"PSIMGRAF and some body bytes"] {
-            let mut b = body.to_vec();
-            let crc = crc32fast::hash(&b);
-            b.extend_from_slice(&crc.to_le_bytes());
+            let b = sealed(body);
             let whole = crc32fast::hash(&b);
-            assert_eq!(*residue.get_or_insert(whole), whole);
+            assert_eq!(whole, CRC_RESIDUE);
             let entry = FileEntry {
                 name: "f".into(),
                 bytes: b.len() as u64,
                 crc32: whole,
+                seal: None,
             };
             let path = Path::new("f");
             check_sealed(path, &entry).unwrap();
@@ -345,5 +405,38 @@ mod tests {
             };
             assert!(check_sealed(path, &other).is_err());
         }
+    }
+
+    /// Two intact sealed files of one size pass every whole-file checksum
+    /// alike; the recorded seal tells them apart, in the quick check at open
+    /// and in the full one.
+    #[test]
+    fn the_seal_tells_this_file_from_another_intact_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let ea = write_sealed(&a, |w| w.write_all(&sealed(b"first body"))).unwrap();
+        let eb = write_sealed(&b, |w| w.write_all(&sealed(b"other body"))).unwrap();
+        assert_eq!((ea.bytes, ea.crc32), (eb.bytes, eb.crc32));
+        assert_eq!(ea.seal, Some(crc32fast::hash(b"first body")));
+        check_quick(&a, &ea).unwrap();
+        check(&a, &ea).unwrap();
+
+        fs::copy(&b, &a).unwrap();
+        for err in [check_quick(&a, &ea), check(&a, &ea)] {
+            let msg = err.unwrap_err().to_string();
+            assert!(msg.contains("not the file this library wrote"), "{msg}");
+        }
+        // A library from before seals records none: only the size is quick.
+        check_quick(&a, &FileEntry { seal: None, ..ea }).unwrap();
+    }
+
+    #[test]
+    fn an_unsealed_file_is_refused_at_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_sealed(&dir.path().join("f"), |w| w.write_all(b"no footer"));
+        assert!(err
+            .unwrap_err()
+            .to_string()
+            .contains("without its crc32 footer"));
     }
 }

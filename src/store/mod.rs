@@ -96,7 +96,7 @@ pub struct ManifestFiles {
 
 impl ManifestFiles {
     /// Files a query reads whole at open, so whose crc32 is checked then; the
-    /// rest are checked for size at open and for crc32 when first loaded
+    /// rest are checked for size (and seal) at open and for crc32 when first loaded
     /// (the hnsw_rs graph, the keyword index) or line by line (papers), and
     /// all of it by `verify`.
     fn checked_at_open(&self) -> Vec<&FileEntry> {
@@ -234,13 +234,13 @@ pub struct Library {
 }
 
 impl Library {
-    /// Opens `dir`, checking the manifest's format and version and every
-    /// file's size, and the checksum of every file it reads now, before
+    /// Opens `dir`, checking the manifest's format and version, every file's
+    /// size and sealed files' seals, and the checksum of every file it reads now, before
     /// reading their contents. Files loaded later are checked when loaded.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let manifest = read_manifest(dir)?;
         for (rel, entry) in manifest.files.all() {
-            files::check_size(&dir.join(rel), entry)?;
+            files::check_quick(&dir.join(rel), entry)?;
         }
         for entry in manifest.files.checked_at_open() {
             files::check(&dir.join(&entry.name), entry)?;
@@ -504,7 +504,7 @@ fn write_flat(
 ) -> Result<FileEntry, StoreError> {
     let rows = vectors.iter().flat_map(|part| part.chunks_exact(dim));
     let bytes = index.flatten().with_codes(rows, dim).to_bytes();
-    files::write_atomic(&dir.join(format!("graph.{generation}.flat")), |w| {
+    files::write_sealed(&dir.join(format!("graph.{generation}.flat")), |w| {
         w.write_all(&bytes)
     })
 }

@@ -413,7 +413,7 @@ pub(crate) fn write(
             facts.len()
         )));
     }
-    let rows = files::write_atomic(&dir.join(format!("papers.{generation}.rows")), |w| {
+    let rows = files::write_sealed(&dir.join(format!("papers.{generation}.rows")), |w| {
         let mut b = Vec::with_capacity(HEADER + lines.len() * LINE);
         b.extend_from_slice(MAGIC);
         b.extend_from_slice(&VERSION.to_le_bytes());

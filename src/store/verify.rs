@@ -43,7 +43,7 @@ fn check(file: &str, what: &str, r: Result<(), String>) -> Check {
 }
 
 /// Checks the manifest (format, version, its own checksum), every file's
-/// size and crc32, that papers parse and ids are unique, that every vector
+/// size, crc32 and seal, that papers parse and ids are unique, that every vector
 /// is unit length, and that the graph and keyword index load and hold every
 /// paper. An unreadable manifest is an error; everything else is reported.
 pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
@@ -53,7 +53,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
     for (rel, entry) in m.files.all() {
         checks.push(check(
             &rel,
-            "size and crc32",
+            "size, crc32 and seal",
             files::check(&dir.join(&rel), entry).map_err(|e| e.to_string()),
         ));
     }
