@@ -5,6 +5,7 @@
 #   scripts/fuzz.sh [SECONDS] [TARGET...]      default: 30 s each, every target
 #
 # Environment:
+#   (sets PAPERSIM_FUZZ_TMP: the scratch folder of the library_open fixture)
 #   FUZZ_RUNS=N        also stop a target after N executions (default: time only)
 #   FUZZ_MAX_LEN=N     largest input in bytes (default 65536)
 #   FUZZ_SANITIZER=S   address, none, ... (default none: the targets are safe
@@ -40,6 +41,14 @@ cd fuzz
 for t in "${targets[@]}"; do
     nice -n 10 cargo "+$toolchain" fuzz build -s "$sanitizer" "$t"
 done
+
+# The library_open target writes its fixture library under this folder: the
+# fuzzer exits without running destructors, so the script removes it.
+shm=/dev/shm
+[ -d "$shm" ] || shm="${TMPDIR:-/tmp}"
+PAPERSIM_FUZZ_TMP="$(mktemp -d "$shm/papersim-fuzz.XXXXXX")"
+export PAPERSIM_FUZZ_TMP
+trap 'rm -rf "$PAPERSIM_FUZZ_TMP"' EXIT
 
 summary=()
 failed=0

@@ -15,8 +15,8 @@
 //! Input layout: byte 0 picks the file (`FILES`: manifest, papers JSONL,
 //! vectors, hnsw_rs graph, hnsw_rs data, keyword meta.json, flat graph, rows
 //! file), byte 1 is flags, the rest is the new content. Flag bit 0
-//! ("consistent") also rewrites the manifest's size and crc32 for that file
-//! and the manifest's own checksum, so that the parsers behind the checksums
+//! ("consistent") also rewrites the manifest's size, crc32 and seal (a sealed
+//! file's footer) for that file and the manifest's own checksum, so that the parsers behind the checksums
 //! (manifest fields, papers, vectors, and papersim's own binary formats:
 //! `FlatGraph::from_bytes` for `graph.N.flat`, the rows parser for
 //! `papers.N.rows`) see the bytes instead of the crc32 check stopping them;
@@ -27,8 +27,8 @@
 //! nothing but this bit lets a mutated manifest open.
 //!
 //! Without bit 0 the input exercises the integrity checks themselves:
-//! `Library::open` checks every file's size and the crc32 of the vectors,
-//! flat graph and rows file, so same-size damage to the papers file, the
+//! `Library::open` checks every file's size, the seals and the crc32 of the
+//! vectors, flat graph and rows file, so same-size damage to the papers file, the
 //! hnsw_rs graph or the keyword index opens, and must then be caught where it
 //! is read (a damaged line is an error, never another paper; the graph and
 //! keyword index fail to load, naming the file) and by `verify`.
@@ -120,17 +120,18 @@ fn paper(i: usize) -> Paper {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let base = Path::new("/dev/shm");
-        let dir = if base.is_dir() {
-            tempfile::Builder::new()
-                .prefix("papersim-fuzz-lib")
-                .tempdir_in(base)
-        } else {
-            tempfile::Builder::new()
-                .prefix("papersim-fuzz-lib")
-                .tempdir()
-        }
-        .unwrap_or_else(|e| panic!("fuzz harness: no temporary folder: {e}"));
+        // In memory where there is /dev/shm: every run reopens the library.
+        // scripts/fuzz.sh names a folder it removes afterwards (the fuzzer
+        // exits without dropping this static).
+        let base = std::env::var_os("PAPERSIM_FUZZ_TMP")
+            .map(std::path::PathBuf::from)
+            .filter(|p| p.is_dir())
+            .or_else(|| Some(std::path::PathBuf::from("/dev/shm")).filter(|p| p.is_dir()))
+            .unwrap_or_else(std::env::temp_dir);
+        let dir = tempfile::Builder::new()
+            .prefix("papersim-fuzz-lib")
+            .tempdir_in(base)
+            .unwrap_or_else(|e| panic!("fuzz harness: no temporary folder: {e}"));
         let lib = dir.path().join("lib");
         let papers: Vec<Paper> = (0..6).map(paper).collect();
         let template = TextTemplate::default();
@@ -363,6 +364,10 @@ fn run(fx: &Fixture, which: Which, flags: u8, content: &[u8]) {
             (_, Some(entry)) => {
                 entry.bytes = content.len() as u64;
                 entry.crc32 = crc32fast::hash(content);
+                // A sealed file's footer is recorded too (`FileEntry::seal`).
+                if let (Some(seal), Some(tail)) = (entry.seal.as_mut(), content.last_chunk()) {
+                    *seal = u32::from_le_bytes(*tail);
+                }
                 write_manifest(lib, &m);
             }
             (_, None) => {}
