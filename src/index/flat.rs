@@ -645,7 +645,10 @@ mod tests {
             let mapped = FlatGraph::from_map(map, 3000).unwrap();
             assert_eq!(&mapped, graph);
             assert_eq!(
-                mapped.codes.as_ref().map(|c| matches!(c.q, CodeBytes::Mapped { .. })),
+                mapped
+                    .codes
+                    .as_ref()
+                    .map(|c| matches!(c.q, CodeBytes::Mapped { .. })),
                 graph.codes.as_ref().map(|_| true)
             );
             for q in (0..3000).step_by(97) {
