@@ -429,11 +429,18 @@ impl FlatGraph {
         Self::parse(b, rows, None)
     }
 
-    /// [`FlatGraph::from_bytes`] of a mapped file, whose codes stay in the
-    /// map. The file must never change while mapped (a library's files are
-    /// never modified in place).
+    /// [`FlatGraph::from_bytes`] of a mapped file (shared, read-only), whose
+    /// codes stay in the map. The file must never change while mapped (a
+    /// library's files are never modified in place).
     pub fn from_map(map: Arc<Mmap>, rows: usize) -> Result<Self, String> {
-        Self::parse(&map, rows, Some(&map))
+        let graph = Self::parse(&map, rows, Some(&map))?;
+        // The checksum read every page, and they would all stay resident;
+        // only the codes are used from the map, page by page as searches
+        // visit rows. (A hint: if it fails, the pages just stay.)
+        // SAFETY: a read-only shared file mapping: a dropped page is read
+        // again from the file, which never changes while mapped.
+        let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        Ok(graph)
     }
 
     /// `b` is `map`'s bytes when there is a map.
