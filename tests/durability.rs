@@ -13,8 +13,13 @@ use std::time::Instant;
 use serde_json::Value;
 
 fn build(lib: &Path, limit: &str) -> Output {
+    build_with(lib, limit, &[])
+}
+
+/// `build` with more flags.
+fn build_with(lib: &Path, limit: &str, extra: &[&str]) -> Output {
     let corpus = common::root().join("data/hf-daily-papers.txt");
-    papersim(&[
+    let mut args = vec![
         "build",
         "--corpus",
         corpus.to_str().unwrap(),
@@ -22,7 +27,9 @@ fn build(lib: &Path, limit: &str) -> Output {
         lib.to_str().unwrap(),
         "--limit",
         limit,
-    ])
+    ];
+    args.extend_from_slice(extra);
+    papersim(&args)
 }
 
 const QUERY: &str = "objective-mismatch-in-model-based-reinforcement-learning";
@@ -138,18 +145,7 @@ fn an_intact_file_from_another_library_is_named_not_searched() {
     let tmp = tempfile::tempdir().unwrap();
     let (lib, other) = (tmp.path().join("lib"), tmp.path().join("other"));
     assert!(build(&lib, "20").status.success());
-    let corpus = common::root().join("data/hf-daily-papers.txt");
-    let o = papersim(&[
-        "build",
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--library",
-        other.to_str().unwrap(),
-        "--limit",
-        "20",
-        "--template",
-        "{abstract}",
-    ]);
+    let o = build_with(&other, "20", &["--template", "{abstract}"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(answer(&lib).is_ok());
 
