@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use papersim::corpus::{self, Format, ReadOptions, TextTemplate};
 use papersim::embed::{DeviceSpec, Embedder, ModelSource, Precision};
 use papersim::eval;
-use papersim::index::{HnswParams, Store};
+use papersim::index::HnswParams;
 use papersim::pipeline::{self, BuildOptions, Progress};
 use papersim::query::{self, Filter, Mode, Options, RelatedRequest, Strategy};
 use papersim::report::{self, Format as OutFormat};
@@ -138,10 +138,6 @@ struct BuildArgs {
     /// HNSW construction breadth.
     #[arg(long, default_value_t = HnswParams::default().ef_construction)]
     ef_construction: usize,
-    /// How the graph stores its copy of the vectors: f16 (half the memory;
-    /// results are re-scored in f32) or f32.
-    #[arg(long, default_value = "f16", value_name = "f16|f32")]
-    graph_store: Store,
     #[command(flatten)]
     model: ModelArgs,
     /// Print the summary as JSON.
@@ -344,9 +340,10 @@ struct BenchIndexArgs {
     /// HNSW construction breadth.
     #[arg(long, default_value_t = HnswParams::default().ef_construction)]
     ef_construction: usize,
-    /// How the graph stores its copy of the vectors.
-    #[arg(long, default_value = "f16", value_name = "f16|f32")]
-    graph_store: Store,
+    /// What builds the graph: papersim (what libraries use) or hnsw-rs (what
+    /// they used before format version 2, ~2x slower to build).
+    #[arg(long, default_value = "papersim", value_name = "papersim|hnsw-rs")]
+    builder: papersim::index::bench::GraphBuilder,
     /// Only the first N rows (the last --queries of them are the queries):
     /// e.g. a library's original corpus, before papers from another field
     /// were added to its end.
@@ -611,7 +608,6 @@ fn build(a: BuildArgs) -> Result<ExitCode> {
         index: HnswParams {
             m: a.hnsw_m,
             ef_construction: a.ef_construction,
-            store: a.graph_store,
             ..HnswParams::default()
         },
         limit: a.limit,
@@ -1164,9 +1160,9 @@ fn bench_index(a: BenchIndexArgs) -> Result<ExitCode> {
         params: HnswParams {
             m: a.hnsw_m,
             ef_construction: a.ef_construction,
-            store: a.graph_store,
             ..HnswParams::default()
         },
+        builder: a.builder,
         queries: a.queries,
         efs: a.ef.clone(),
     };

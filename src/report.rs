@@ -349,13 +349,14 @@ pub fn index_bench(r: &crate::index::bench::IndexBench) -> String {
     let _ = writeln!(
         out,
         "{}: {} vectors indexed, {} queries, dim {}, M={} ef_construction={}\n\
-         build {:.2} s on {} threads, peak RSS {:.0} MB (raw vectors {:.0} MB), exact scan {:.0} q/s on 1 thread\n",
+         build ({:?} builder) {:.2} s on {} threads, peak RSS {:.0} MB (raw vectors {:.0} MB), exact scan {:.0} q/s on 1 thread\n",
         r.source,
         r.indexed,
         r.queries,
         r.dim,
         r.m,
         r.ef_construction,
+        r.builder,
         r.build_s,
         r.build_threads,
         r.peak_rss_mb,
@@ -457,11 +458,17 @@ pub fn library_info(lib: &Library) -> String {
         (
             "index",
             format!(
-                "hnsw M={} ef_construction={} ef_search={} store={}",
+                "hnsw M={} ef_construction={} ef_search={}, {}",
                 m.index.m,
                 m.index.ef_construction,
                 m.index.ef_search,
-                format!("{:?}", m.index.store).to_lowercase()
+                match m.index.seed {
+                    Some(seed) => format!("seed {seed}"),
+                    None => format!(
+                        "built by hnsw_rs (store {})",
+                        format!("{:?}", m.index.store).to_lowercase()
+                    ),
+                }
             ),
         ),
         ("disk bytes", lib.disk_bytes().to_string()),

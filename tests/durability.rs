@@ -58,9 +58,13 @@ fn library_files(lib: &Path) -> Vec<String> {
         serde_json::from_str(&std::fs::read_to_string(lib.join("manifest.json")).unwrap()).unwrap();
     let f = &m["files"];
     let mut out = vec!["manifest.json".to_string()];
-    for k in ["papers", "vectors", "graph", "graph_data", "flat", "rows"] {
+    for k in ["papers", "vectors", "flat", "rows"] {
         out.push(f[k]["name"].as_str().unwrap().to_string());
     }
+    assert!(
+        f.get("graph").is_none(),
+        "a new library has no hnsw_rs graph"
+    );
     let kdir = f["keyword_dir"].as_str().unwrap();
     for e in f["keyword"].as_array().unwrap() {
         out.push(format!("{kdir}/{}", e["name"].as_str().unwrap()));
@@ -193,6 +197,7 @@ fn verify_repair_rebuilds_a_damaged_graph_from_the_stored_vectors() {
     };
     let before = exact(&lib);
     let graph = lib.join(&library_files(&lib)[3]);
+    assert!(graph.to_string_lossy().ends_with(".flat"), "{graph:?}");
     let mut bytes = std::fs::read(&graph).unwrap();
     let i = bytes.len() / 3;
     bytes[i] ^= 0xff;

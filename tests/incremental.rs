@@ -340,4 +340,11 @@ fn a_library_from_before_updates_and_the_flat_graph_still_opens_and_grows() {
         ids(&lib, &["similar", &hits[0], "--mode", "dense", "--ann"]).len(),
         10
     );
+    // The update wrote format version 2: papersim's graph, with its seed;
+    // the hnsw_rs dump is no longer named (and goes with generation 1).
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(lib.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["format_version"], 2, "{m}");
+    assert!(m["index"]["seed"].is_u64(), "{m}");
+    assert!(m["files"].get("graph").is_none() && m["files"]["flat"].is_object());
 }

@@ -111,13 +111,21 @@ fn manifest_names_outside_the_library_are_refused_naming_manifest_json() {
             "file name",
         ),
         (
-            "graph ..",
-            |m| m.files.graph.name = "..".into(),
+            "flat ..",
+            |m| {
+                if let Some(f) = m.files.flat.as_mut() {
+                    f.name = "..".into()
+                }
+            },
             "file name",
         ),
         (
-            "graph_data empty",
-            |m| m.files.graph_data.name = String::new(),
+            "rows empty",
+            |m| {
+                if let Some(f) = m.files.rows.as_mut() {
+                    f.name = String::new()
+                }
+            },
             "file name",
         ),
         (

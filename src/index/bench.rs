@@ -12,7 +12,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{exact_search, HnswIndex, HnswParams, IndexError};
+use super::{exact_search, FlatGraph, HnswIndex, HnswParams, IndexError, Store};
 
 pub const DEFAULT_EFS: [usize; 5] = [16, 32, 64, 128, 256];
 pub const K: usize = 10;
@@ -20,8 +20,51 @@ pub const K: usize = 10;
 #[derive(Debug, Clone)]
 pub struct BenchSpec {
     pub params: HnswParams,
+    pub builder: GraphBuilder,
     pub queries: usize,
     pub efs: Vec<usize>,
+}
+
+/// What builds the graph being measured; queries always search it flat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum GraphBuilder {
+    /// `index::build`, what libraries use.
+    #[default]
+    Papersim,
+    /// hnsw_rs (f16 store), what libraries used before format version 2:
+    /// kept to show what the change bought.
+    HnswRs,
+}
+
+impl std::str::FromStr for GraphBuilder {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "papersim" => Ok(GraphBuilder::Papersim),
+            "hnsw-rs" => Ok(GraphBuilder::HnswRs),
+            _ => Err(format!(
+                "unknown builder {s:?}: expected papersim or hnsw-rs"
+            )),
+        }
+    }
+}
+
+impl GraphBuilder {
+    fn build(self, base: &[f32], dim: usize, params: &HnswParams) -> FlatGraph {
+        match self {
+            GraphBuilder::Papersim => super::build(base, dim, params),
+            GraphBuilder::HnswRs => {
+                let params = HnswParams {
+                    store: Store::F16,
+                    ..*params
+                };
+                HnswIndex::build(base, dim, params)
+                    .flatten()
+                    .with_codes(base.chunks_exact(dim), dim)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -41,7 +84,7 @@ pub struct IndexBench {
     pub dim: usize,
     pub m: usize,
     pub ef_construction: usize,
-    pub store: super::Store,
+    pub builder: GraphBuilder,
     pub build_threads: usize,
     pub build_s: f64,
     /// The process's peak resident set after the build (VmHWM), MB.
@@ -82,10 +125,7 @@ pub fn run(
 
     progress("building the graph");
     let start = Instant::now();
-    // What a library build does: hnsw_rs builds, the flat copy is searched.
-    let flat = HnswIndex::build(base, dim, spec.params)
-        .flatten()
-        .with_codes(base.chunks_exact(dim), dim);
+    let flat = spec.builder.build(base, dim, &spec.params);
     let build_s = start.elapsed().as_secs_f64();
     let peak_rss_mb = peak_rss_mb();
 
@@ -120,7 +160,7 @@ pub fn run(
         dim,
         m: spec.params.m,
         ef_construction: spec.params.ef_construction,
-        store: spec.params.store,
+        builder: spec.builder,
         build_threads: rayon::current_num_threads(),
         build_s,
         peak_rss_mb,
@@ -312,16 +352,19 @@ mod tests {
     #[test]
     fn bench_reports_every_ef_with_sane_recall() {
         let v = synthetic(1200, 16, 11);
-        let spec = BenchSpec {
-            params: HnswParams::default(),
-            queries: 100,
-            efs: vec![16, 128],
-        };
-        let r = run("synthetic", &v, 16, &spec, &|_| {});
-        assert_eq!((r.indexed, r.queries), (1100, 100));
-        assert_eq!(r.rows.len(), 2);
-        assert!(r.rows[1].recall_at_10 >= r.rows[0].recall_at_10 - 0.02);
-        assert!(r.rows[1].recall_at_10 > 0.9, "{:?}", r.rows);
-        assert!(r.rows.iter().all(|x| x.qps_1t > 0.0 && x.qps_2t > 0.0));
+        for builder in [GraphBuilder::Papersim, GraphBuilder::HnswRs] {
+            let spec = BenchSpec {
+                params: HnswParams::default(),
+                builder,
+                queries: 100,
+                efs: vec![16, 128],
+            };
+            let r = run("synthetic", &v, 16, &spec, &|_| {});
+            assert_eq!((r.indexed, r.queries), (1100, 100));
+            assert_eq!(r.rows.len(), 2);
+            assert!(r.rows[1].recall_at_10 >= r.rows[0].recall_at_10 - 0.02);
+            assert!(r.rows[1].recall_at_10 > 0.9, "{builder:?}: {:?}", r.rows);
+            assert!(r.rows.iter().all(|x| x.qps_1t > 0.0 && x.qps_2t > 0.0));
+        }
     }
 }

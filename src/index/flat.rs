@@ -1,13 +1,13 @@
 //! The HNSW graph as flat arrays, for searching.
 //!
-//! hnsw_rs builds the graph (its insertion and neighbour selection are what
-//! we trust it for), but its search walks `Arc`-linked nodes behind `RwLock`s
-//! and keeps its own copy of every vector: ~3x slower per query than
-//! hnswlib's flat layout, and ~2.6x the raw vectors in memory. So after each
-//! build or insert the graph is copied out into one CSR adjacency list per
-//! layer (row ids, u32), searched here over the library's own memory-mapped
-//! f32 vectors. That is ~130 bytes per paper beside the vectors, the scores
-//! are exact f32 cosines, and loading it is one read of a small file.
+//! hnsw_rs's search walks `Arc`-linked nodes behind `RwLock`s and keeps its
+//! own copy of every vector: ~3x slower per query than hnswlib's flat
+//! layout, and ~2.6x the raw vectors in memory. So the graph (built by
+//! `build`, or copied out of an old library's hnsw_rs graph) is one CSR
+//! adjacency list per layer (row ids, u32), searched here over the
+//! library's own memory-mapped f32 vectors. That is ~130 bytes per paper
+//! beside the vectors, the scores are exact f32 cosines, and loading it is
+//! one read of a small file.
 //!
 //!
 //! The walk itself scores rows against 8-bit codes of the vectors (one
@@ -73,7 +73,7 @@ pub struct FlatGraph {
 /// Each row's vector as i8 codes with one scale: `v ≈ scale · code`,
 /// symmetric, the largest |component| mapped to 127.
 #[derive(Debug, Clone, PartialEq)]
-struct Codes {
+pub(super) struct Codes {
     dim: usize,
     scale: Vec<f32>,
     q: CodeBytes,
@@ -116,7 +116,7 @@ impl std::fmt::Debug for CodeBytes {
 }
 
 impl Codes {
-    fn new<'a>(rows: impl Iterator<Item = &'a [f32]>, dim: usize) -> Self {
+    pub(super) fn new<'a>(rows: impl Iterator<Item = &'a [f32]>, dim: usize) -> Self {
         let mut scale = Vec::new();
         let mut q = Vec::new();
         for v in rows {
@@ -137,7 +137,7 @@ impl Codes {
 }
 
 /// How the walk scores a row against the query.
-trait Scorer {
+pub(super) trait Scorer {
     fn score(&self, r: u32) -> f32;
     fn prefetch(&self, r: u32);
 }
@@ -166,7 +166,7 @@ impl Scorer for F32Rows<'_> {
 
 /// Approximate cosines from the codes, the query quantized to i16 (its own
 /// rounding is ~1e-5 of the codes').
-struct CodedRows<'a> {
+pub(super) struct CodedRows<'a> {
     codes: &'a Codes,
     query: Vec<i16>,
     /// A row's score is `dot · scale[row] · query_scale`.
@@ -174,7 +174,7 @@ struct CodedRows<'a> {
 }
 
 impl<'a> CodedRows<'a> {
-    fn new(codes: &'a Codes, query: &[f32]) -> Self {
+    pub(super) fn new(codes: &'a Codes, query: &[f32]) -> Self {
         // Keep |sum| = |q|·127·dim below 2³¹ so the i32 sums are exact.
         let limit = ((i32::MAX as usize) / (127 * codes.dim.max(1))).min(i16::MAX as usize);
         let (query_scale, q) = symmetric(query, limit as f32);
@@ -215,7 +215,7 @@ impl Scorer for CodedRows<'_> {
 
 /// A score with a total order, for the heaps.
 #[derive(Clone, Copy, PartialEq)]
-struct Scored(f32, u32);
+pub(super) struct Scored(pub(super) f32, pub(super) u32);
 impl Eq for Scored {}
 impl PartialOrd for Scored {
     fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
@@ -269,8 +269,24 @@ impl FlatGraph {
         self
     }
 
+    /// [`FlatGraph::with_codes`] with codes already made (by the builder).
+    pub(super) fn with_built_codes(mut self, codes: Codes) -> Self {
+        self.codes = (codes.scale.len() == self.rows).then_some(codes);
+        self
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
+    }
+
+    /// The entry row and the number of layers: where a walk starts.
+    pub(super) fn top(&self) -> (u32, usize) {
+        (self.entry, self.layers.len())
+    }
+
+    /// Row `row`'s neighbours on `layer` (empty past the top).
+    pub(super) fn links(&self, layer: usize, row: u32) -> &[u32] {
+        self.layers.get(layer).map_or(&[], |l| l.of(row))
     }
 
     /// Top `k` rows by cosine for which `keep` holds, best first, searching

@@ -1,28 +1,29 @@
-//! Nearest-neighbour search over unit vectors: an HNSW graph (hnsw_rs) behind
-//! our own parameter struct, and exact search, which is both the ground truth
-//! for recall and the answer for small libraries.
+//! Nearest-neighbour search over unit vectors: an HNSW graph behind our own
+//! parameter struct (built by `build`, searched as a `FlatGraph`), and exact
+//! search, which is both the ground truth for recall and the answer for
+//! small libraries. `HnswIndex` reads the hnsw_rs graphs of libraries from
+//! before format version 2, and builds one for `bench index --builder hnsw-rs`.
 
 pub mod bench;
+mod build;
 mod flat;
 mod keyword;
 
 use std::path::{Path, PathBuf};
 
-use hnsw_rs::api::AnnT;
 use hnsw_rs::filter::FilterT;
 use hnsw_rs::hnsw::Hnsw;
 use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::Distance;
 use serde::{Deserialize, Serialize};
 
+pub use build::{build, extend, DEFAULT_SEED};
 pub use flat::FlatGraph;
 pub(crate) use flat::Reader;
 pub use keyword::KeywordIndex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    #[error("{}: {reason}", path.display())]
-    Dump { path: PathBuf, reason: String },
     #[error("{}: cannot load the HNSW graph: {reason}; rebuild the library", path.display())]
     Load { path: PathBuf, reason: String },
     #[error("{}: keyword index: {reason}", path.display())]
@@ -37,21 +38,25 @@ pub struct HnswParams {
     pub ef_construction: usize,
     /// Default search breadth (raised to k when k is larger).
     pub ef_search: usize,
-    /// Element type of the graph's own copy of the vectors. Libraries from
+    /// Element type of an hnsw_rs graph's own copy of the vectors (format
+    /// version 1 libraries; papersim's graphs keep no copy). Libraries from
     /// before this field have f32 graphs. Left out when f32, so that their
     /// manifests re-serialise to the same bytes (the manifest checksum is
     /// computed over its re-serialisation).
     #[serde(default = "Store::legacy", skip_serializing_if = "Store::is_legacy")]
     pub store: Store,
+    /// Draws each row's level (see `build`). None: an hnsw_rs graph, from a
+    /// library written before papersim built its own (format version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
-/// How the HNSW graph stores its vectors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// How an hnsw_rs graph stores its vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Store {
     F32,
     /// Half the memory; scores re-computed in f32 from the library's vectors.
-    #[default]
     F16,
 }
 
@@ -65,24 +70,15 @@ impl Store {
     }
 }
 
-impl std::str::FromStr for Store {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "f32" => Ok(Store::F32),
-            "f16" => Ok(Store::F16),
-            _ => Err(format!("unknown graph store {s:?}: expected f16 or f32")),
-        }
-    }
-}
-
 impl Default for HnswParams {
     fn default() -> Self {
         HnswParams {
             m: 16,
             ef_construction: 200,
             ef_search: 64,
-            store: Store::default(),
+            // Left out of new manifests: only hnsw_rs graphs have a store.
+            store: Store::F32,
+            seed: Some(DEFAULT_SEED),
         }
     }
 }
@@ -483,14 +479,13 @@ impl HnswIndex {
     }
 
     /// Writes the graph under `dir/basename.hnsw.{graph,data}` and returns
-    /// the two paths hnsw_rs actually used.
-    pub fn dump(&self, dir: &Path, basename: &str) -> Result<[PathBuf; 2], IndexError> {
-        let name = with_graph!(&self.graph, g, _c => g.file_dump(dir, basename)).map_err(|e| {
-            IndexError::Dump {
-                path: dir.join(basename),
-                reason: e.to_string(),
-            }
-        })?;
+    /// the two paths hnsw_rs actually used: how the tests make the files of
+    /// a format version 1 library.
+    #[cfg(test)]
+    pub fn dump(&self, dir: &Path, basename: &str) -> Result<[PathBuf; 2], String> {
+        use hnsw_rs::api::AnnT;
+        let name = with_graph!(&self.graph, g, _c => g.file_dump(dir, basename))
+            .map_err(|e| e.to_string())?;
         Ok(graph_files(dir, &name))
     }
 
@@ -616,7 +611,7 @@ mod tests {
             json,
             "same bytes back"
         );
-        assert_eq!(HnswParams::default().store, Store::F16);
+        assert_eq!(HnswParams::default().store, Store::F32);
         let dim = 16;
         let v = clustered(400, dim, 9);
         let tmp = tempfile::tempdir().unwrap();

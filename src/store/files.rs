@@ -161,7 +161,7 @@ impl<W: Write> Write for CrcWriter<W> {
     }
 }
 
-/// Describes an existing file (one hnsw_rs wrote) after fsyncing it.
+/// Describes an existing file (one tantivy wrote) after fsyncing it.
 pub(crate) fn entry_of(path: &Path) -> Result<FileEntry, StoreError> {
     let mut f = File::open(path).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))?;

@@ -7,10 +7,14 @@
 //!   papers.<gen>.jsonl       one paper per line; line i describes vector row i
 //!   papers.<gen>.rows        where each line lies, its crc32, and each row's id
 //!   vectors.<gen>.f32        magic + version + shape header, f32 rows, crc32 footer
-//!   graph.<gen>.hnsw.graph   hnsw_rs dump of the graph (its data ids are vector rows)
-//!   graph.<gen>.hnsw.data    hnsw_rs dump of the vectors the graph holds
+//!   graph.<gen>.flat         the HNSW graph as flat arrays, with 8-bit codes of the rows
 //!   keyword.<gen>/           tantivy BM25 index of the same texts (its `row` field is the vector row)
 //! ```
+//!
+//! Libraries of format version 1 also have `graph.<gen>.hnsw.{graph,data}`,
+//! the hnsw_rs dump the graph was built as (and the only graph of the oldest
+//! ones). They are read as they are; their next commit writes version 2.
+//!
 //!
 //! A commit writes generation `gen+1` under new names (each through a temp
 //! name, fsynced, renamed), syncs the folder, then atomically replaces
@@ -35,7 +39,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Paper, TextTemplate};
 use crate::embed::{is_unit, ModelInfo};
-use crate::index::{FlatGraph, HnswIndex, HnswParams, IndexError, KeywordIndex};
+use crate::index::{
+    self, FlatGraph, HnswIndex, HnswParams, IndexError, KeywordIndex, DEFAULT_SEED,
+};
 
 pub use cache::{text_hash, EmbedCache, TextHash, CACHE_FILE};
 pub use export::{export, npy_header, write_npy, ExportReport};
@@ -47,7 +53,10 @@ pub use verify::{repair, verify, Check, VerifyReport};
 pub const MANIFEST: &str = "manifest.json";
 pub const FORMAT_NAME: &str = "papersim-library";
 /// Bumped whenever a reader of the previous version could misread the files.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2: no hnsw_rs graph; the flat graph is the graph.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this papersim still reads.
+const OLDEST_FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -79,13 +88,17 @@ pub enum StoreError {
 pub struct ManifestFiles {
     pub papers: FileEntry,
     pub vectors: FileEntry,
-    pub graph: FileEntry,
-    pub graph_data: FileEntry,
+    /// The hnsw_rs dump (graph and data files) of a format version 1
+    /// library; none since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph: Option<FileEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_data: Option<FileEntry>,
     /// The keyword index folder and every file in it.
     pub keyword_dir: String,
     pub keyword: Vec<FileEntry>,
     /// The graph as flat arrays (`index::FlatGraph`), what queries search.
-    /// Libraries from before it search the hnsw_rs graph itself.
+    /// The oldest libraries have none and search the hnsw_rs graph itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flat: Option<FileEntry>,
     /// Where each paper's line lies (`store::papers`). Libraries from before
@@ -105,7 +118,7 @@ impl ManifestFiles {
             v.push(&self.papers);
         }
         if self.flat.is_none() {
-            v.extend([&self.graph, &self.graph_data]);
+            v.extend(self.hnsw_rs());
         }
         v
     }
@@ -116,15 +129,24 @@ impl ManifestFiles {
         self.flat.iter().chain(&self.rows)
     }
 
+    /// The hnsw_rs dump's files, when the library has them.
+    fn hnsw_rs(&self) -> impl Iterator<Item = &FileEntry> {
+        self.graph.iter().chain(&self.graph_data)
+    }
+
+    /// Every file in the library folder itself.
+    fn top_level(&self) -> impl Iterator<Item = &FileEntry> {
+        [&self.papers, &self.vectors]
+            .into_iter()
+            .chain(self.hnsw_rs())
+            .chain(&self.flat)
+            .chain(&self.rows)
+    }
+
     /// Every file, with its path relative to the library folder.
     fn all(&self) -> Vec<(String, &FileEntry)> {
         let mut v: Vec<(String, &FileEntry)> =
-            [&self.papers, &self.vectors, &self.graph, &self.graph_data]
-                .into_iter()
-                .chain(&self.flat)
-                .chain(&self.rows)
-                .map(|e| (e.name.clone(), e))
-                .collect();
+            self.top_level().map(|e| (e.name.clone(), e)).collect();
         v.extend(
             self.keyword
                 .iter()
@@ -225,9 +247,8 @@ pub struct Library {
     vectors: Vectors,
     /// The flat graph queries search; None for libraries from before it.
     flat: Option<FlatGraph>,
-    /// The hnsw_rs graph, loaded on first use: `add` inserts into it, and
-    /// queries of libraries without a flat graph search it. Opening for a
-    /// query skips it (most of the time of opening a large library).
+    /// The hnsw_rs graph of the oldest libraries (no flat graph), loaded on
+    /// first use: their queries search it, and `add` copies its links out.
     index: OnceLock<HnswIndex>,
     /// Loaded on first use, for the same reason.
     keyword: OnceLock<KeywordIndex>,
@@ -378,14 +399,23 @@ impl Library {
         // Another thread may have won the race; either graph is the same.
         let _ = self.index.set(loaded);
         self.index.get().ok_or_else(|| StoreError::Corrupt {
-            path: self.dir.join(&self.manifest.files.graph.name),
-            reason: "graph did not load".into(),
+            path: self.dir.join(MANIFEST),
+            reason: "the hnsw_rs graph did not load".into(),
         })
     }
 
     /// The flat graph, when the library has one.
     pub fn flat(&self) -> Option<&FlatGraph> {
         self.flat.as_ref()
+    }
+
+    /// The graph an update extends: the flat graph, or for the oldest
+    /// libraries (none) their hnsw_rs graph's links.
+    fn graph(&self) -> Result<std::borrow::Cow<'_, FlatGraph>, StoreError> {
+        match &self.flat {
+            Some(f) => Ok(std::borrow::Cow::Borrowed(f)),
+            None => Ok(std::borrow::Cow::Owned(self.index()?.flatten())),
+        }
     }
 
     /// The keyword index, loaded (and its files checked) now if it was not yet.
@@ -445,14 +475,12 @@ fn write_generation(
     files::failpoint("after-vectors");
 
     progress("building the HNSW index");
-    let index = HnswIndex::build(vectors, dim, spec.index);
+    // A library from before seeds (compacted or repaired now) gets one.
+    let mut params = spec.index;
+    params.seed.get_or_insert(DEFAULT_SEED);
+    let graph = index::build(vectors, dim, &params);
     progress("writing the index");
-    // hnsw_rs writes straight to its final names; they are new names no
-    // manifest points to yet, and are synced before the manifest is.
-    let [graph, graph_data] = index.dump(dir, &format!("graph.{generation}"))?;
-    let graph_entry = files::entry_of(&graph)?;
-    let graph_data_entry = files::entry_of(&graph_data)?;
-    let flat_entry = write_flat(dir, generation, &index, &[vectors], dim)?;
+    let flat_entry = write_flat(dir, generation, &graph)?;
     files::failpoint("after-graph");
 
     progress("building the keyword index");
@@ -472,7 +500,7 @@ fn write_generation(
         text_template: spec.text_template.clone(),
         papers: papers.len(),
         dim,
-        index: spec.index,
+        index: params,
         created: previous
             .as_ref()
             .map_or_else(|| now.clone(), |m| m.created.clone()),
@@ -480,8 +508,8 @@ fn write_generation(
         files: ManifestFiles {
             papers: papers_entry,
             vectors: vectors_entry,
-            graph: graph_entry,
-            graph_data: graph_data_entry,
+            graph: None,
+            graph_data: None,
             keyword_dir,
             keyword,
             flat: Some(flat_entry),
@@ -493,17 +521,9 @@ fn write_generation(
     write_manifest(dir, manifest)
 }
 
-/// Writes the flat copy of `index` (what queries search) for `generation`,
-/// with the codes of `vectors` (the graph's rows in order, in parts).
-fn write_flat(
-    dir: &Path,
-    generation: u64,
-    index: &HnswIndex,
-    vectors: &[&[f32]],
-    dim: usize,
-) -> Result<FileEntry, StoreError> {
-    let rows = vectors.iter().flat_map(|part| part.chunks_exact(dim));
-    let bytes = index.flatten().with_codes(rows, dim).to_bytes();
+/// Writes `graph` (what queries search) for `generation`.
+fn write_flat(dir: &Path, generation: u64, graph: &FlatGraph) -> Result<FileEntry, StoreError> {
+    let bytes = graph.to_bytes();
     files::write_sealed(&dir.join(format!("graph.{generation}.flat")), |w| {
         w.write_all(&bytes)
     })
@@ -561,11 +581,20 @@ fn load_data(dir: &Path, m: &Manifest) -> Result<(Papers, Vectors), StoreError> 
     Ok((papers, vectors))
 }
 
+/// The hnsw_rs graph of a format version 1 library.
 fn load_graph(dir: &Path, m: &Manifest) -> Result<HnswIndex, StoreError> {
-    for entry in [&m.files.graph, &m.files.graph_data] {
+    let (Some(graph), Some(_)) = (&m.files.graph, &m.files.graph_data) else {
+        return Err(StoreError::BadManifest {
+            path: dir.join(MANIFEST),
+            reason: "fields \"files.graph\" and \"files.graph_data\": the library has no \
+                     hnsw_rs graph"
+                .into(),
+        });
+    };
+    for entry in m.files.hnsw_rs() {
         files::check(&dir.join(&entry.name), entry)?;
     }
-    let name = &m.files.graph.name;
+    let name = &graph.name;
     let basename = name
         .strip_suffix(".hnsw.graph")
         .ok_or_else(|| StoreError::BadManifest {
@@ -652,11 +681,11 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
         )));
     }
     match head.get("format_version").and_then(|v| v.as_u64()) {
-        Some(v) if v == u64::from(FORMAT_VERSION) => {}
+        Some(v) if (u64::from(OLDEST_FORMAT)..=u64::from(FORMAT_VERSION)).contains(&v) => {}
         Some(v) => {
             return Err(bad(format!(
-                "library format version {v}; this papersim reads version {FORMAT_VERSION} \
-                 (rebuild the library, or use a matching papersim)"
+                "library format version {v}; this papersim reads versions {OLDEST_FORMAT} to \
+                 {FORMAT_VERSION} (rebuild the library, or use a matching papersim)"
             )))
         }
         None => {
@@ -726,10 +755,7 @@ fn remove_stale(dir: &Path, current: &Manifest, previous: Option<&Manifest>) {
         .flatten()
         .flat_map(|m| {
             let f = &m.files;
-            [&f.papers, &f.vectors, &f.graph, &f.graph_data]
-                .into_iter()
-                .chain(&f.flat)
-                .chain(&f.rows)
+            f.top_level()
                 .map(|e| e.name.as_str())
                 .chain([f.keyword_dir.as_str()])
         })

@@ -3,7 +3,7 @@
 //!
 //! An update writes generation `gen+1` like a full commit does, and is atomic
 //! the same way (new names, synced, then the manifest). What it saves is the
-//! work: the graph of the open library gets only the new points inserted, the
+//! work: the graph of the open library gets only the new rows inserted, the
 //! keyword index gets only the new documents (its old segments are hard
 //! links), and a removal writes nothing but the manifest, whose other entries
 //! keep naming the files of earlier generations.
@@ -15,10 +15,10 @@ use super::files::{self, failpoint, io_err};
 use super::papers;
 use super::{
     changed, clear_generation, keyword_entries, read_manifest, remove_stale, write_flat,
-    write_manifest, CommitSpec, Contents, Library, Manifest, StoreError, MANIFEST,
+    write_manifest, CommitSpec, Contents, Library, Manifest, StoreError, FORMAT_VERSION, MANIFEST,
 };
 use crate::corpus::Paper;
-use crate::index::KeywordIndex;
+use crate::index::{self, KeywordIndex, DEFAULT_SEED};
 
 impl Library {
     /// Commits this library plus `added` as new rows (numbered from
@@ -74,7 +74,10 @@ impl Library {
         let dir = self.dir();
         let m = &self.manifest;
         let mut files = m.files.clone();
+        let (mut params, mut format_version) = (m.index, m.format_version);
         if !added.papers.is_empty() {
+            params.seed.get_or_insert(DEFAULT_SEED);
+            format_version = FORMAT_VERSION;
             progress("writing papers");
             let old = dir.join(&m.files.papers.name);
             let facts: Vec<papers::Facts> = (0..self.len())
@@ -99,13 +102,17 @@ impl Library {
             failpoint("after-vectors");
 
             progress("adding to the HNSW graph");
-            let index = self.index()?;
-            index.insert(added.vectors, m.dim, self.len());
-            let [graph, graph_data] = index.dump(dir, &format!("graph.{generation}"))?;
-            files.graph = files::entry_of(&graph)?;
-            files.graph_data = files::entry_of(&graph_data)?;
-            let parts = [self.vectors().as_slice(), added.vectors];
-            files.flat = Some(write_flat(dir, generation, index, &parts, m.dim)?);
+            let graph = index::extend(
+                &*self.graph()?,
+                self.vectors().as_slice(),
+                added.vectors,
+                m.dim,
+                &params,
+            );
+            files.flat = Some(write_flat(dir, generation, &graph)?);
+            // A format version 1 library's hnsw_rs graph is not carried on:
+            // the flat graph is now the graph.
+            (files.graph, files.graph_data) = (None, None);
             failpoint("after-graph");
 
             progress("adding to the keyword index");
@@ -131,6 +138,8 @@ impl Library {
                 papers: self.len() + added.papers.len(),
                 updated: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                 files,
+                index: params,
+                format_version,
                 dead: all_dead,
                 checksum: 0,
                 ..m.clone()

@@ -90,11 +90,14 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
             .any(|c| c.problem.is_some() && c.file.starts_with(prefix))
     };
     let not_loaded = || Err("not loaded: its files are damaged".to_string());
-    let graph = if damaged("graph.") {
-        not_loaded()
-    } else {
-        load_graph(dir, &m).map(|_| ()).map_err(|e| e.to_string())
-    };
+    let graph = m.files.graph.as_ref().map(|g| {
+        let loaded = if damaged("graph.") {
+            not_loaded()
+        } else {
+            load_graph(dir, &m).map(|_| ()).map_err(|e| e.to_string())
+        };
+        check(&g.name, "hnsw_rs graph loads, holds every paper", loaded)
+    });
     let keyword = if damaged(&m.files.keyword_dir) {
         not_loaded()
     } else {
@@ -108,11 +111,7 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
         };
         check(&f.name, "flat graph loads, holds every paper", loaded)
     });
-    checks.push(check(
-        &m.files.graph.name,
-        "graph loads, holds every paper",
-        graph,
-    ));
+    checks.extend(graph);
     checks.extend(flat);
 
     checks.push(check(
