@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# papersim's HNSW (hnsw_rs) against hnswlib (PyPI), same vectors, same split,
+# papersim's HNSW against hnswlib (PyPI), same vectors, same split,
 # same M / ef_construction, same machine, in one run.
 #
 #   scripts/bench-vs-hnswlib.sh --synthetic 75000
@@ -7,7 +7,8 @@
 #   scripts/bench-vs-hnswlib.sh --library libraries/arxiv-75k
 #
 # Extra flags after the source go to `papersim bench index` (--queries,
-# --ef, --hnsw-m, --ef-construction). The last --queries rows are the queries;
+# --ef, --hnsw-m, --ef-construction, --builder hnsw-rs for the graph builder
+# papersim used before library format 2). The last --queries rows are the queries;
 # both libraries index the rest, with 2 build threads, and report recall@10
 # against exact search and queries/s on 1 and 2 threads for each ef.
 set -euo pipefail
@@ -23,7 +24,7 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import hnswlib, numpy
 fi
 cargo build --release --quiet
 
-echo "bench: papersim (hnsw_rs)"
+echo "bench: papersim"
 target/release/papersim bench index "$@" --write-vectors "$OUT/vectors.npy" --json > "$OUT/papersim.json"
 
 # Read the same parameters back from papersim's report.
@@ -63,7 +64,7 @@ print(f"\n{p['source']}: {p['indexed']} indexed, {p['queries']} queries, dim {p[
       f"M={p['m']} ef_construction={p['ef_construction']}, 2 build threads\n")
 print("| library | build s | peak RSS MB (process) |")
 print("|---|---|---|")
-print(f"| papersim (hnsw_rs) | {p['build_s']:.1f} | {p['peak_rss_mb']:.0f} |")
+print(f"| papersim ({p['builder']} builder) | {p['build_s']:.1f} | {p['peak_rss_mb']:.0f} |")
 print(f"| hnswlib | {h['build_s']:.1f} | {h['peak_rss_mb']:.0f} |")
 print("\n| ef | papersim recall@10 | hnswlib recall@10 | papersim q/s 1t | hnswlib q/s 1t | papersim q/s 2t | hnswlib q/s 2t |")
 print("|---|---|---|---|---|---|---|")

@@ -70,6 +70,17 @@ impl Store {
     }
 }
 
+/// `params` for a graph papersim builds: a library from before seeds
+/// (compacted, repaired or grown now) gets the default one, and the hnsw_rs
+/// store, which our graphs do not have, goes back to its omitted value.
+pub fn own_graph(params: HnswParams) -> HnswParams {
+    HnswParams {
+        seed: params.seed.or(Some(DEFAULT_SEED)),
+        store: Store::legacy(),
+        ..params
+    }
+}
+
 impl Default for HnswParams {
     fn default() -> Self {
         HnswParams {
@@ -77,7 +88,7 @@ impl Default for HnswParams {
             ef_construction: 200,
             ef_search: 64,
             // Left out of new manifests: only hnsw_rs graphs have a store.
-            store: Store::F32,
+            store: Store::legacy(),
             seed: Some(DEFAULT_SEED),
         }
     }
@@ -642,6 +653,25 @@ mod tests {
                 HnswIndex::load(tmp.path(), name.trim_end_matches(".hnsw.graph"), other).is_err()
             );
         }
+    }
+
+    #[test]
+    fn a_graph_of_ours_records_a_seed_and_no_store() {
+        let old = HnswParams {
+            store: Store::F16,
+            seed: None,
+            ..HnswParams::default()
+        };
+        let ours = own_graph(old);
+        assert_eq!((ours.seed, ours.store), (Some(DEFAULT_SEED), Store::F32));
+        assert_eq!((ours.m, ours.ef_construction), (old.m, old.ef_construction));
+        let seeded = HnswParams {
+            seed: Some(7),
+            ..HnswParams::default()
+        };
+        assert_eq!(own_graph(seeded).seed, Some(7));
+        let json = serde_json::to_string(&ours).unwrap();
+        assert!(!json.contains("store") && json.contains("seed"), "{json}");
     }
 
     #[test]

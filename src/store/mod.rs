@@ -39,9 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Paper, TextTemplate};
 use crate::embed::{is_unit, ModelInfo};
-use crate::index::{
-    self, FlatGraph, HnswIndex, HnswParams, IndexError, KeywordIndex, DEFAULT_SEED,
-};
+use crate::index::{self, FlatGraph, HnswIndex, HnswParams, IndexError, KeywordIndex};
 
 pub use cache::{text_hash, EmbedCache, TextHash, CACHE_FILE};
 pub use export::{export, npy_header, write_npy, ExportReport};
@@ -475,9 +473,7 @@ fn write_generation(
     files::failpoint("after-vectors");
 
     progress("building the HNSW index");
-    // A library from before seeds (compacted or repaired now) gets one.
-    let mut params = spec.index;
-    params.seed.get_or_insert(DEFAULT_SEED);
+    let params = index::own_graph(spec.index);
     let graph = index::build(vectors, dim, &params);
     progress("writing the index");
     let flat_entry = write_flat(dir, generation, &graph)?;

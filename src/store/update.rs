@@ -18,7 +18,7 @@ use super::{
     write_manifest, CommitSpec, Contents, Library, Manifest, StoreError, FORMAT_VERSION, MANIFEST,
 };
 use crate::corpus::Paper;
-use crate::index::{self, KeywordIndex, DEFAULT_SEED};
+use crate::index::{self, KeywordIndex};
 
 impl Library {
     /// Commits this library plus `added` as new rows (numbered from
@@ -76,7 +76,7 @@ impl Library {
         let mut files = m.files.clone();
         let (mut params, mut format_version) = (m.index, m.format_version);
         if !added.papers.is_empty() {
-            params.seed.get_or_insert(DEFAULT_SEED);
+            params = index::own_graph(params);
             format_version = FORMAT_VERSION;
             progress("writing papers");
             let old = dir.join(&m.files.papers.name);
