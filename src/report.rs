@@ -349,7 +349,7 @@ pub fn index_bench(r: &crate::index::bench::IndexBench) -> String {
     let _ = writeln!(
         out,
         "{}: {} vectors indexed, {} queries, dim {}, M={} ef_construction={}\n\
-         build ({:?} builder) {:.2} s on {} threads, peak RSS {:.0} MB (raw vectors {:.0} MB), exact scan {:.0} q/s on 1 thread\n",
+         build ({} builder) {:.2} s on {} threads, peak RSS {:.0} MB (raw vectors {:.0} MB), exact scan {:.0} q/s on 1 thread\n",
         r.source,
         r.indexed,
         r.queries,

@@ -50,6 +50,15 @@ impl std::str::FromStr for GraphBuilder {
     }
 }
 
+impl std::fmt::Display for GraphBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            GraphBuilder::Papersim => "papersim",
+            GraphBuilder::HnswRs => "hnsw-rs",
+        })
+    }
+}
+
 impl GraphBuilder {
     fn build(self, base: &[f32], dim: usize, params: &HnswParams) -> FlatGraph {
         match self {
@@ -347,6 +356,15 @@ mod tests {
         assert!(e.contains("row 27"), "{e}");
         std::fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
         assert!(read_npy(&path).is_err());
+    }
+
+    #[test]
+    fn builder_names_round_trip() {
+        for b in [GraphBuilder::Papersim, GraphBuilder::HnswRs] {
+            assert_eq!(b.to_string().parse::<GraphBuilder>(), Ok(b));
+        }
+        let e = "hnswlib".parse::<GraphBuilder>().unwrap_err();
+        assert!(e.contains("papersim or hnsw-rs"), "{e}");
     }
 
     #[test]

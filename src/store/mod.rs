@@ -15,7 +15,6 @@
 //! the hnsw_rs dump the graph was built as (and the only graph of the oldest
 //! ones). They are read as they are; their next commit writes version 2.
 //!
-//!
 //! A commit writes generation `gen+1` under new names (each through a temp
 //! name, fsynced, renamed), syncs the folder, then atomically replaces
 //! `manifest.json`. A crash at any point leaves the old manifest pointing at
@@ -728,7 +727,7 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
 }
 
 /// Removes what a crashed commit of `generation` may have left, so that the
-/// retry writes (and hnsw_rs dumps) under the same names.
+/// retry writes under the same names.
 fn clear_generation(dir: &Path, generation: u64) {
     let prefixes = ["papers", "vectors", "graph"].map(|p| format!("{p}.{generation}."));
     let keyword = format!("keyword.{generation}");
