@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{Embedding, LayerNorm, VarBuilder};
+use candle_transformers::models::bert::{BertEncoder, Config};
 
 use super::model::{read_json, ModelFiles};
 use super::{EmbedError, Precision};
@@ -100,28 +100,80 @@ impl DeviceSpec {
     }
 }
 
-/// candle's BERT (BertModel from candle-transformers), f32 (or f16 on CUDA).
+/// candle's BERT (the encoder layers of candle-transformers' BertModel),
+/// f32, or f16 on CUDA.
+///
+/// Embeddings and the attention mask are ours, not BertModel's: BertModel
+/// masks with `(1 - mask) * f32::MIN` cast to the model's dtype, which in
+/// f16 is `0 * -inf` = NaN on every real token, so every f16 vector came out
+/// NaN. Here the mask uses the dtype's own lowest finite value, as
+/// transformers does (`torch.finfo(dtype).min`); in f32 that is the same
+/// f32::MIN, so f32 results are unchanged to the bit.
 pub struct CandleBert {
-    model: BertModel,
+    embeddings: Embeddings,
+    encoder: BertEncoder,
+    dtype: DType,
     device: Device,
     spec: DeviceSpec,
     dim: usize,
 }
 
+/// Word + token type + position embeddings, then LayerNorm (BERT's
+/// absolute positions, as BertModel computes them).
+struct Embeddings {
+    words: Embedding,
+    positions: Embedding,
+    token_types: Embedding,
+    norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn load(vb: VarBuilder, c: &Config) -> candle_core::Result<Self> {
+        let table = |n: usize, name: &str| candle_nn::embedding(n, c.hidden_size, vb.pp(name));
+        Ok(Embeddings {
+            words: table(c.vocab_size, "word_embeddings")?,
+            positions: table(c.max_position_embeddings, "position_embeddings")?,
+            token_types: table(c.type_vocab_size, "token_type_embeddings")?,
+            norm: candle_nn::layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("LayerNorm"))?,
+        })
+    }
+
+    fn forward(&self, ids: &Tensor, types: &Tensor) -> candle_core::Result<Tensor> {
+        let seq = ids.dim(1)?;
+        let positions = Tensor::arange(0u32, seq as u32, ids.device())?;
+        let x = (self.words.forward(ids)? + self.token_types.forward(types)?)?;
+        let x = x.broadcast_add(&self.positions.forward(&positions)?)?;
+        self.norm.forward(&x)
+    }
+}
+
+/// The additive attention mask, `(batch, 1, 1, seq)`: 0 on real tokens, the
+/// dtype's lowest finite value on padding.
+fn additive_mask(mask: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
+    let lowest = match dtype {
+        DType::F16 => half::f16::MIN.to_f64(),
+        DType::BF16 => half::bf16::MIN.to_f64(),
+        _ => f32::MIN as f64,
+    };
+    let mask = mask.unsqueeze(1)?.unsqueeze(1)?.to_dtype(DType::F32)?;
+    // 1 - mask is 0 or 1, so the product is exactly 0 or `lowest`.
+    ((1.0 - mask)? * lowest)?.to_dtype(dtype)
+}
+
 impl CandleBert {
+    /// Loads the model at `precision`: f32 anywhere, f16 on any device
+    /// (Embedder allows it on CUDA only: on this CPU it was 2-2.5x slower
+    /// than f32; the tests run it on the CPU to check its arithmetic).
+    /// int8 is CpuBert's.
     pub fn load(
         files: &ModelFiles,
         spec: DeviceSpec,
         precision: Precision,
     ) -> Result<Self, EmbedError> {
-        // f16 on CUDA only: on this CPU it was 2-2.5x slower than f32.
-        // Unverified (no GPU here): candle's BERT adds f32::MIN to masked
-        // scores, -inf in f16, so check padded batches for NaN on a GPU.
-        // int8 is CpuBert's.
-        let dtype = match (spec, precision) {
-            (_, Precision::F32) => DType::F32,
-            (DeviceSpec::Cuda(_), Precision::F16) => DType::F16,
-            _ => {
+        let dtype = match precision {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+            Precision::Int8 => {
                 return Err(EmbedError::BadPrecision(format!(
                     "{precision} is not available on {spec} with candle's BERT"
                 )))
@@ -136,9 +188,19 @@ impl CandleBert {
         };
         let vb =
             VarBuilder::from_buffered_safetensors(weights, dtype, &device).map_err(model_err)?;
-        let model = BertModel::load(vb, &config).map_err(model_err)?;
+        // The same lookup as BertModel's and CpuBert's: bare names,
+        // `bert.`, or `<model_type>.`.
+        let vb = ["bert".to_string()]
+            .into_iter()
+            .chain(config.model_type.clone())
+            .find(|p| vb.contains_tensor(&format!("{p}.embeddings.word_embeddings.weight")))
+            .map_or(vb.clone(), |p| vb.pp(p));
+        let embeddings = Embeddings::load(vb.pp("embeddings"), &config).map_err(model_err)?;
+        let encoder = BertEncoder::load(vb.pp("encoder"), &config).map_err(model_err)?;
         Ok(CandleBert {
-            model,
+            embeddings,
+            encoder,
+            dtype,
             device,
             spec,
             dim: config.hidden_size,
@@ -160,8 +222,9 @@ impl Backend for CandleBert {
         let run = || -> candle_core::Result<Vec<f32>> {
             let ids = t(&b.ids)?;
             let types = t(&b.type_ids)?;
-            let mask = t(&b.mask)?;
-            let hidden = self.model.forward(&ids, &types, Some(&mask))?;
+            let mask = additive_mask(&t(&b.mask)?, self.dtype)?;
+            let x = self.embeddings.forward(&ids, &types)?;
+            let hidden = self.encoder.forward(&x, &mask)?;
             hidden.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
         };
         run().map_err(|e| EmbedError::Forward(e.to_string()))
