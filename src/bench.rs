@@ -22,6 +22,8 @@ pub struct EmbedBench {
     pub tokens_per_s: f64,
     pub padding_ratio: f64,
     pub batches: usize,
+    /// The token budget of one forward (padded slots).
+    pub batch_tokens: usize,
     pub p50_batch_ms: f64,
     pub p95_batch_ms: f64,
 }
@@ -65,6 +67,7 @@ pub fn embed(embedder: &Embedder, texts: &[&str]) -> Result<EmbedBench, EmbedErr
         tokens_per_s: stats.tokens_per_s(),
         padding_ratio: stats.padding_ratio(),
         batches: stats.batches,
+        batch_tokens: embedder.limits().max_tokens,
         p50_batch_ms: percentile(&latencies, 0.50),
         p95_batch_ms: percentile(&latencies, 0.95),
     })
@@ -82,14 +85,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// A markdown table; speed-up is relative to the first row.
 pub fn markdown(rows: &[EmbedBench]) -> String {
     let mut out = String::from(
-        "| device | precision | threads | docs | docs/s | tokens/s | padding | p50 batch ms | p95 batch ms | speed-up |\n\
-         |---|---|---|---|---|---|---|---|---|---|\n",
+        "| device | precision | threads | docs | docs/s | tokens/s | padding | batch tokens | p50 batch ms | p95 batch ms | speed-up |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let base = rows.first().map_or(1.0, |r| r.docs_per_s);
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {:.1} | {:.0} | {:.3} | {:.1} | {:.1} | {:.2}x |",
+            "| {} | {} | {} | {} | {:.1} | {:.0} | {:.3} | {} | {:.1} | {:.1} | {:.2}x |",
             r.device,
             r.precision,
             r.threads,
@@ -97,6 +100,7 @@ pub fn markdown(rows: &[EmbedBench]) -> String {
             r.docs_per_s,
             r.tokens_per_s,
             r.padding_ratio,
+            r.batch_tokens,
             r.p50_batch_ms,
             r.p95_batch_ms,
             r.docs_per_s / base.max(1e-9)
@@ -159,6 +163,7 @@ mod tests {
             tokens_per_s: dps * 200.0,
             padding_ratio: 1.01,
             batches: 4,
+            batch_tokens: 4096,
             p50_batch_ms: 10.0,
             p95_batch_ms: 20.0,
         }

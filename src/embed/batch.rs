@@ -15,6 +15,23 @@ pub struct BatchLimits {
     pub max_size: usize,
 }
 
+impl BatchLimits {
+    /// The default for a device. A GPU wants far bigger matrices than a
+    /// CPU core before it is busy, so CUDA's budget is 8x the CPU's (about
+    /// 128 abstracts of ~256 tokens; attention scores then take ~0.8 GB in
+    /// f32). The CPU's is measured (below); CUDA's is not yet, and
+    /// `papersim bench embed --batch-tokens` compares budgets.
+    pub fn for_device(device: super::DeviceSpec) -> Self {
+        match device {
+            super::DeviceSpec::Cpu => BatchLimits::default(),
+            super::DeviceSpec::Cuda(_) => BatchLimits {
+                max_tokens: 32_768,
+                max_size: 256,
+            },
+        }
+    }
+}
+
 impl Default for BatchLimits {
     fn default() -> Self {
         // Measured on the 2-core dev machine: past ~4k tokens per forward,

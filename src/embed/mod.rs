@@ -203,6 +203,7 @@ impl Embedder {
         });
         let mut e = Self::assemble(files, backend?, tokenizer?)?;
         e.info.precision = precision;
+        e.limits = BatchLimits::for_device(device);
         Ok(e)
     }
 
@@ -257,6 +258,10 @@ impl Embedder {
 
     pub fn device_name(&self) -> String {
         self.backend.device_name()
+    }
+
+    pub fn limits(&self) -> BatchLimits {
+        self.limits
     }
 
     pub fn set_limits(&mut self, limits: BatchLimits) {
