@@ -89,8 +89,14 @@ impl DeviceSpec {
         match self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
             #[cfg(feature = "cuda")]
-            DeviceSpec::Cuda(n) => Device::new_cuda(*n)
-                .map_err(|e| EmbedError::BadDevice(format!("cuda:{n} is not usable: {e}"))),
+            DeviceSpec::Cuda(n) => Device::new_cuda(*n).map_err(|e| {
+                // candle's error is the driver's code (CUDA_ERROR_NO_DEVICE,
+                // CUDA_ERROR_INVALID_DEVICE, ...); say what to check.
+                EmbedError::BadDevice(format!(
+                    "cuda:{n} is not usable: {e}; `nvidia-smi -L` lists the GPUs this \
+                     machine's driver sees, numbered from 0"
+                ))
+            }),
             #[cfg(not(feature = "cuda"))]
             DeviceSpec::Cuda(n) => Err(EmbedError::BadDevice(format!(
                 "cuda:{n} asked for, but this papersim was built without CUDA; \
