@@ -5,9 +5,12 @@
 #   scripts/bench-vs-sentence-transformers.sh [N=500] [THREADS=nproc]
 #
 # Installs sentence-transformers into target/st-venv when absent (PyPI).
-# Runs papersim at f32 and at int8 (--precision int8). Prints every
-# throughput, its ratio to sentence-transformers, and the cosine between
-# each papersim's vectors and sentence-transformers' for every text.
+# Runs papersim at f32 and at int8 (--precision int8), twice, and
+# sentence-transformers at batch 32 (its default, what the ratio is
+# against), 16 and 64; each figure is the faster of two runs. Prints every throughput, its ratio to
+# sentence-transformers at its default and at its best batch size, and the
+# cosine between each papersim's vectors and sentence-transformers' for
+# every text.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N="${1:-500}"
@@ -46,6 +49,9 @@ PY
 echo "bench: papersim f32 and int8, $THREADS threads"
 PAPERSIM_THREADS="$THREADS" RAYON_NUM_THREADS="$THREADS" \
   target/release/papersim bench embed --corpus "$OUT/corpus.jsonl" -n "$N" --precision f32,int8 --json > "$OUT/papersim.json"
+# A second run, kept where faster, as sentence-transformers' best of two below.
+PAPERSIM_THREADS="$THREADS" RAYON_NUM_THREADS="$THREADS" \
+  target/release/papersim bench embed --corpus "$OUT/corpus.jsonl" -n "$N" --precision f32,int8 --json > "$OUT/papersim-2.json"
 for P in f32 int8; do
   PAPERSIM_THREADS="$THREADS" RAYON_NUM_THREADS="$THREADS" \
     target/release/papersim embed "$OUT/texts.jsonl" --precision "$P" --output "$OUT/papersim-$P-vectors.jsonl" 2>/dev/null
@@ -62,9 +68,21 @@ rows = [json.loads(l) for l in open(f"{out}/texts.jsonl")]
 texts = [r["text"] for r in rows]
 model = SentenceTransformer(model_dir, device="cpu")
 model.encode(texts[:16], batch_size=32)
-start = time.perf_counter()
-vecs = model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
-seconds = time.perf_counter() - start
+# Its default batch size (32) is what the ratio is against; 16 and 64 are
+# timed too, so the table also says how papersim fares against
+# sentence-transformers at its best batch size on these texts.
+# Each is timed twice, in alternating order, and keeps its faster run: the
+# first encode of a shape pays PyTorch's warm-up, which would otherwise
+# fall on whichever batch size runs first.
+timings = {}
+for batch in (32, 16, 64, 64, 16, 32):
+    start = time.perf_counter()
+    out_vecs = model.encode(texts, batch_size=batch, normalize_embeddings=True, convert_to_numpy=True)
+    timings[batch] = min(timings.get(batch, float("inf")), time.perf_counter() - start)
+    if batch == 32:
+        vecs = out_vecs
+seconds = timings[32]
+best_batch = min(timings, key=timings.get)
 tokens = sum(len(model.tokenizer(t, truncation=True, max_length=model.max_seq_length)["input_ids"]) for t in texts)
 import numpy as np
 def cosines(precision):
@@ -73,18 +91,26 @@ def cosines(precision):
         r = json.loads(l)
         ours[r["id"]] = r["embedding"]
     return [float(np.dot(v, ours[r["id"]]) / np.linalg.norm(ours[r["id"]])) for r, v in zip(rows, vecs)]
-runs = json.load(open(f"{out}/papersim.json"))
+# Per precision, the faster of papersim's two runs.
+runs = [max(a, b, key=lambda r: r["docs_per_s"])
+        for a, b in zip(json.load(open(f"{out}/papersim.json")), json.load(open(f"{out}/papersim-2.json")))]
 st = {"docs": len(texts), "seconds": seconds, "docs_per_s": len(texts) / seconds, "tokens_per_s": tokens / seconds,
+      "docs_per_s_by_batch": {b: len(texts) / t for b, t in timings.items()},
       "torch": torch.__version__, "threads": torch.get_num_threads()}
 json.dump(st, open(f"{out}/sentence-transformers.json", "w"), indent=2)
+best = st["docs_per_s_by_batch"][best_batch]
 print()
 print(f"{len(texts)} abstracts, {threads} threads, same texts")
 print()
-print("| tool | docs/s | tokens/s | ratio | cosine to ST, min | mean |")
-print("|---|---|---|---|---|---|")
-print(f"| sentence-transformers (torch {torch.__version__}, fp32, batch 32) | {st['docs_per_s']:.1f} | {st['tokens_per_s']:.0f} | 1.00x | | |")
+print(f"| tool | docs/s | tokens/s | ratio | vs ST at its best batch ({best_batch}) | cosine to ST, min | mean |")
+print("|---|---|---|---|---|---|---|")
+for b in (32, 16, 64):
+    dps = st["docs_per_s_by_batch"][b]
+    default = " (default)" if b == 32 else ""
+    print(f"| sentence-transformers (torch {torch.__version__}, fp32, batch {b}{default}) | {dps:.1f} | "
+          f"{tokens * dps / len(texts):.0f} | {dps / st['docs_per_s']:.2f}x | {dps / best:.2f}x | | |")
 for p in runs:
     cos = cosines(p["precision"])
     print(f"| papersim ({p['device']}, {p['precision']}) | {p['docs_per_s']:.1f} | {p['tokens_per_s']:.0f} | "
-          f"{p['docs_per_s'] / st['docs_per_s']:.2f}x | {min(cos):.6f} | {sum(cos) / len(cos):.6f} |")
+          f"{p['docs_per_s'] / st['docs_per_s']:.2f}x | {p['docs_per_s'] / best:.2f}x | {min(cos):.6f} | {sum(cos) / len(cos):.6f} |")
 PY

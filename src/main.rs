@@ -97,7 +97,7 @@ struct ModelArgs {
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     device: DeviceSpec,
     /// Forward-pass precision: f32 (default), int8 (CPU: int8 dense layers,
-    /// ~1.5-2x faster, cosine >= 0.99 to f32) or f16 (CUDA only). A library
+    /// ~1.4-1.7x faster, cosine >= 0.99 to f32) or f16 (CUDA only). A library
     /// records it and queries use it; naming another one for a query is an error.
     #[arg(long, value_name = "f32|int8|f16")]
     precision: Option<Precision>,
