@@ -18,7 +18,7 @@
 # model, checks its sha256, and runs:
 #   - nvidia-smi, for the card's name in the results;
 #   - papersim bench embed --device cpu,cuda:0 --precision f32,f16 on the
-#     2,000 abstracts, as a table, JSON and an SVG chart, then on CUDA at
+#     2,000 abstracts, as a table and an SVG chart, then on CUDA at
 #     token budgets of 4096, 16384 and 65536 per forward (the default is
 #     32768);
 #   - papersim embed of the 255 reference texts on cpu f32, cuda f32 and
@@ -59,9 +59,8 @@ gpu-check: staged. Make the two device calls back to back (a machine stays
 warm 30 s between calls):
   1. run(command="ls -la .gpu/a && nvidia-smi -L", carry=[".gpu/a"], timeout_s=120)
   2. run(command="bash scripts/gpu-check.sh device", carry=[".gpu/b"], timeout_s=420)
-then give_back, and copy the files from $OUT (bench.md, bench.json,
-bench.svg, budgets.md, parity.md, gpu.txt, log) into the README's
-Performance section.
+then give_back, and copy the files from $OUT (bench.md, bench.svg,
+budgets.md, parity.md, gpu.txt, log) into the README's Performance section.
 EOF
 }
 
@@ -101,8 +100,6 @@ print(":".join(dirs))')
   local corpus=.gpu/b/arxiv-2000.jsonl.gz n="${GPU_CHECK_N:-2000}"
   "${ps[@]}" bench embed --model "$work/model" --corpus "$corpus" -n "$n" \
     --device cpu,cuda:0 --precision f32,f16 --plot "$OUT/bench.svg" | tee "$OUT/bench.md"
-  "${ps[@]}" bench embed --model "$work/model" --corpus "$corpus" -n "$n" \
-    --device cuda:0 --precision f32,f16 --json > "$OUT/bench.json"
   # CUDA's default token budget per forward (32768) is a guess; these runs
   # measure it against smaller and bigger ones.
   for t in 4096 16384 65536; do

@@ -6,7 +6,7 @@
 mod common;
 
 use papersim::embed::{
-    from_dir, Backend, CandleBert, CpuBert, DeviceSpec, Embedder, Precision, TokenBatch,
+    from_dir, Backend, CandleBert, CpuBert, DeviceSpec, Embedder, ModelFiles, Precision, TokenBatch,
 };
 
 const TEXTS: [&str; 5] = [
@@ -26,6 +26,14 @@ const TEXTS: [&str; 5] = [
      first polynomial-time algorithm with optimal misclassification error.",
     "x",
 ];
+
+/// The token ids of TEXTS, as the embedder cuts them.
+fn token_ids(files: &ModelFiles) -> Vec<Vec<u32>> {
+    Embedder::load(files, DeviceSpec::Cpu, Precision::F32)
+        .unwrap()
+        .tokenize(&TEXTS)
+        .unwrap()
+}
 
 /// Largest |cpu - candle| over real tokens; asserts padding is zero.
 fn compare(cpu: &CpuBert, candle: &CandleBert, tb: &TokenBatch) -> f32 {
@@ -60,10 +68,7 @@ fn hidden_states_match_candle_on_padded_batches() {
     let candle = CandleBert::load(&files, DeviceSpec::Cpu, Precision::F32).unwrap();
     let cpu = CpuBert::load(&files, Some(2), Precision::F32).unwrap();
     assert_eq!(cpu.dim(), 384);
-    let ids = Embedder::load(&files, DeviceSpec::Cpu, Precision::F32)
-        .unwrap()
-        .tokenize(&TEXTS)
-        .unwrap();
+    let ids = token_ids(&files);
     let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
 
     let mut batches = vec![
@@ -130,10 +135,7 @@ fn candle_f16_is_finite_and_matches_f32_on_padded_batches() {
     let files = from_dir(&dir, "models/all-MiniLM-L6-v2").unwrap();
     let f32_model = CandleBert::load(&files, DeviceSpec::Cpu, Precision::F32).unwrap();
     let f16_model = CandleBert::load(&files, DeviceSpec::Cpu, Precision::F16).unwrap();
-    let ids = Embedder::load(&files, DeviceSpec::Cpu, Precision::F32)
-        .unwrap()
-        .tokenize(&TEXTS)
-        .unwrap();
+    let ids = token_ids(&files);
     let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     let tb = TokenBatch::pad(&rows, 0);
     let (a, b) = (

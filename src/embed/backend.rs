@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use candle_transformers::models::bert::{BertEncoder, Config};
 
-use super::model::{read_json, ModelFiles};
+use super::model::{read_json, weight_prefixes, ModelFiles};
 use super::{EmbedError, Precision};
 
 /// One padded forward pass, flattened row-major: `batch * seq` entries each.
@@ -194,13 +194,13 @@ impl CandleBert {
         };
         let vb =
             VarBuilder::from_buffered_safetensors(weights, dtype, &device).map_err(model_err)?;
-        // The same lookup as BertModel's and CpuBert's: bare names,
-        // `bert.`, or `<model_type>.`.
-        let vb = ["bert".to_string()]
+        let prefix = weight_prefixes(config.model_type.as_deref())
             .into_iter()
-            .chain(config.model_type.clone())
-            .find(|p| vb.contains_tensor(&format!("{p}.embeddings.word_embeddings.weight")))
-            .map_or(vb.clone(), |p| vb.pp(p));
+            .find(|p| vb.contains_tensor(&format!("{p}embeddings.word_embeddings.weight")));
+        let vb = match prefix.as_deref().and_then(|p| p.strip_suffix('.')) {
+            Some(p) => vb.pp(p),
+            None => vb,
+        };
         let embeddings = Embeddings::load(vb.pp("embeddings"), &config).map_err(model_err)?;
         let encoder = BertEncoder::load(vb.pp("encoder"), &config).map_err(model_err)?;
         Ok(CandleBert {

@@ -44,7 +44,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use super::backend::{Backend, TokenBatch};
-use super::model::{read_json, ModelFiles};
+use super::model::{read_json, weight_prefixes, ModelFiles};
 use super::{EmbedError, Precision};
 
 mod int8;
@@ -455,12 +455,7 @@ impl CpuBert {
             .map_err(|e| EmbedError::BadDevice(format!("cpu: {threads} threads: {e}")))?;
 
         let file = WeightsFile::open(&files.weights)?;
-        // Same lookup as candle's BertModel: bare names, `bert.`, or `<model_type>.`.
-        let mut prefixes = vec![String::new(), "bert.".to_string()];
-        if let Some(t) = &cfg.model_type {
-            prefixes.push(format!("{t}."));
-        }
-        let w = file.tensors(&prefixes)?;
+        let w = file.tensors(&weight_prefixes(cfg.model_type.as_deref()))?;
 
         let word = w.table("embeddings.word_embeddings.weight", &[dims.vocab, h])?;
         let pos = w.get("embeddings.position_embeddings.weight", &[dims.max_pos, h])?;

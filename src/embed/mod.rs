@@ -201,21 +201,26 @@ impl Embedder {
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (backend, tokenizer)
         });
-        let mut e = Self::assemble(files, backend?, tokenizer?)?;
+        let mut e = Self::assemble(files, backend?, tokenizer?, BatchLimits::for_device(device))?;
         e.info.precision = precision;
-        e.limits = BatchLimits::for_device(device);
         Ok(e)
     }
 
     /// Builds an embedder around any backend (tests use a deterministic double).
     pub fn with_backend(files: &ModelFiles, backend: Box<dyn Backend>) -> Result<Self, EmbedError> {
-        Self::assemble(files, backend, read_tokenizer(files)?)
+        Self::assemble(
+            files,
+            backend,
+            read_tokenizer(files)?,
+            BatchLimits::default(),
+        )
     }
 
     fn assemble(
         files: &ModelFiles,
         backend: Box<dyn Backend>,
         mut tokenizer: Tokenizer,
+        limits: BatchLimits,
     ) -> Result<Self, EmbedError> {
         #[derive(Deserialize)]
         struct PosConfig {
@@ -248,7 +253,7 @@ impl Embedder {
             backend,
             info,
             pad_id: cfg.pad_token_id.unwrap_or(0),
-            limits: BatchLimits::default(),
+            limits,
         })
     }
 

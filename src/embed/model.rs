@@ -202,6 +202,14 @@ fn download(id: &str) -> Result<ModelFiles, EmbedError> {
     })
 }
 
+/// Where BERT checkpoints keep their tensors, in the order BertModel tries
+/// them: bare names, `bert.` (saved from BertForX), or `<model_type>.`.
+pub(crate) fn weight_prefixes(model_type: Option<&str>) -> Vec<String> {
+    let mut prefixes = vec![String::new(), "bert.".to_string()];
+    prefixes.extend(model_type.map(|t| format!("{t}.")));
+    prefixes
+}
+
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, EmbedError> {
     let text = fs::read_to_string(path).map_err(|source| EmbedError::Io {
         path: path.to_path_buf(),
