@@ -31,11 +31,7 @@ pub struct EmbedBench {
 /// Worker threads the CPU path uses: `PAPERSIM_THREADS` when set, else
 /// every available core.
 pub fn cpu_threads() -> usize {
-    std::env::var("PAPERSIM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    crate::threads::threads(None).unwrap_or_else(|_| crate::threads::cores())
 }
 
 /// Embeds `texts` once to warm up (first-touch allocations, lazy

@@ -19,3 +19,4 @@ pub mod query;
 pub mod report;
 pub mod serve;
 pub mod store;
+pub mod threads;

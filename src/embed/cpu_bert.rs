@@ -66,7 +66,7 @@ const KC: usize = 384;
 const MC: usize = 192;
 
 /// Environment variable that overrides the worker count.
-pub const THREADS_ENV: &str = "PAPERSIM_THREADS";
+pub use crate::threads::THREADS_ENV;
 
 /// Activation after the intermediate dense layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -433,21 +433,8 @@ impl CpuBert {
             act,
         };
 
-        let threads = match std::env::var(THREADS_ENV) {
-            Ok(s) => s
-                .trim()
-                .parse::<usize>()
-                .ok()
-                .filter(|&n| n > 0)
-                .ok_or_else(|| {
-                    EmbedError::BadDevice(format!(
-                        "{THREADS_ENV}={s:?}: expected a positive number of threads"
-                    ))
-                })?,
-            Err(_) => threads
-                .filter(|&n| n > 0)
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        };
+        let threads = crate::threads::threads(threads)
+            .map_err(|e| EmbedError::BadDevice(e.to_string()))?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("cpu-bert-{i}"))

@@ -181,7 +181,7 @@ pub fn run(opts: ServeOptions, on_ready: &dyn Fn(SocketAddr)) -> Result<(), Serv
         metrics.clone(),
     )
     .map_err(io_err("starting the embedding worker"))?;
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cores = crate::threads::threads(None).unwrap_or_else(|_| crate::threads::cores());
     note_library(&metrics, &lib);
     let state = Arc::new(AppState {
         library: RwLock::new(Arc::new(lib)),
