@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::corpus::{Format, ReadOptions, TextTemplate};
 use crate::embed::{is_unit, EmbedError, Embedder};
+use crate::index::HnswParams;
+use crate::pipeline::{self, BuildOptions};
 use crate::index::Neighbor;
 use crate::query::{rank, Mode, Options, QueryError, Strategy};
 use crate::store::Library;
@@ -25,8 +28,10 @@ pub enum EvalError {
         line: usize,
         reason: String,
     },
-    #[error("{}: no judged queries found", path.display())]
-    NoQueries { path: PathBuf },
+    #[error("{}: no corpus.jsonl[.gz]", dir.display())]
+    NoCorpus { dir: PathBuf },
+    #[error("{set}: no judged query found in the library")]
+    NoneInLibrary { set: String },
     #[error(transparent)]
     Query(#[from] QueryError),
     #[error(transparent)]
@@ -300,6 +305,111 @@ pub fn evaluate(
             map100: total.map100 / n,
         },
     })
+}
+
+/// One judged set: a name for tables, its judgements and its queries.
+pub struct EvalSet {
+    /// Shown in tables and JSON (`beir DIR`, `paper-qrels FILE`).
+    pub name: String,
+    pub qrels: Qrels,
+    pub queries: Vec<EvalQuery>,
+}
+
+/// The corpus file of a BEIR folder: `corpus.jsonl.gz` or `corpus.jsonl`.
+pub fn beir_corpus(beir: &Path) -> Result<PathBuf, EvalError> {
+    ["corpus.jsonl.gz", "corpus.jsonl"]
+        .iter()
+        .map(|f| beir.join(f))
+        .find(|p| p.is_file())
+        .ok_or_else(|| EvalError::NoCorpus {
+            dir: beir.to_path_buf(),
+        })
+}
+
+/// How a BEIR corpus becomes a library for evaluation: title + ". " + text,
+/// default graph, bad records skipped (BEIR corpora have a few).
+pub fn beir_build_options() -> BuildOptions {
+    BuildOptions {
+        read: ReadOptions {
+            format: Some(Format::Beir),
+            strict: false,
+        },
+        template: TextTemplate::default(),
+        index: HnswParams::default(),
+        limit: None,
+        checkpoint_texts: pipeline::CHECKPOINT_TEXTS,
+    }
+}
+
+/// The BEIR set of `beir` (queries.jsonl, qrels/<split>.tsv) against `lib`.
+/// With an embedder the judged queries are embedded in one batch; without
+/// one (keyword-only runs) they keep only their text.
+pub fn beir_set(
+    lib: &Library,
+    beir: &Path,
+    split: &str,
+    embedder: Option<&Embedder>,
+    ignore_identical_ids: bool,
+) -> Result<EvalSet, EvalError> {
+    let qrels = read_qrels(&beir.join("qrels").join(format!("{split}.tsv")))?;
+    let queries = read_beir_queries(&beir.join("queries.jsonl"))?;
+    let queries = match embedder {
+        Some(e) => beir_queries(lib, &queries, &qrels, e, ignore_identical_ids)?,
+        None => queries
+            .into_iter()
+            .filter(|(id, _)| qrels.contains_key(id))
+            .map(|(id, text)| EvalQuery {
+                id,
+                text: Some(text),
+                vector: None,
+                exclude: Vec::new(),
+            })
+            .collect(),
+    };
+    Ok(EvalSet {
+        name: format!("beir {}", beir.display()),
+        qrels,
+        queries,
+    })
+}
+
+/// The paper-to-paper set of judgement file `path` against `lib`.
+pub fn paper_set(lib: &Library, path: &Path) -> Result<EvalSet, EvalError> {
+    let qrels = read_qrels(path)?;
+    let queries = paper_queries(lib, &qrels)?;
+    Ok(EvalSet {
+        name: format!("paper-qrels {}", path.display()),
+        qrels,
+        queries,
+    })
+}
+
+/// Scores every set in every mode, in that order; TREC run lines of all of
+/// them go to `run` when given. A set with no query found in the library is
+/// an error (its ids do not match the library's).
+pub fn evaluate_sets(
+    lib: &Library,
+    sets: &[EvalSet],
+    modes: &[Mode],
+    mut run: Option<&mut dyn Write>,
+) -> Result<Vec<(String, ModeResult)>, EvalError> {
+    let mut results = Vec::new();
+    for set in sets {
+        if set.queries.is_empty() {
+            return Err(EvalError::NoneInLibrary {
+                set: set.name.clone(),
+            });
+        }
+        for &mode in modes {
+            let run: Option<&mut dyn Write> = match run {
+                Some(ref mut w) => Some(&mut **w),
+                None => None,
+            };
+            let r = evaluate(lib, &set.queries, &set.qrels, mode, run)?;
+            results.push((set.name.clone(), r));
+        }
+    }
+    Ok(results)
 }
 
 #[cfg(test)]

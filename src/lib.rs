@@ -17,6 +17,7 @@ pub mod index;
 pub mod pipeline;
 pub mod query;
 pub mod report;
+#[cfg(feature = "serve")]
 pub mod serve;
 pub mod store;
 pub mod threads;

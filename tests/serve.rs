@@ -3,6 +3,7 @@
 //! embeddings clients, papersim's own endpoints, errors for bad requests
 //! (and a server that keeps answering after them), overload, hot reload of a
 //! new library generation, and graceful shutdown.
+#![cfg(feature = "serve")]
 
 mod common;
 

@@ -105,7 +105,7 @@ pub fn from_dir(dir: &Path, id: &str) -> Result<ModelFiles, EmbedError> {
     }
     let pooling_path = dir.join("1_Pooling/config.json");
     let pooling = if pooling_path.is_file() {
-        Pooling::from_config_file(&pooling_path)?
+        pooling_from_config(&pooling_path)?
     } else {
         // sentence-transformers' own default for a bare transformer.
         Pooling::Mean
@@ -201,6 +201,41 @@ fn download(id: &str) -> Result<ModelFiles, EmbedError> {
         reason: "built without the `hub` feature".into(),
     })
 }
+
+/// Reads `1_Pooling/config.json`. Exactly one of the modes we implement
+/// must be on; combined modes (sentence-transformers concatenates them)
+/// are refused rather than silently half-implemented.
+pub fn pooling_from_config(path: &Path) -> Result<Pooling, EmbedError> {
+    #[derive(Deserialize)]
+    struct Config {
+        #[serde(default)]
+        pooling_mode_cls_token: bool,
+        #[serde(default)]
+        pooling_mode_mean_tokens: bool,
+        #[serde(default)]
+        pooling_mode_max_tokens: bool,
+        #[serde(default)]
+        pooling_mode_mean_sqrt_len_tokens: bool,
+    }
+    let c: Config = read_json(path)?;
+    let modes = [
+        (c.pooling_mode_mean_tokens, Pooling::Mean),
+        (c.pooling_mode_cls_token, Pooling::Cls),
+        (c.pooling_mode_max_tokens, Pooling::Max),
+    ];
+    let on: Vec<Pooling> = modes.iter().filter(|m| m.0).map(|m| m.1).collect();
+    match (on.as_slice(), c.pooling_mode_mean_sqrt_len_tokens) {
+        ([one], false) => Ok(*one),
+        _ => Err(EmbedError::BadModelFile {
+            path: path.to_path_buf(),
+            reason: "exactly one of pooling_mode_mean_tokens, pooling_mode_cls_token, \
+                     pooling_mode_max_tokens must be true (combined or mean_sqrt_len \
+                     pooling is not supported)"
+                .into(),
+        }),
+    }
+}
+
 
 /// Where BERT checkpoints keep their tensors, in the order BertModel tries
 /// them: bare names, `bert.` (saved from BertForX), or `<model_type>.`.
@@ -362,5 +397,23 @@ mod tests {
         assert_eq!(weights_sha256(&w).unwrap(), sha);
         fs::write(&w, b"abcd").unwrap();
         assert_ne!(weights_sha256(&w).unwrap(), sha);
+    }
+
+    #[test]
+    fn pooling_config_is_read_and_combinations_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("config.json");
+        std::fs::write(&p, r#"{"pooling_mode_mean_tokens": true}"#).unwrap();
+        assert_eq!(pooling_from_config(&p).unwrap(), Pooling::Mean);
+        std::fs::write(
+            &p,
+            r#"{"pooling_mode_mean_tokens": true, "pooling_mode_cls_token": true}"#,
+        )
+        .unwrap();
+        let err = pooling_from_config(&p).unwrap_err().to_string();
+        assert!(err.contains("exactly one"), "{err}");
+        std::fs::write(&p, r#"{"pooling_mode_mean_tokens": tru"#).unwrap();
+        let err = pooling_from_config(&p).unwrap_err().to_string();
+        assert!(err.contains("config.json"), "{err}");
     }
 }

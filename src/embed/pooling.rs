@@ -1,12 +1,8 @@
 //! Turning a batch of token vectors into one vector per text, the way
 //! sentence-transformers' Pooling module does, then L2-normalising.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
-use super::model::read_json;
-use super::EmbedError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -20,40 +16,6 @@ pub enum Pooling {
 }
 
 impl Pooling {
-    /// Reads `1_Pooling/config.json`. Exactly one of the modes we implement
-    /// must be on; combined modes (sentence-transformers concatenates them)
-    /// are refused rather than silently half-implemented.
-    pub fn from_config_file(path: &Path) -> Result<Self, EmbedError> {
-        #[derive(Deserialize)]
-        struct Config {
-            #[serde(default)]
-            pooling_mode_cls_token: bool,
-            #[serde(default)]
-            pooling_mode_mean_tokens: bool,
-            #[serde(default)]
-            pooling_mode_max_tokens: bool,
-            #[serde(default)]
-            pooling_mode_mean_sqrt_len_tokens: bool,
-        }
-        let c: Config = read_json(path)?;
-        let modes = [
-            (c.pooling_mode_mean_tokens, Pooling::Mean),
-            (c.pooling_mode_cls_token, Pooling::Cls),
-            (c.pooling_mode_max_tokens, Pooling::Max),
-        ];
-        let on: Vec<Pooling> = modes.iter().filter(|m| m.0).map(|m| m.1).collect();
-        match (on.as_slice(), c.pooling_mode_mean_sqrt_len_tokens) {
-            ([one], false) => Ok(*one),
-            _ => Err(EmbedError::BadModelFile {
-                path: path.to_path_buf(),
-                reason: "exactly one of pooling_mode_mean_tokens, pooling_mode_cls_token, \
-                         pooling_mode_max_tokens must be true (combined or mean_sqrt_len \
-                         pooling is not supported)"
-                    .into(),
-            }),
-        }
-    }
-
     /// Pools `hidden` (`[batch, seq, dim]`, row-major) under `mask`
     /// (`[batch, seq]`, 1 = real token) into `[batch, dim]`, L2-normalised.
     pub fn pool(&self, hidden: &[f32], mask: &[u32], seq: usize, dim: usize) -> Vec<f32> {
@@ -138,23 +100,5 @@ mod tests {
         let mut v = [3.0, 4.0];
         assert!(normalize(&mut v));
         assert_eq!(v, [0.6, 0.8]);
-    }
-
-    #[test]
-    fn pooling_config_is_read_and_combinations_refused() {
-        let tmp = tempfile::tempdir().unwrap();
-        let p = tmp.path().join("config.json");
-        std::fs::write(&p, r#"{"pooling_mode_mean_tokens": true}"#).unwrap();
-        assert_eq!(Pooling::from_config_file(&p).unwrap(), Pooling::Mean);
-        std::fs::write(
-            &p,
-            r#"{"pooling_mode_mean_tokens": true, "pooling_mode_cls_token": true}"#,
-        )
-        .unwrap();
-        let err = Pooling::from_config_file(&p).unwrap_err().to_string();
-        assert!(err.contains("exactly one"), "{err}");
-        std::fs::write(&p, r#"{"pooling_mode_mean_tokens": tru"#).unwrap();
-        let err = Pooling::from_config_file(&p).unwrap_err().to_string();
-        assert!(err.contains("config.json"), "{err}");
     }
 }

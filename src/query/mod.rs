@@ -4,19 +4,21 @@
 mod explain;
 mod filter;
 mod related;
+mod session;
 
 use std::str::FromStr;
 
 use serde::Serialize;
 
 use crate::corpus::Paper;
-use crate::embed::{DeviceSpec, EmbedError, Embedder, ModelSource};
+use crate::embed::{EmbedError, Embedder, Precision};
 use crate::index::{exact_search, rescore, IndexError, Neighbor};
-use crate::store::{Library, Manifest, StoreError};
+use crate::store::{Library, StoreError};
 
 pub use explain::{split_sentences, Why};
 pub use filter::{parse_date_bound, Filter};
 pub use related::{related, RelatedRequest};
+pub use session::{load_embedder, ModelChoice, Needs, Session};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -36,6 +38,14 @@ pub enum QueryError {
         want_id: String,
         want: String,
     },
+    #[error("--precision {asked}: this library was embedded at {built}, and queries must be embedded the same way (leave --precision out)")]
+    PrecisionMismatch { asked: Precision, built: Precision },
+    #[error("{}: the library was rebuilt with another model while it was being opened; run the command again", dir.display())]
+    LibraryChanged { dir: std::path::PathBuf },
+    #[error("{0} panicked")]
+    Panicked(&'static str),
+    #[error("this query session was opened without its model")]
+    NoModel,
     #[error("the model produced a zero or NaN vector for the query")]
     DegenerateQuery,
     #[error(transparent)]
@@ -383,38 +393,6 @@ pub(crate) fn row_of(lib: &Library, id: &str) -> Result<usize, QueryError> {
         id: id.to_string(),
         suggestion: suggest(lib, id),
     })
-}
-
-/// Loads the model that built the library: `model` when given, else the one
-/// its manifest names (falling back to the default model when that was a
-/// path that no longer exists), at the precision the library records. The
-/// weights must be the very same.
-pub fn load_embedder(
-    manifest: &Manifest,
-    model: Option<&ModelSource>,
-    device: DeviceSpec,
-) -> Result<Embedder, QueryError> {
-    let source = match model {
-        Some(m) => m.clone(),
-        None => match ModelSource::parse(&manifest.model.id) {
-            ModelSource::Dir(d) if !d.is_dir() => ModelSource::default_source(),
-            s => s,
-        },
-    };
-    let files = source.resolve()?;
-    // The precision the library was built at: int8 vectors are queried
-    // with int8 ones.
-    let embedder = Embedder::load(&files, device, manifest.model.precision)?;
-    let got = &embedder.info().weights_sha256;
-    if *got != manifest.model.weights_sha256 {
-        return Err(QueryError::ModelMismatch {
-            model: source.to_string(),
-            got: got.clone(),
-            want_id: manifest.model.id.clone(),
-            want: manifest.model.weights_sha256.clone(),
-        });
-    }
-    Ok(embedder)
 }
 
 /// A library id close to a mistyped one: same id ignoring case and

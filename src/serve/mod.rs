@@ -28,8 +28,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::embed::{DeviceSpec, Embedder, ModelSource};
-use crate::query::{self, QueryError};
+use crate::embed::Embedder;
+use crate::query::{ModelChoice, Needs, QueryError, Session};
 use crate::store::{self, Library, StoreError};
 use error::ApiError;
 use metrics::Metrics;
@@ -98,9 +98,9 @@ impl Default for Limits {
 pub struct ServeOptions {
     pub library: PathBuf,
     pub addr: SocketAddr,
-    /// None: the model the library records.
-    pub model: Option<ModelSource>,
-    pub device: DeviceSpec,
+    /// The model (None: the library's), device and precision, checked
+    /// against the library as for any query.
+    pub model: ModelChoice,
     pub limits: Limits,
     /// How often manifest.json is checked for a new generation.
     pub poll: Duration,
@@ -165,12 +165,12 @@ fn note_library(m: &Metrics, lib: &Library) {
 /// Serves `opts.library` until SIGINT or SIGTERM; `on_ready` gets the bound
 /// address (useful with port 0) once the server accepts connections.
 pub fn run(opts: ServeOptions, on_ready: &dyn Fn(SocketAddr)) -> Result<(), ServeError> {
-    let lib = Library::open(&opts.library)?;
-    let embedder = Arc::new(query::load_embedder(
-        lib.manifest(),
-        opts.model.as_ref(),
-        opts.device,
-    )?);
+    let needs = Needs {
+        model: true,
+        keyword: false,
+    };
+    let (lib, embedder) = Session::open(&opts.library, &opts.model, needs)?.into_parts();
+    let embedder = Arc::new(embedder.ok_or(QueryError::NoModel)?);
     let metrics = Arc::new(Metrics::default());
     let (queue, worker) = Queue::start(
         embedder.clone(),

@@ -76,7 +76,7 @@ pub(crate) const CRC_RESIDUE: u32 = 0x2144_df1c;
 
 /// Writes `path` through `fill`: into `path.tmp`, fsynced, then renamed. A
 /// crash leaves at most a stray `.tmp`, never a half-written `path`.
-pub(crate) fn write_atomic(
+pub fn write_atomic(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<FileEntry, StoreError> {

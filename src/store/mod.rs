@@ -43,7 +43,7 @@ use crate::index::{self, FlatGraph, HnswIndex, HnswParams, IndexError, KeywordIn
 pub use cache::{text_hash, EmbedCache, TextHash, CACHE_FILE};
 pub use export::{export, npy_header, write_npy, ExportReport};
 pub(crate) use files::failpoint;
-pub use files::{FileEntry, Vectors};
+pub use files::{write_atomic, FileEntry, Vectors};
 pub use papers::Papers;
 pub use verify::{repair, verify, Check, VerifyReport};
 

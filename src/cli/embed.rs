@@ -1,0 +1,58 @@
+//! `embed`: texts in, vectors out, for use outside papersim.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::{print_issues, progress_bar, ModelArgs};
+use papersim::corpus;
+use papersim::store;
+
+#[derive(Args)]
+pub struct EmbedArgs {
+    /// JSON lines {"id": ..., "text": ...} (gzip read transparently).
+    input: PathBuf,
+    /// Output file (written atomically); standard output when absent.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Stop at the first bad line instead of reporting and skipping it.
+    #[arg(long)]
+    strict: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
+    let (records, issues) = corpus::read_text_records(&a.input, a.strict)?;
+    print_issues(&issues);
+    let embedder = a.model.load()?;
+    let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+    let bar = progress_bar(texts.len() as u64);
+    let (vectors, stats) = embedder.embed(&texts, &|n| bar.inc(n as u64))?;
+    bar.finish_and_clear();
+    let dim = embedder.info().dim;
+    let write = |w: &mut dyn Write| -> std::io::Result<()> {
+        for (r, v) in records.iter().zip(vectors.chunks_exact(dim)) {
+            serde_json::to_writer(&mut *w, &serde_json::json!({"id": r.id, "embedding": v}))?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()
+    };
+    match &a.output {
+        Some(path) => {
+            store::write_atomic(path, write)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "papersim: wrote {} embeddings to {} ({:.1} docs/s)",
+                records.len(),
+                path.display(),
+                stats.docs_per_s()
+            );
+        }
+        None => write(&mut std::io::BufWriter::new(std::io::stdout().lock()))?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

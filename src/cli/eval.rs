@@ -1,0 +1,109 @@
+//! `eval`: retrieval quality of a library on judged queries.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::{emit, emit_json, print_issues, with_pipeline_bar, ModelArgs};
+use papersim::eval;
+use papersim::pipeline;
+use papersim::query::{Mode, Needs, Session};
+use papersim::report;
+use papersim::store;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Library to evaluate; with --beir and no library there yet, it is built
+    /// from the BEIR corpus first (title + ". " + text).
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// A BEIR dataset folder: corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv.
+    #[arg(long, value_name = "DIR")]
+    beir: Option<PathBuf>,
+    /// BEIR qrels split.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Paper-to-paper judgements: lines "query_paper_id candidate_id relevance".
+    #[arg(long, value_name = "FILE")]
+    paper_qrels: Option<PathBuf>,
+    /// Modes to score, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "dense,keyword,hybrid")]
+    modes: Vec<Mode>,
+    /// Keep documents whose id equals the query id (the BEIR toolkit drops them).
+    #[arg(long)]
+    keep_identical_ids: bool,
+    /// Write a TREC run (qid Q0 docid rank score tag) of every mode to FILE.
+    #[arg(long, value_name = "FILE")]
+    run: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn eval(a: EvalArgs) -> Result<ExitCode> {
+    anyhow::ensure!(
+        a.beir.is_some() || a.paper_qrels.is_some(),
+        "give --beir DIR and/or --paper-qrels FILE"
+    );
+    if let Some(beir) = &a.beir {
+        if !a.library.join(store::MANIFEST).exists() {
+            let corpus = eval::beir_corpus(beir)?;
+            eprintln!(
+                "papersim: building {} from {}",
+                a.library.display(),
+                corpus.display()
+            );
+            let embedder = a.model.load()?;
+            let opts = eval::beir_build_options();
+            let report = with_pipeline_bar(|progress| {
+                pipeline::build(&corpus, &a.library, &embedder, &opts, progress)
+            })?;
+            print_issues(&report.issues);
+        }
+    }
+    // Only BEIR queries are embedded; paper queries use the stored vectors.
+    let needs = Needs {
+        model: a.beir.is_some() && a.modes.iter().any(|m| *m != Mode::Keyword),
+        keyword: false,
+    };
+    let session = Session::open(&a.library, &a.model.session(), needs)?;
+    let lib = session.library();
+    let mut sets = Vec::new();
+    if let Some(beir) = &a.beir {
+        let set = eval::beir_set(
+            lib,
+            beir,
+            &a.split,
+            session.embedder(),
+            !a.keep_identical_ids,
+        )?;
+        sets.push(set);
+    }
+    if let Some(path) = &a.paper_qrels {
+        sets.push(eval::paper_set(lib, path)?);
+    }
+    let mut run_out = Vec::new();
+    let run = a.run.as_ref().map(|_| &mut run_out as &mut dyn std::io::Write);
+    let results = eval::evaluate_sets(lib, &sets, &a.modes, run)?;
+    if let Some(path) = &a.run {
+        store::write_atomic(path, |w| w.write_all(&run_out))
+            .with_context(|| format!("writing the run file {}", path.display()))?;
+    }
+    if a.json {
+        let rows = results
+            .iter()
+            .map(|(set, r)| {
+                let mut v = serde_json::to_value(r)?;
+                v["set"] = set.clone().into();
+                Ok(v)
+            })
+            .collect::<Result<Vec<serde_json::Value>>>()?;
+        emit_json(&rows)?;
+    } else {
+        emit(&report::eval_table(&results))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,344 @@
+//! Making and keeping a library: `build`, `add`, `remove`, `compact`,
+//! `export`, `info`, `verify`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{emit, emit_json, print_issues, spinner, with_pipeline_bar, ModelArgs};
+use crate::outln;
+use papersim::corpus::{Format, ReadOptions, TextTemplate};
+use papersim::index::HnswParams;
+use papersim::pipeline::{self, BuildOptions};
+use papersim::query::Session;
+use papersim::report;
+use papersim::store::{self, Library};
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Papers to index: arXiv JSONL (also the Kaggle snapshot), BEIR corpus
+    /// JSONL, CSV/TSV with a header, or a Hugging Face Daily Papers page saved
+    /// as text. Gzip is read transparently.
+    #[arg(long, value_name = "FILE")]
+    corpus: PathBuf,
+    /// Library directory to create or replace.
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// Corpus format, when auto-detection guesses wrong: arxiv, beir, csv, tsv, hf-daily.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<Format>,
+    /// Stop at the first bad record instead of reporting and skipping it.
+    #[arg(long)]
+    strict: bool,
+    /// How a paper becomes the embedded text. Placeholders: {title} {abstract}
+    /// {authors} {categories}. A paper with an empty title or abstract is
+    /// embedded as the other field alone.
+    #[arg(long, default_value = "{title}. {abstract}", value_name = "TEMPLATE")]
+    template: TextTemplate,
+    /// Index only the first N good papers.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Save the vectors every N embedded papers. An interrupted build (Ctrl-C,
+    /// kill, crash) rerun with the same corpus and model continues from the
+    /// last save (LIBRARY/embed-cache.bin) instead of starting over.
+    #[arg(long, default_value_t = pipeline::CHECKPOINT_TEXTS, value_name = "N")]
+    checkpoint_every: usize,
+    /// HNSW links per node.
+    #[arg(long, default_value_t = HnswParams::default().m)]
+    hnsw_m: usize,
+    /// HNSW construction breadth.
+    #[arg(long, default_value_t = HnswParams::default().ef_construction)]
+    ef_construction: usize,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn build(a: BuildArgs) -> Result<ExitCode> {
+    let embedder = a.model.load()?;
+    let opts = BuildOptions {
+        read: ReadOptions {
+            format: a.format,
+            strict: a.strict,
+        },
+        template: a.template,
+        index: HnswParams {
+            m: a.hnsw_m,
+            ef_construction: a.ef_construction,
+            ..HnswParams::default()
+        },
+        limit: a.limit,
+        checkpoint_texts: a.checkpoint_every,
+    };
+    let report = with_pipeline_bar(|progress| {
+        pipeline::build(&a.corpus, &a.library, &embedder, &opts, progress)
+    })?;
+    print_issues(&report.issues);
+    if a.json {
+        emit_json(&report)?;
+    } else {
+        emit(&report::build_summary(&report))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct AddArgs {
+    /// Library directory (an existing library).
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// Papers to add, in any format `build` reads. Papers whose id the
+    /// library has, unchanged, are skipped.
+    #[arg(long, value_name = "FILE")]
+    corpus: PathBuf,
+    /// Corpus format, when auto-detection guesses wrong.
+    #[arg(long, value_name = "FORMAT")]
+    format: Option<Format>,
+    /// Stop at the first bad record instead of reporting and skipping it.
+    #[arg(long)]
+    strict: bool,
+    /// Read only the first N good papers of the corpus.
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// Save the vectors every N embedded papers (an interrupted `add` rerun
+    /// continues from there).
+    #[arg(long, default_value_t = pipeline::CHECKPOINT_TEXTS, value_name = "N")]
+    checkpoint_every: usize,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn add(a: AddArgs) -> Result<ExitCode> {
+    // The library's own model, checked against what it recorded; the library
+    // itself is reopened by `pipeline::add` under its writer lock.
+    let embedder = Session::open_embedder(&a.library, &a.model.session())?;
+    let opts = pipeline::AddOptions {
+        read: ReadOptions {
+            format: a.format,
+            strict: a.strict,
+        },
+        limit: a.limit,
+        checkpoint_texts: a.checkpoint_every,
+    };
+    let report = with_pipeline_bar(|progress| {
+        pipeline::add(&a.corpus, &a.library, &embedder, &opts, progress)
+    })?;
+    print_issues(&report.issues);
+    if a.json {
+        emit_json(&report)?;
+    } else {
+        emit(&report::add_summary(&report))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct RemoveArgs {
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// Ids of the papers to remove. An unknown id is an error and nothing is removed.
+    #[arg(required = true, value_name = "ID")]
+    ids: Vec<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn remove(a: RemoveArgs) -> Result<ExitCode> {
+    let m = pipeline::remove(&a.library, &a.ids)?;
+    let live = m.papers - m.dead.len();
+    let dead = m.dead.len() as f64 / m.papers.max(1) as f64;
+    if a.json {
+        emit_json(&serde_json::json!({
+            "removed": a.ids.len(),
+            "live": live,
+            "rows": m.papers,
+            "dead_fraction": dead,
+            "generation": m.generation,
+        }))?;
+    } else {
+        outln!(
+            "removed {} papers; {} live, dead rows {:.1}% of {}{}",
+            a.ids.len(),
+            live,
+            100.0 * dead,
+            m.papers,
+            if dead >= 0.1 {
+                " (`papersim compact` reclaims them)"
+            } else {
+                ""
+            }
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct CompactArgs {
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// Compact only when dead rows are at least this fraction of all rows.
+    #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
+    threshold: f64,
+    /// Compact whatever the fraction.
+    #[arg(long)]
+    force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn compact(a: CompactArgs) -> Result<ExitCode> {
+    let lib = Library::open(&a.library)?;
+    let fraction = lib.dead_fraction();
+    if !a.force && (fraction < a.threshold || fraction == 0.0) {
+        if a.json {
+            emit_json(&serde_json::json!({
+                "compacted": false,
+                "rows": lib.len(),
+                "dead_fraction": fraction,
+                "threshold": a.threshold,
+                "generation": lib.manifest().generation,
+            }))?;
+        } else {
+            outln!(
+                "nothing to do: dead rows are {:.1}% of {}, under the threshold {:.1}% (--force compacts anyway)",
+                100.0 * fraction,
+                lib.len(),
+                100.0 * a.threshold
+            )?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let spinner = spinner("compacting");
+    let m = lib.compact(&|s| spinner.set_message(s.to_string()))?;
+    spinner.finish_and_clear();
+    if a.json {
+        emit_json(&serde_json::json!({
+            "compacted": true,
+            "rows": m.papers,
+            "dropped": lib.len() - m.papers,
+            "generation": m.generation,
+        }))?;
+    } else {
+        outln!(
+            "compacted: {} rows, {} dead rows dropped (generation {})",
+            m.papers,
+            lib.len() - m.papers,
+            m.generation
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// Output .npy file: live rows x dim, float32, rows L2-normalised.
+    #[arg(long, value_name = "OUT.npy")]
+    vectors: PathBuf,
+    /// Output JSON lines: the paper of each vector row, in the same order.
+    #[arg(long, value_name = "OUT.jsonl")]
+    metadata: Option<PathBuf>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn export(a: ExportArgs) -> Result<ExitCode> {
+    let lib = Library::open(&a.library)?;
+    let r = store::export(&lib, &a.vectors, a.metadata.as_deref())?;
+    if a.json {
+        emit_json(&r)?;
+    } else {
+        outln!(
+            "exported {} x {} vectors to {}{}",
+            r.rows,
+            r.dim,
+            r.vectors.display(),
+            r.metadata
+                .map(|m| format!(", papers to {}", m.display()))
+                .unwrap_or_default()
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct InfoArgs {
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn info(a: InfoArgs) -> Result<ExitCode> {
+    let lib = Library::open(&a.library)?;
+    if a.json {
+        let mut v = serde_json::to_value(lib.manifest())?;
+        v["disk_bytes"] = lib.disk_bytes().into();
+        v["live"] = lib.live_len().into();
+        v["dead_fraction"] = lib.dead_fraction().into();
+        emit_json(&v)?;
+    } else {
+        emit(&report::library_info(&lib))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    #[arg(long, value_name = "DIR")]
+    library: PathBuf,
+    /// When only the HNSW graph or keyword index is damaged, rebuild them.
+    #[arg(long)]
+    repair: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn verify(a: VerifyArgs) -> Result<ExitCode> {
+    let mut report = store::verify(&a.library)?;
+    let mut repaired = false;
+    if a.repair && report.repairable {
+        let spinner = spinner("rebuilding the indexes from the stored vectors");
+        store::repair(&a.library, &|s| spinner.set_message(s.to_string()))?;
+        spinner.finish_and_clear();
+        repaired = true;
+        report = store::verify(&a.library)?;
+    }
+    if a.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["repaired"] = repaired.into();
+        emit_json(&v)?;
+    } else {
+        let advice = if repaired {
+            format!(
+                "repaired: rebuilt the graph and keyword index (generation {})\n",
+                report.generation
+            )
+        } else if report.repairable {
+            format!(
+                "only the indexes are damaged: `papersim verify --library {} --repair` rebuilds them\n",
+                a.library.display()
+            )
+        } else if !report.ok {
+            "papers or vectors are damaged: rebuild the library with `papersim build`\n".into()
+        } else {
+            String::new()
+        };
+        emit(&format!("{}{advice}", report::verify_report(&report)))?;
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

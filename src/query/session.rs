@@ -1,0 +1,124 @@
+//! A query session: a library and the model that embeds its queries,
+//! opened once and checked against each other. The CLI and `serve` both
+//! start here, so a query is embedded exactly as the library was.
+
+use std::path::Path;
+
+use crate::embed::{DeviceSpec, Embedder, ModelSource, Precision};
+use crate::store::{self, Library, Manifest};
+
+use super::QueryError;
+
+/// The model a session should use, as the user named it.
+#[derive(Debug, Clone, Default)]
+pub struct ModelChoice {
+    /// None: the model the library records (or the default one when the
+    /// recorded folder is not there, e.g. a library built elsewhere).
+    pub source: Option<ModelSource>,
+    pub device: DeviceSpec,
+    /// None: the library's. Anything else must equal it: int8 vectors are
+    /// queried with int8 ones.
+    pub precision: Option<Precision>,
+}
+
+/// What a session must have ready before the first query.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Needs {
+    /// Load the model (dense or hybrid ranking, explanations).
+    pub model: bool,
+    /// Open the keyword index now rather than at the first keyword query.
+    pub keyword: bool,
+}
+
+/// An open library and, when needed, its model.
+pub struct Session {
+    library: Library,
+    embedder: Option<Embedder>,
+}
+
+impl Session {
+    /// Opens the library at `dir` and, when `needs.model`, its model. On a
+    /// cold start loading the model and checking the library's files are
+    /// most of the time, so they run side by side: the model needs only the
+    /// manifest, and the opened library is checked to still carry that
+    /// manifest's model afterwards.
+    pub fn open(dir: &Path, model: &ModelChoice, needs: Needs) -> Result<Self, QueryError> {
+        let manifest = store::read_manifest(dir)?;
+        let (library, embedder) = std::thread::scope(|s| {
+            let embedder = s.spawn(|| {
+                needs
+                    .model
+                    .then(|| load_embedder(&manifest, model))
+                    .transpose()
+            });
+            let library = Library::open(dir).and_then(|lib| {
+                if needs.keyword {
+                    lib.keyword()?;
+                }
+                Ok(lib)
+            });
+            let embedder = embedder
+                .join()
+                .unwrap_or(Err(QueryError::Panicked("loading the model")));
+            (library, embedder)
+        });
+        let (library, embedder) = (library?, embedder?);
+        if library.manifest().model != manifest.model {
+            return Err(QueryError::LibraryChanged {
+                dir: dir.to_path_buf(),
+            });
+        }
+        Ok(Session { library, embedder })
+    }
+
+    /// The model of the library at `dir` alone (for `add`, which reopens the
+    /// library itself under its writer lock).
+    pub fn open_embedder(dir: &Path, model: &ModelChoice) -> Result<Embedder, QueryError> {
+        load_embedder(&store::read_manifest(dir)?, model)
+    }
+
+    /// The open library.
+    pub fn library(&self) -> &Library {
+        &self.library
+    }
+
+    /// The model, when the session was opened with `needs.model`.
+    pub fn embedder(&self) -> Option<&Embedder> {
+        self.embedder.as_ref()
+    }
+
+    /// The library and model, for callers that keep them apart (`serve`
+    /// swaps libraries as new generations are committed).
+    pub fn into_parts(self) -> (Library, Option<Embedder>) {
+        (self.library, self.embedder)
+    }
+}
+
+/// Loads the model recorded in `manifest` (or `choice.source`), at the
+/// library's precision, and checks its weights are the ones the library
+/// was embedded with.
+pub fn load_embedder(manifest: &Manifest, choice: &ModelChoice) -> Result<Embedder, QueryError> {
+    let built = manifest.model.precision;
+    if let Some(asked) = choice.precision.filter(|&p| p != built) {
+        return Err(QueryError::PrecisionMismatch { asked, built });
+    }
+    let source = match &choice.source {
+        Some(m) => m.clone(),
+        None => match ModelSource::parse(&manifest.model.id) {
+            ModelSource::Dir(d) if !d.is_dir() => ModelSource::default_source(),
+            s => s,
+        },
+    };
+    let files = source.resolve()?;
+    let embedder = Embedder::load(&files, choice.device, built)?;
+    let got = &embedder.info().weights_sha256;
+    if *got != manifest.model.weights_sha256 {
+        return Err(QueryError::ModelMismatch {
+            model: source.to_string(),
+            got: got.clone(),
+            want_id: manifest.model.id.clone(),
+            want: manifest.model.weights_sha256.clone(),
+        });
+    }
+    Ok(embedder)
+}
