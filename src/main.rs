@@ -11,11 +11,6 @@ use clap::{Parser, Subcommand};
 use cli::serve;
 use cli::{bench, embed, eval, library, query};
 
-// glibc malloc churns on candle's many short-lived tensors (measured +15-25%
-// throughput with mimalloc on this machine).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const AFTER_HELP: &str = "\
 Quick start:
   scripts/fetch-model.sh
