@@ -10,30 +10,50 @@ use serde::Serialize;
 use crate::corpus::{Format, ReadOptions, TextTemplate};
 use crate::embed::{is_unit, EmbedError, Embedder};
 use crate::index::HnswParams;
-use crate::pipeline::{self, BuildOptions};
 use crate::index::Neighbor;
+use crate::pipeline::{self, BuildOptions};
 use crate::query::{rank, Mode, Options, QueryError, Strategy};
 use crate::store::Library;
 
+/// Everything that can go wrong while evaluating.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
+    /// A qrels or queries file could not be read, or the run file not written.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file (`run file` for the TREC run output).
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// A line of a qrels or queries file is malformed.
     #[error("{}:{line}: {reason}", path.display())]
     Parse {
+        /// The file.
         path: PathBuf,
+        /// 1-based line number.
         line: usize,
+        /// What is wrong with the line.
         reason: String,
     },
+    /// A BEIR folder has neither `corpus.jsonl.gz` nor `corpus.jsonl`.
     #[error("{}: no corpus.jsonl[.gz]", dir.display())]
-    NoCorpus { dir: PathBuf },
+    NoCorpus {
+        /// The BEIR folder.
+        dir: PathBuf,
+    },
+    /// A set has no query to run: none of its judged query ids is in the
+    /// library (or, for BEIR, none of its queries is judged), which usually
+    /// means the judgements belong to another corpus.
     #[error("{set}: no judged query found in the library")]
-    NoneInLibrary { set: String },
+    NoneInLibrary {
+        /// The set's name, as in [`EvalSet::name`].
+        set: String,
+    },
+    /// Ranking a query failed.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// Embedding the queries failed.
     #[error(transparent)]
     Embed(#[from] EmbedError),
 }
@@ -44,24 +64,35 @@ pub type Qrels = HashMap<String, HashMap<String, i32>>;
 /// Depth of every ranking scored (Recall@100 needs 100).
 pub const DEPTH: usize = 100;
 
+/// trec_eval measures of one ranking, or their mean over a set's queries.
+/// Each is in `[0, 1]`; grades below 1 count as not relevant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Metrics {
+    /// nDCG@10 with linear gain (the grade itself), BEIR's headline measure.
     #[serde(rename = "ndcg@10")]
     pub ndcg10: f64,
+    /// nDCG@20 with linear gain.
     #[serde(rename = "ndcg@20")]
     pub ndcg20: f64,
+    /// Fraction of the relevant documents found in the top 100.
     #[serde(rename = "recall@100")]
     pub recall100: f64,
+    /// Reciprocal rank of the first relevant document within the top 10, else 0.
     #[serde(rename = "mrr@10")]
     pub mrr10: f64,
+    /// Average precision over the top 100, divided by all relevant documents.
     #[serde(rename = "map@100")]
     pub map100: f64,
 }
 
+/// The mean metrics of one set's queries in one retrieval mode.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModeResult {
+    /// The retrieval mode that was scored.
     pub mode: Mode,
+    /// Queries the means are over.
     pub queries: usize,
+    /// Means over the queries (0 for all when there were none).
     #[serde(flatten)]
     pub metrics: Metrics,
 }
@@ -185,8 +216,13 @@ pub fn score(ranked: &[&str], judged: &HashMap<String, i32>) -> Metrics {
 
 /// One query to run: its id, and what each mode needs.
 pub struct EvalQuery {
+    /// The query id the judgements are keyed by.
     pub id: String,
+    /// Query text, for the keyword side of keyword and hybrid modes.
     pub text: Option<String>,
+    /// Unit-length query embedding, for the dense side of dense and hybrid
+    /// modes; `None` without an embedder or when the model's vector was not
+    /// unit length.
     pub vector: Option<Vec<f32>>,
     /// Rows never returned (the query paper itself in paper-to-paper runs).
     pub exclude: Vec<usize>,
@@ -311,7 +347,9 @@ pub fn evaluate(
 pub struct EvalSet {
     /// Shown in tables and JSON (`beir DIR`, `paper-qrels FILE`).
     pub name: String,
+    /// The set's relevance judgements.
     pub qrels: Qrels,
+    /// The judged queries that can be run against the library.
     pub queries: Vec<EvalQuery>,
 }
 

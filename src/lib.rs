@@ -9,6 +9,8 @@
 //! [`serve`] answers the same queries over HTTP.
 //! The command-line binary (`src/main.rs`) is only flags and glue.
 
+#![warn(missing_docs)]
+
 pub mod bench;
 pub mod corpus;
 pub mod embed;

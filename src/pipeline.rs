@@ -14,30 +14,45 @@ use crate::store::{
     StoreError,
 };
 
+/// Everything that can stop a `build`, `add` or `remove`.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// Reading the corpus failed (or, in strict mode, hit a bad record).
     #[error(transparent)]
     Corpus(#[from] CorpusError),
+    /// Embedding failed.
     #[error(transparent)]
     Embed(#[from] EmbedError),
+    /// Opening, checkpointing or committing the library failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// `remove` was given ids the library does not hold; nothing was removed.
     #[error("{}: no paper with id {}; nothing was removed", path.display(), ids.join(", "))]
     UnknownIds {
+        /// The library.
         path: std::path::PathBuf,
+        /// Every requested id that is not in the library.
         ids: Vec<String>,
     },
+    /// `build` read no good paper from the corpus; no library was written.
     #[error("{}: no usable papers (read {read}, skipped {skipped}); nothing to build", path.display())]
     Empty {
+        /// The corpus file.
         path: std::path::PathBuf,
+        /// Good papers read.
         read: usize,
+        /// Bad records skipped.
         skipped: usize,
     },
 }
 
+/// How [`build`] reads, embeds and indexes a corpus.
 pub struct BuildOptions {
+    /// Corpus format and strictness.
     pub read: ReadOptions,
+    /// How a paper becomes the text that is embedded; recorded in the library.
     pub template: TextTemplate,
+    /// HNSW parameters of the index; recorded in the library.
     pub index: HnswParams,
     /// Stop after this many good papers.
     pub limit: Option<usize>,
@@ -53,22 +68,37 @@ pub const CHECKPOINT_TEXTS: usize = 512;
 /// What a build reports, in the units people compare tools by.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildReport {
+    /// The library directory, as displayed.
     pub library: String,
+    /// The corpus file, as displayed.
     pub corpus: String,
+    /// The corpus format name (given or detected), e.g. `arxiv`.
     pub format: String,
+    /// Papers in the built library.
     pub papers: usize,
+    /// Records left out: bad records plus papers the model gave a zero or
+    /// NaN vector.
     pub skipped: usize,
+    /// Throughput of the texts embedded by this run (resumed ones excluded).
     pub embed: EmbedStats,
     /// Papers whose vectors an interrupted earlier run had already computed.
     pub resumed: usize,
+    /// [`EmbedStats::docs_per_s`] of `embed`, copied out for JSON readers.
     pub docs_per_s: f64,
+    /// [`EmbedStats::tokens_per_s`] of `embed`.
     pub tokens_per_s: f64,
+    /// [`EmbedStats::padding_ratio`] of `embed`.
     pub padding_ratio: f64,
+    /// Seconds spent writing the library and building its indexes.
     pub index_seconds: f64,
+    /// Seconds of the whole build, reading the corpus included.
     pub total_seconds: f64,
+    /// The embedding device, e.g. `cpu` or `cuda:0`.
     pub device: String,
+    /// One per skipped record, for the user; not serialised.
     #[serde(skip)]
     pub issues: Vec<Issue>,
+    /// The committed library's manifest; always set by [`build`].
     #[serde(skip)]
     pub manifest: Option<Manifest>,
 }
@@ -83,6 +113,11 @@ pub enum Progress<'a> {
     Stage(&'a str),
 }
 
+/// Builds the library at `library` from the corpus at `corpus_path`: reads
+/// it, embeds each paper's rendered text (resuming an interrupted run's
+/// checkpoints), drops papers with degenerate vectors, and commits papers,
+/// vectors and indexes. A damaged or foreign library at the target is
+/// refused before any embedding.
 pub fn build(
     corpus_path: &Path,
     library: &Path,
@@ -212,17 +247,23 @@ pub fn embed_resumable(
     Ok((vectors, stats, resumed))
 }
 
+/// How [`add`] reads and embeds a corpus; the text template and index
+/// parameters are the library's own.
 pub struct AddOptions {
+    /// Corpus format and strictness.
     pub read: ReadOptions,
     /// Stop after this many good papers of the corpus.
     pub limit: Option<usize>,
+    /// Texts embedded between two checkpoints (see [`embed_resumable`]).
     pub checkpoint_texts: usize,
 }
 
 /// What `add` did, paper by paper.
 #[derive(Debug, Clone, Serialize)]
 pub struct AddReport {
+    /// The library directory, as displayed.
     pub library: String,
+    /// The corpus file, as displayed.
     pub corpus: String,
     /// Good papers read from the corpus.
     pub read: usize,
@@ -233,16 +274,28 @@ pub struct AddReport {
     /// Of the replaced, those whose embedded text is unchanged (only
     /// metadata changed): their vector is reused, not recomputed.
     pub vectors_reused: usize,
+    /// Papers identical to the library's version: left alone.
     pub unchanged: usize,
+    /// Records left out: bad records plus papers the model gave a zero or
+    /// NaN vector (a replacement left out keeps the old version).
     pub skipped: usize,
+    /// Vectors taken from an interrupted earlier run's checkpoints.
     pub resumed: usize,
+    /// Throughput of the texts embedded by this run.
     pub embed: EmbedStats,
+    /// [`EmbedStats::docs_per_s`] of `embed`, copied out for JSON readers.
     pub docs_per_s: f64,
+    /// Seconds spent writing the new generation of the library.
     pub update_seconds: f64,
+    /// Seconds of the whole add, reading the corpus included.
     pub total_seconds: f64,
+    /// Papers the library now holds, dead rows excluded.
     pub live: usize,
+    /// Dead rows over all rows, in `[0, 1]`; `papersim compact` reclaims them.
     pub dead_fraction: f64,
+    /// The embedding device, e.g. `cpu` or `cuda:0`.
     pub device: String,
+    /// One per skipped record, for the user; not serialised.
     #[serde(skip)]
     pub issues: Vec<Issue>,
 }

@@ -9,12 +9,12 @@ use clap::{Args, Subcommand};
 
 use super::{emit, emit_json, model_source, spinner};
 use papersim::bench;
+use papersim::corpus::{self, ReadOptions, TextTemplate};
 use papersim::embed::{BatchLimits, DeviceSpec, Embedder, Precision};
 use papersim::index::bench as index_bench;
 use papersim::index::HnswParams;
 use papersim::report;
 use papersim::store::{self, Library};
-use papersim::corpus::{self, ReadOptions, TextTemplate};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -227,7 +227,6 @@ fn index(a: BenchIndexArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
-
 
 // TEMP: moves into papersim::bench at the merge.
 fn default_corpus() -> PathBuf {

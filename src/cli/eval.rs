@@ -86,7 +86,10 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         sets.push(eval::paper_set(lib, path)?);
     }
     let mut run_out = Vec::new();
-    let run = a.run.as_ref().map(|_| &mut run_out as &mut dyn std::io::Write);
+    let run = a
+        .run
+        .as_ref()
+        .map(|_| &mut run_out as &mut dyn std::io::Write);
     let results = eval::evaluate_sets(lib, &sets, &a.modes, run)?;
     if let Some(path) = &a.run {
         store::write_atomic(path, |w| w.write_all(&run_out))

@@ -44,38 +44,75 @@ const FORMAT_NAMES: &str = "arxiv, beir, csv, tsv, hf-daily";
 /// Everything that can go wrong while reading a corpus.
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
+    /// The file could not be opened or read. A corrupt gzip stream met while
+    /// reading records is reported as a bad record instead.
     #[error("cannot read {}: {source}", .path.display())]
     Io {
+        /// The corpus file.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// No `--format` was given and [`detect_format`] could not decide from the
+    /// extension or the first lines.
     #[error("cannot tell the format of {}: {reason}; pass --format with one of: {names}", .path.display(), names = FORMAT_NAMES)]
-    UnknownFormat { path: PathBuf, reason: String },
+    UnknownFormat {
+        /// The corpus file.
+        path: PathBuf,
+        /// Why detection failed (empty file, unrecognised JSON, ...).
+        reason: String,
+    },
+    /// A `--format` name that is not one of [`Format::ALL`]; holds the name as given.
     #[error("unknown format `{0}`; expected one of: {names}", names = FORMAT_NAMES)]
     UnknownFormatName(String),
+    /// The CSV/TSV header row is malformed or has neither a title nor an
+    /// abstract column.
     #[error("{}: bad header row: {reason}", .path.display())]
-    BadHeader { path: PathBuf, reason: String },
+    BadHeader {
+        /// The corpus file.
+        path: PathBuf,
+        /// What is wrong with the header.
+        reason: String,
+    },
+    /// In strict mode, the first bad record, which ends reading.
     #[error("bad record at {0}")]
     BadRecord(Issue),
+    /// A `--template` string that does not parse (unknown placeholder,
+    /// unmatched brace, or neither `{title}` nor `{abstract}`).
     #[error("invalid text template `{template}`: {reason}")]
-    BadTemplate { template: String, reason: String },
+    BadTemplate {
+        /// The template as given.
+        template: String,
+        /// Why it was rejected.
+        reason: String,
+    },
 }
 
 /// One paper, whatever file it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Paper {
+    /// Unique within a corpus (duplicates are bad records): the arXiv id, the
+    /// BEIR `_id`, the CSV/TSV id column (`row-N` without one), or for
+    /// hf-daily a slug of the title.
     pub id: String,
+    /// Whitespace-normalised title; may be empty if the abstract is not.
     pub title: String,
+    /// Whitespace-normalised abstract, cut to [`MAX_ABSTRACT_CHARS`]
+    /// characters; may be empty if the title is not. Serialised as `abstract`.
     #[serde(rename = "abstract")]
     pub abstract_text: String,
+    /// Author names in source order; empty when the source has none (hf-daily, BEIR).
     #[serde(default)]
     pub authors: Vec<String>,
+    /// Subject categories as given by the source (e.g. arXiv `cs.CL`); often empty.
     #[serde(default)]
     pub categories: Vec<String>,
     /// `YYYY-MM-DD` when the source's date could be parsed, else the source's
     /// text as given (e.g. a bare year from a CSV `year` column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<String>,
+    /// Link to the paper: the source's URL, else the arXiv abstract page when
+    /// the id looks like an arXiv id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }
@@ -83,14 +120,21 @@ pub struct Paper {
 /// The input formats understood by [`open`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
+    /// arXiv metadata as JSON lines (also the Kaggle arXiv snapshot): `id`,
+    /// `title`, `abstract`, ...
     Arxiv,
+    /// A BEIR `corpus.jsonl`: `_id`, `title`, `text`.
     Beir,
+    /// Comma-separated values with a header row.
     Csv,
+    /// Tab-separated values with a header row.
     Tsv,
+    /// The Hugging Face Daily Papers page as text copied from the browser.
     HfDaily,
 }
 
 impl Format {
+    /// Every format, in the order they are listed in messages.
     pub const ALL: [Format; 5] = [
         Format::Arxiv,
         Format::Beir,
@@ -129,6 +173,7 @@ impl FromStr for Format {
     }
 }
 
+/// How [`open`] reads a corpus. The default detects the format and skips bad records.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadOptions {
     /// `None` detects the format with [`detect_format`].
@@ -140,9 +185,12 @@ pub struct ReadOptions {
 /// A bad record: where it is and why it was skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issue {
+    /// The file the record is in.
     pub path: PathBuf,
-    /// 1-based line where the record starts.
+    /// 1-based line where the record starts; 0 for a paper left out after
+    /// reading (the model gave it a degenerate vector).
     pub line: usize,
+    /// Why the record was skipped, in words for the user.
     pub reason: String,
 }
 
@@ -155,9 +203,13 @@ impl fmt::Display for Issue {
 /// What a reader did. `skipped == issues.len()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadSummary {
+    /// The format the file was read as (given or detected).
     pub format: Format,
+    /// Papers yielded so far.
     pub read: usize,
+    /// Bad records skipped so far (duplicates included).
     pub skipped: usize,
+    /// One entry per skipped record, in file order.
     pub issues: Vec<Issue>,
 }
 
@@ -199,10 +251,12 @@ pub struct CorpusReader {
 }
 
 impl CorpusReader {
+    /// Counts and issues so far; final once the iterator has returned `None`.
     pub fn summary(&self) -> &ReadSummary {
         &self.summary
     }
 
+    /// Consumes the reader for its summary (usually after iterating to the end).
     pub fn into_summary(self) -> ReadSummary {
         self.summary
     }
@@ -395,7 +449,9 @@ fn format_from_extension(path: &Path) -> Option<Format> {
 /// One `{"id": "...", "text": "..."}` line: the input of the `embed` command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TextRecord {
+    /// Unique within the file; duplicates are bad records.
     pub id: String,
+    /// The text to embed, as given; never blank.
     pub text: String,
 }
 

@@ -77,6 +77,7 @@ fn parse(template: &str) -> Result<Vec<Piece<'_>>, String> {
 }
 
 impl TextTemplate {
+    /// The template as written, e.g. `{title}. {abstract}`.
     pub fn as_str(&self) -> &str {
         &self.0
     }

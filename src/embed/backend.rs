@@ -14,10 +14,15 @@ use super::{EmbedError, Precision};
 /// One padded forward pass, flattened row-major: `batch * seq` entries each.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenBatch {
+    /// Token ids; padding slots hold the model's pad id.
     pub ids: Vec<u32>,
+    /// Segment (token type) ids: all 0, since every text is a single segment.
     pub type_ids: Vec<u32>,
+    /// Attention mask: 1 for a real token, 0 for padding.
     pub mask: Vec<u32>,
+    /// Number of texts (rows).
     pub batch: usize,
+    /// Padded length of every row: the longest text's token count.
     pub seq: usize,
 }
 
@@ -45,7 +50,10 @@ impl TokenBatch {
 /// Runs the transformer: token batch in, last hidden states out
 /// (`[batch, seq, dim]`, row-major f32).
 pub trait Backend: Send + Sync {
+    /// Runs one padded batch; returns `batch.batch * batch.seq * self.dim()`
+    /// floats, padding positions included (pooling masks them out).
     fn forward(&self, batch: &TokenBatch) -> Result<Vec<f32>, EmbedError>;
+    /// Width of the hidden states, hence of the embeddings (384 for MiniLM-L6).
     fn dim(&self) -> usize;
     /// Human-readable device name for reports ("cpu", "cuda:0").
     fn device_name(&self) -> String;
@@ -54,8 +62,11 @@ pub trait Backend: Send + Sync {
 /// Where the forward pass runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DeviceSpec {
+    /// The CPU (`--device cpu`, the default).
     #[default]
     Cpu,
+    /// The CUDA GPU with this 0-based ordinal (`cuda` or `cuda:N`); needs a
+    /// build with the `cuda` feature.
     Cuda(usize),
 }
 

@@ -430,8 +430,8 @@ impl CpuBert {
             act,
         };
 
-        let threads = crate::threads::threads(threads)
-            .map_err(|e| EmbedError::BadDevice(e.to_string()))?;
+        let threads =
+            crate::threads::threads(threads).map_err(|e| EmbedError::BadDevice(e.to_string()))?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("cpu-bert-{i}"))

@@ -29,23 +29,49 @@ pub use model::{
 };
 pub use pooling::{normalize, Pooling};
 
+/// Everything that can go wrong while finding, loading or running a model.
 #[derive(Debug, thiserror::Error)]
 pub enum EmbedError {
+    /// The model could not be found: the directory lacks a required file, or a
+    /// hub id is neither in the local cache nor downloadable.
     #[error("model {model}: {reason}; {hint}", hint = FETCH_HINT)]
-    ModelMissing { model: String, reason: String },
+    ModelMissing {
+        /// The model as the user named it (path or hub id).
+        model: String,
+        /// What is missing, and where it was looked for.
+        reason: String,
+    },
+    /// A model file exists but cannot be used: unparsable JSON or tokenizer,
+    /// unsupported pooling, or weights that do not load.
     #[error("{}: {reason}", path.display())]
-    BadModelFile { path: PathBuf, reason: String },
+    BadModelFile {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A model file could not be read.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file being read.
         path: PathBuf,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
+    /// An unparsable `--device`, a GPU that cannot be opened, CUDA asked of a
+    /// build without it, or a bad thread count.
     #[error("device {0}")]
     BadDevice(String),
+    /// An unknown `--precision`, or one the chosen device or backend does not
+    /// run (f16 on CPU, int8 on CUDA).
     #[error("precision {0}")]
     BadPrecision(String),
+    /// The tokenizer refused a text or its truncation settings.
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// The backend failed during a forward pass: a candle error, or a batch
+    /// the CPU encoder rejects (inconsistent shapes, longer than the position
+    /// table, ids outside the vocabulary).
     #[error("forward pass failed: {0}")]
     Forward(String),
 }
@@ -54,6 +80,7 @@ pub enum EmbedError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
+    /// Full single precision everywhere; the reference results.
     #[default]
     F32,
     /// Dense layers with int8 weights (per output row) and int8
@@ -65,6 +92,7 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// True for [`Precision::F32`]; lets serde leave the default out of manifests.
     pub fn is_f32(&self) -> bool {
         *self == Precision::F32
     }
@@ -97,10 +125,16 @@ impl std::fmt::Display for Precision {
 /// What a library records about the model that embedded it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelInfo {
+    /// How the user named the model (a directory path or a hub id).
     pub id: String,
+    /// Hex SHA-256 of `model.safetensors`; queries must be embedded by the
+    /// model with this digest.
     pub weights_sha256: String,
+    /// Embedding width (e.g. 384).
     pub dim: usize,
+    /// How token vectors were pooled into one vector per text.
     pub pooling: Pooling,
+    /// Texts were truncated to this many tokens, special tokens included.
     pub max_seq_length: usize,
     /// Absent in libraries built before int8 existed, which are f32; and
     /// never written when f32, because the manifest's checksum is taken over
@@ -113,22 +147,29 @@ pub struct ModelInfo {
 /// Throughput figures of one `embed` call.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct EmbedStats {
+    /// Texts embedded.
     pub docs: usize,
     /// Real tokens, special tokens included, after truncation.
     pub tokens: usize,
     /// Token slots computed, padding included.
     pub padded_tokens: usize,
+    /// Forward passes run.
     pub batches: usize,
+    /// Wall-clock time, tokenization included, in seconds.
     pub seconds: f64,
 }
 
 impl EmbedStats {
+    /// Texts per second of wall-clock time.
     pub fn docs_per_s(&self) -> f64 {
         self.docs as f64 / self.seconds.max(1e-9)
     }
+    /// Real (unpadded) tokens per second of wall-clock time.
     pub fn tokens_per_s(&self) -> f64 {
         self.tokens as f64 / self.seconds.max(1e-9)
     }
+    /// Token slots computed per real token: 1.0 means no padding waste; also
+    /// 1.0 when nothing was embedded.
     pub fn padding_ratio(&self) -> f64 {
         if self.tokens == 0 {
             1.0
@@ -136,6 +177,7 @@ impl EmbedStats {
             self.padded_tokens as f64 / self.tokens as f64
         }
     }
+    /// Accumulates another call's figures into these (counts and seconds summed).
     pub fn add(&mut self, o: &EmbedStats) {
         self.docs += o.docs;
         self.tokens += o.tokens;
@@ -145,6 +187,8 @@ impl EmbedStats {
     }
 }
 
+/// A loaded model ready to embed: tokenizer, backend and batching limits.
+/// Produces L2-normalised vectors of [`ModelInfo::dim`] floats.
 pub struct Embedder {
     tokenizer: Tokenizer,
     backend: Box<dyn Backend>,
@@ -257,18 +301,22 @@ impl Embedder {
         })
     }
 
+    /// What a library records about this model (id, digest, dim, pooling, ...).
     pub fn info(&self) -> &ModelInfo {
         &self.info
     }
 
+    /// The backend's device, for reports ("cpu", "cuda:0").
     pub fn device_name(&self) -> String {
         self.backend.device_name()
     }
 
+    /// The current batching limits (the device's default until changed).
     pub fn limits(&self) -> BatchLimits {
         self.limits
     }
 
+    /// Replaces the batching limits used by later [`embed`](Self::embed) calls.
     pub fn set_limits(&mut self, limits: BatchLimits) {
         self.limits = limits;
     }

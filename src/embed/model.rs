@@ -26,9 +26,13 @@ const REQUIRED: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors
 pub struct ModelFiles {
     /// How the user named the model (a path or a hub id); recorded in the library manifest.
     pub id: String,
+    /// The transformer's `config.json` (hidden size, layers, position table).
     pub config: PathBuf,
+    /// The Hugging Face `tokenizer.json`.
     pub tokenizer: PathBuf,
+    /// The weights, `model.safetensors`.
     pub weights: PathBuf,
+    /// From `1_Pooling/config.json`; mean pooling when the file is absent.
     pub pooling: Pooling,
     /// From sentence_bert_config.json; tokenizer.json's own truncation is not trusted
     /// (all-MiniLM-L6-v2's says 128 where sentence-transformers uses 256).
@@ -38,7 +42,9 @@ pub struct ModelFiles {
 /// A model reference as given on the command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSource {
+    /// A local sentence-transformers directory.
     Dir(PathBuf),
+    /// A Hugging Face hub id, `ORG/NAME`.
     Hub(String),
 }
 
@@ -69,6 +75,8 @@ impl ModelSource {
         }
     }
 
+    /// Finds the model's files: reads the directory, or looks the hub id up in
+    /// the Hugging Face cache (downloading first with the `hub` feature).
     pub fn resolve(&self) -> Result<ModelFiles, EmbedError> {
         match self {
             ModelSource::Dir(dir) => from_dir(dir, &dir.display().to_string()),
@@ -235,7 +243,6 @@ pub fn pooling_from_config(path: &Path) -> Result<Pooling, EmbedError> {
         }),
     }
 }
-
 
 /// Where BERT checkpoints keep their tensors, in the order BertModel tries
 /// them: bare names, `bert.` (saved from BertForX), or `<model_type>.`.

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-
+/// How a text's token vectors become one vector, as the model's
+/// `1_Pooling/config.json` says. Recorded (lowercase) in library manifests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {

@@ -9,14 +9,21 @@ use crate::embed::Embedder;
 use crate::index::dot;
 use crate::store::Library;
 
+/// The explanation attached to one hit: the closest pair of sentences
+/// between what was asked and the paper, and the words they have in common.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Why {
     /// What the matched sentence comes from: "draft", "query" or "seed ID".
     pub source: String,
+    /// The sentence of that source closest to the paper.
     pub source_sentence: String,
+    /// The sentence of the paper (its title counts as one) closest to
+    /// `source_sentence`.
     pub paper_sentence: String,
     /// Cosine similarity of the two sentences.
     pub similarity: f32,
+    /// Up to 5 distinctive words the sources and the paper share, rarest in
+    /// the library first, spelt as in the paper.
     pub shared_terms: Vec<String>,
 }
 

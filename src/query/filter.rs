@@ -7,6 +7,8 @@ use crate::corpus::Paper;
 pub struct Filter {
     /// `YYYY`, `YYYY-MM` or `YYYY-MM-DD`, inclusive.
     pub since: Option<String>,
+    /// `YYYY`, `YYYY-MM` or `YYYY-MM-DD`, inclusive at its precision (`2020`
+    /// keeps all of 2020).
     pub until: Option<String>,
     /// Any of these; `cs` matches `cs.CL`, `cs.CL` matches only itself.
     pub categories: Vec<String>,
@@ -32,10 +34,13 @@ pub fn parse_date_bound(s: &str) -> Result<String, String> {
 }
 
 impl Filter {
+    /// True when the filter sets nothing, so every paper passes.
     pub fn is_empty(&self) -> bool {
         self.since.is_none() && self.until.is_none() && self.categories.is_empty()
     }
 
+    /// Whether `p` passes. With a date bound set, a paper without a date is
+    /// rejected, since it cannot be placed in the range.
     pub fn keep(&self, p: &Paper) -> bool {
         self.keep_facts(p.date.as_deref(), p.categories.iter().map(String::as_str))
     }

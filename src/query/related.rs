@@ -15,12 +15,18 @@ use crate::embed::Embedder;
 use crate::index::{dot, Neighbor};
 use crate::store::Library;
 
+/// What a related-work list is built from. At least one positive (draft,
+/// query or seed) is required.
 #[derive(Debug, Clone, Default)]
 pub struct RelatedRequest {
     /// A draft abstract or any paragraph.
     pub draft: Option<String>,
+    /// Ids of library papers the list should resemble; each is a positive.
     pub seeds: Vec<String>,
+    /// Ids of library papers to steer away from: a candidate closer to one of
+    /// them than to every positive is dropped.
     pub negatives: Vec<String>,
+    /// A search query, ranked like any other positive.
     pub query: Option<String>,
     /// Never returned (besides seeds and negatives, which never are).
     pub exclude: Vec<String>,
@@ -33,6 +39,9 @@ pub struct RelatedRequest {
 /// How deep each positive's ranking is read.
 const DEPTH_PER_K: usize = 5;
 
+/// Builds a related-work list of up to `opts.k` hits, as the module
+/// describes. Without an embedder, draft and query rank by keyword only.
+/// Fails on an unknown seed or negative id, or when there is no positive.
 pub fn related(
     lib: &Library,
     embedder: Option<&Embedder>,

@@ -15,6 +15,7 @@ pub struct ModelChoice {
     /// None: the model the library records (or the default one when the
     /// recorded folder is not there, e.g. a library built elsewhere).
     pub source: Option<ModelSource>,
+    /// Where the model runs.
     pub device: DeviceSpec,
     /// None: the library's. Anything else must equal it: int8 vectors are
     /// queried with int8 ones.

@@ -14,11 +14,16 @@ use serde::de::DeserializeOwned;
 
 use crate::query::QueryError;
 
+/// An error response: status, TEI-style kind, message and offending field,
+/// rendered as JSON in the TEI shape or, after [`openai`](Self::openai), in
+/// OpenAI's.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status; 429 also gets a `Retry-After: 1` header.
     pub status: StatusCode,
     /// TEI's error_type: Validation, Overloaded, Backend, Tokenizer, Empty, NotFound, Timeout.
     pub kind: &'static str,
+    /// What went wrong, for a person reading the response.
     pub message: String,
     /// The request field at fault, as a path (`inputs[2]`, `filters.since`).
     pub field: Option<String>,
@@ -26,6 +31,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// An error with no field, in the TEI shape.
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -44,15 +50,19 @@ impl ApiError {
         }
     }
 
+    /// Names (or renames) the request field at fault, keeping status and message.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
         self
     }
 
+    /// A 500 of kind `Backend`: the server, not the request, failed.
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "Backend", message)
     }
 
+    /// A 429 of kind `Overloaded`: the embedding queue or the index work
+    /// queue is full (the response carries `Retry-After: 1`).
     pub fn overloaded() -> Self {
         ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -129,6 +139,9 @@ pub fn body_error(e: BytesRejection) -> ApiError {
     ApiError::new(status, "Validation", msg)
 }
 
+/// Deserializes a JSON body. Malformed JSON (or trailing data) is a 400; a
+/// body of the wrong shape is a 422 naming the field at fault by its path
+/// (`filters.since`, or the parent's path plus the name for a missing field).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut *de).map_err(|e| {

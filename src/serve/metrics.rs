@@ -13,6 +13,8 @@ const LATENCY: &[f64] = &[
 /// Texts or requests per merged embedding call.
 const SIZES: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
+/// A Prometheus histogram with fixed bucket bounds; thread-safe, so shared
+/// handlers observe through `&self`.
 pub struct Histogram {
     bounds: &'static [f64],
     inner: Mutex<HistogramData>,
@@ -37,6 +39,8 @@ impl Histogram {
         }
     }
 
+    /// Records one value (in the histogram's unit: seconds or a count) into
+    /// the first bucket whose bound is at least `v`.
     pub fn observe(&self, v: f64) {
         let i = self.bounds.partition_point(|&b| b < v);
         let mut d = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -66,6 +70,8 @@ impl Histogram {
     }
 }
 
+/// Everything `/metrics` reports, updated by the request middleware, the
+/// queue worker and the library watcher.
 pub struct Metrics {
     /// (route, status) → count.
     requests: Mutex<BTreeMap<(String, u16), u64>>,
@@ -73,15 +79,27 @@ pub struct Metrics {
     in_flight: AtomicUsize,
     queue_jobs: AtomicUsize,
     queue_tokens: AtomicUsize,
+    /// Seconds the oldest job of each merged batch waited in the queue.
     pub queue_wait: Histogram,
+    /// Texts per merged embedding call.
     pub batch_texts: Histogram,
+    /// Requests merged into one embedding call.
     pub batch_requests: Histogram,
+    /// Seconds per merged embedding call.
     pub forward_seconds: Histogram,
+    /// Requests refused with 429 because the embedding queue or the index
+    /// work queue was full.
     pub rejected_overload: AtomicU64,
+    /// Requests that ran past the per-request timeout (answered 503).
     pub timeouts: AtomicU64,
+    /// New library generations switched to.
     pub reloads_ok: AtomicU64,
+    /// New generations not switched to (unopenable or embedded by another
+    /// model); the old one kept serving.
     pub reloads_failed: AtomicU64,
+    /// Generation number of the library being served.
     pub generation: AtomicU64,
+    /// Papers in the library being served.
     pub papers: AtomicU64,
 }
 
@@ -108,15 +126,19 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Sets the queue gauges: jobs and tokens waiting in the embedding queue.
     pub fn set_queue(&self, jobs: usize, tokens: usize) {
         self.queue_jobs.store(jobs, Ordering::Relaxed);
         self.queue_tokens.store(tokens, Ordering::Relaxed);
     }
 
+    /// Counts a request in flight; pair with [`end_request`](Self::end_request).
     pub fn start_request(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Ends a request started with [`start_request`](Self::start_request):
+    /// counts it by route and status and records its latency in seconds.
     pub fn end_request(&self, route: &str, status: u16, seconds: f64) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         *self

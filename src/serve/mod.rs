@@ -35,15 +35,22 @@ use error::ApiError;
 use metrics::Metrics;
 use queue::{Queue, QueueLimits};
 
+/// What can stop the server from starting or running.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The library could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The session could not be opened: model missing or not the library's.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// A socket or runtime operation failed (binding the address, serving,
+    /// starting tokio or the queue worker).
     #[error("{what}: {source}")]
     Io {
+        /// What was being done, e.g. `binding 127.0.0.1:8080`.
         what: String,
+        /// The underlying I/O error.
         source: std::io::Error,
     },
 }
@@ -95,12 +102,16 @@ impl Default for Limits {
     }
 }
 
+/// What [`run`] serves, where, and under which limits.
 pub struct ServeOptions {
+    /// The library directory; new generations committed to it are picked up.
     pub library: PathBuf,
+    /// The address to listen on.
     pub addr: SocketAddr,
     /// The model (None: the library's), device and precision, checked
     /// against the library as for any query.
     pub model: ModelChoice,
+    /// Request limits.
     pub limits: Limits,
     /// How often manifest.json is checked for a new generation.
     pub poll: Duration,

@@ -33,7 +33,9 @@ pub struct Overloaded;
 /// What kind of job sits in the queue, for [`next_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A plain embedding of texts; can be merged with its neighbours.
     Embed,
+    /// A closure that uses the model itself; always runs alone.
     Task,
 }
 
@@ -93,6 +95,7 @@ impl Job {
     }
 }
 
+/// Token budgets of the queue, both in tokens as the model counts them.
 #[derive(Debug, Clone, Copy)]
 pub struct QueueLimits {
     /// Tokens of queued work merged into one `embed` call (which cuts them

@@ -40,10 +40,15 @@ pub enum Route {
 /// A validated request of any [`Route`].
 #[derive(Debug)]
 pub enum ParsedRequest {
+    /// From [`Route::Search`].
     Search(SearchQuery),
+    /// From [`Route::Similar`]: the options only; the paper id is in the path.
     Similar(Options),
+    /// From [`Route::Related`].
     Related(RelatedQuery),
+    /// From [`Route::EmbedTei`].
     EmbedTei(EmbedQuery),
+    /// From [`Route::EmbedOpenAi`].
     EmbedOpenAi(OpenAiQuery),
 }
 
@@ -156,10 +161,14 @@ struct SearchBody {
 pub struct SearchQuery {
     /// Not blank.
     pub query: String,
+    /// Validated `k` (1 to `max_k`, default 10), mode and filters.
     pub opts: Options,
+    /// Explain each result; costs a forward pass on the embedding worker.
     pub why: bool,
 }
 
+/// Parses a `POST /search` body: `query` (required, not blank), `k`, `mode`,
+/// `filters` and `why`.
 pub fn parse_search(body: &[u8], limits: &ParseLimits) -> Result<SearchQuery, ApiError> {
     let req: SearchBody = parse_json(body)?;
     let opts = options(limits, req.k, req.mode.as_deref(), &req.filters, "filters.")?;
@@ -245,8 +254,12 @@ struct RelatedBody {
 /// A `POST /related`.
 #[derive(Debug, Clone)]
 pub struct RelatedQuery {
+    /// Draft, seeds, negatives, query, exclusions, diversity (in `[0, 1]`)
+    /// and whether to explain (default yes).
     pub req: RelatedRequest,
+    /// Validated `k` (1 to `max_k`, default 20), mode and filters.
     pub opts: Options,
+    /// How the list is rendered (JSON unless `format` says otherwise).
     pub format: report::Format,
 }
 
@@ -261,6 +274,8 @@ impl RelatedQuery {
     }
 }
 
+/// Parses a `POST /related` body. Whether seeds exist and a positive was
+/// given is checked later, against the library.
 pub fn parse_related(body: &[u8], limits: &ParseLimits) -> Result<RelatedQuery, ApiError> {
     let b: RelatedBody = parse_json(body)?;
     let opts = options(limits, b.k, b.mode.as_deref(), &b.filters, "filters.")?;
@@ -369,6 +384,9 @@ pub struct EmbedQuery {
     pub truncate: bool,
 }
 
+/// Parses a text-embeddings-inference `POST /embed` body. Options papersim
+/// cannot honour (`normalize: false`, left truncation, prompts, another
+/// `dimensions`) are 422s rather than silently ignored.
 pub fn parse_embed_tei(body: &[u8], limits: &ParseLimits) -> Result<EmbedQuery, ApiError> {
     let req: TeiBody = parse_json(body)?;
     if !req.normalize {
@@ -420,6 +438,8 @@ pub struct OpenAiQuery {
     pub base64: bool,
 }
 
+/// Parses an OpenAI `POST /v1/embeddings` body; `model` and `user` are
+/// accepted and ignored, token-id inputs and other `dimensions` refused.
 pub fn parse_embed_openai(body: &[u8], limits: &ParseLimits) -> Result<OpenAiQuery, ApiError> {
     let req: OpenAiBody = parse_json(body)?;
     let base64 = match req.encoding_format.as_deref() {
