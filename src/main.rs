@@ -332,7 +332,7 @@ struct BenchIndexArgs {
     #[arg(long, default_value_t = 1000)]
     queries: usize,
     /// ef values to sweep.
-    #[arg(long, value_delimiter = ',', default_values_t = papersim::index::bench::DEFAULT_EFS)]
+    #[arg(long, value_delimiter = ',', default_values_t = papersim::bench::index::DEFAULT_EFS)]
     ef: Vec<usize>,
     /// HNSW links per node.
     #[arg(long, default_value_t = HnswParams::default().m)]
@@ -343,7 +343,7 @@ struct BenchIndexArgs {
     /// What builds the graph: papersim (what libraries use) or hnsw-rs (what
     /// they used before format version 2, ~2x slower to build).
     #[arg(long, default_value = "papersim", value_name = "papersim|hnsw-rs")]
-    builder: papersim::index::bench::GraphBuilder,
+    builder: papersim::bench::index::GraphBuilder,
     /// Only the first N rows (the last --queries of them are the queries):
     /// e.g. a library's original corpus, before papers from another field
     /// were added to its end.
@@ -1113,37 +1113,13 @@ fn bench_embed(a: BenchEmbedArgs) -> Result<ExitCode> {
 }
 
 fn bench_index(a: BenchIndexArgs) -> Result<ExitCode> {
-    use papersim::index::bench;
+    use papersim::bench::index as bench;
     let (mut label, mut vectors, dim) =
         match (&a.source.library, &a.source.vectors, a.source.synthetic) {
             (Some(dir), _, _) => {
-                // The resident size of the open library, measured first, while
-                // this process holds nothing else: after opening, and after
-                // 1,000 searches through its own graph (which touch its pages).
-                let before = bench::rss_mb();
-                let start = std::time::Instant::now();
-                let lib = open_library(dir)?;
-                let open_s = start.elapsed().as_secs_f64();
-                let opened = bench::rss_mb() - before;
-                let dim = lib.vectors().dim();
-                let v = lib.vectors();
-                for r in (0..lib.len()).step_by((lib.len() / 1000).max(1)) {
-                    match lib.flat() {
-                        Some(f) => drop(f.search(v.as_slice(), dim, v.row(r), 10, 64, None)),
-                        None => drop(lib.index()?.search(v.row(r), 10, None)),
-                    }
-                }
-                let queried = bench::rss_mb() - before;
-                let raw = lib.len() as f64 * dim as f64 * 4.0 / 1e6;
-                eprintln!(
-                "open library: {open_s:.2} s, resident {opened:.0} MB after open, {queried:.0} MB \
-                 after 1,000 searches; raw f32 vectors {raw:.0} MB ({:.2}x)",
-                queried / raw
-            );
-                let mut v = Vec::with_capacity(lib.live_len() * dim);
-                for r in (0..lib.len()).filter(|&r| lib.is_live(r)) {
-                    v.extend_from_slice(lib.vectors().row(r));
-                }
+                // Measured first, while this process holds nothing else.
+                let (memory, v, dim) = bench::library_memory(dir)?;
+                eprintln!("{memory}");
                 (dir.display().to_string(), v, dim)
             }
             (_, Some(path), _) => {
@@ -1180,7 +1156,7 @@ fn bench_index(a: BenchIndexArgs) -> Result<ExitCode> {
     let spinner = spinner("benchmarking the index");
     let r = bench::run(&label, &vectors, dim, &spec, &|s| {
         spinner.set_message(s.to_string())
-    });
+    })?;
     spinner.finish_and_clear();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -65,9 +65,6 @@ const KC: usize = 384;
 /// while all token panels pass.
 const MC: usize = 192;
 
-/// Environment variable that overrides the worker count.
-pub use crate::threads::THREADS_ENV;
-
 /// Activation after the intermediate dense layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Act {
