@@ -7,8 +7,8 @@
 #   scripts/bench-vs-hnswlib.sh --library libraries/arxiv-75k
 #
 # Extra flags after the source go to `papersim bench index` (--queries,
-# --ef, --hnsw-m, --ef-construction, --builder hnsw-rs for the graph builder
-# papersim used before library format 2). The last --queries rows are the queries;
+# --ef, --hnsw-m, --ef-construction, --builder hnsw-rs for hnsw_rs's graph
+# builder, which this script compiles in with the hnsw-rs feature). The last --queries rows are the queries;
 # both libraries index the rest, with 2 build threads, and report recall@10
 # against exact search and queries/s on 1 and 2 threads for each ef.
 set -euo pipefail
@@ -22,7 +22,8 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import hnswlib, numpy
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q hnswlib numpy
 fi
-cargo build --release --quiet
+# With hnsw-rs, so that `--builder hnsw-rs` can be passed through.
+cargo build --release --quiet --features hnsw-rs
 
 echo "bench: papersim"
 target/release/papersim bench index "$@" --write-vectors "$OUT/vectors.npy" --json > "$OUT/papersim.json"

@@ -6,7 +6,9 @@
 //! [`query`] (search, similar, related) → [`report`] (tables, markdown,
 //! BibTeX, CSV). [`eval`] scores retrieval quality. [`pipeline`] strings the first stages
 //! together for `papersim build`.
-//! [`serve`] answers the same queries over HTTP.
+//! [`serve`] answers the same queries over HTTP. [`bench`] measures embedding
+//! and the graph. [`format`] is the sealed binary file shared by the store's
+//! and the index's files.
 //! The command-line binary (`src/main.rs`) is only flags and glue.
 
 #![warn(missing_docs)]
@@ -15,6 +17,7 @@ pub mod bench;
 pub mod corpus;
 pub mod embed;
 pub mod eval;
+pub mod format;
 pub mod index;
 pub mod pipeline;
 pub mod query;

@@ -344,7 +344,7 @@ pub fn add_summary(r: &AddReport) -> String {
     out
 }
 
-pub fn index_bench(r: &crate::index::bench::IndexBench) -> String {
+pub fn index_bench(r: &crate::bench::index::IndexBench) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -458,17 +458,8 @@ pub fn library_info(lib: &Library) -> String {
         (
             "index",
             format!(
-                "hnsw M={} ef_construction={} ef_search={}, {}",
-                m.index.m,
-                m.index.ef_construction,
-                m.index.ef_search,
-                match m.index.seed {
-                    Some(seed) => format!("seed {seed}"),
-                    None => format!(
-                        "built by hnsw_rs (store {})",
-                        format!("{:?}", m.index.store).to_lowercase()
-                    ),
-                }
+                "hnsw M={} ef_construction={} ef_search={}, seed {}",
+                m.index.m, m.index.ef_construction, m.index.ef_search, m.index.seed
             ),
         ),
         ("disk bytes", lib.disk_bytes().to_string()),

@@ -61,10 +61,6 @@ fn library_files(lib: &Path) -> Vec<String> {
     for k in ["papers", "vectors", "flat", "rows"] {
         out.push(f[k]["name"].as_str().unwrap().to_string());
     }
-    assert!(
-        f.get("graph").is_none(),
-        "a new library has no hnsw_rs graph"
-    );
     let kdir = f["keyword_dir"].as_str().unwrap();
     for e in f["keyword"].as_array().unwrap() {
         out.push(format!("{kdir}/{}", e["name"].as_str().unwrap()));
@@ -74,9 +70,7 @@ fn library_files(lib: &Path) -> Vec<String> {
 
 /// Files a query reads only in part (or not at all).
 fn read_in_part(file: &str) -> bool {
-    [".hnsw.graph", ".hnsw.data", ".jsonl"]
-        .iter()
-        .any(|s| file.ends_with(s))
+    file.ends_with(".jsonl")
 }
 
 #[test]
@@ -111,10 +105,9 @@ fn a_flipped_byte_or_truncation_in_any_file_is_named_never_a_panic() {
 
             let name = Path::new(file).file_name().unwrap().to_str().unwrap();
             match answer(&copy) {
-                // A query checks each file it reads: the hnsw_rs graph (only
-                // `add` loads it) and the papers' lines it does not show are
-                // not read, so a flipped byte there cannot change its answer;
-                // verify finds it below. Sizes are checked at open.
+                // A query checks each file it reads: the papers' lines it does
+                // not show are not read, so a flipped byte there cannot change
+                // its answer; verify finds it below. Sizes are checked at open.
                 Ok(v) if damage == "flip" && read_in_part(file) => {
                     assert_eq!(v, good, "a flip in {file} changed the answer silently")
                 }

@@ -298,53 +298,39 @@ fn export_writes_the_live_vectors_as_npy_and_papers_in_the_same_order() {
     assert_eq!(top[0], lines[second_best]["id"].as_str().unwrap());
 }
 
+/// Format version 1 libraries (an hnsw_rs graph dump, never released) are
+/// not read: every command that opens one says so, and what to do.
 #[test]
-fn a_library_from_before_updates_and_the_flat_graph_still_opens_and_grows() {
-    // Written by papersim before `add`, dead rows, f16 graphs and flat graphs
-    // (tests/fixtures/legacy-v1-library, 12 hf-daily papers).
+fn a_format_1_library_is_refused_with_how_to_rebuild() {
     let tmp = tempfile::tempdir().unwrap();
     let lib = tmp.path().join("lib");
-    common::copy_dir(
-        &common::root().join("tests/fixtures/legacy-v1-library"),
-        &lib,
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(
+        lib.join("manifest.json"),
+        r#"{"format": "papersim-library", "format_version": 1, "generation": 1}"#,
+    )
+    .unwrap();
+    let want = format!(
+        "{}: library format version 1 is no longer read; rebuild it with papersim build",
+        lib.join("manifest.json").display()
     );
-    ok(papersim(&["verify", "--library", s(&lib)]));
-    let hits = ids(
-        &lib,
-        &["search", "reinforcement learning", "--mode", "keyword"],
-    );
-    assert!(!hits.is_empty());
-    if common::model_dir().is_none() {
-        return;
+    for args in [
+        &["info", "--library", s(&lib)][..],
+        &["verify", "--library", s(&lib)],
+        &[
+            "search",
+            "--library",
+            s(&lib),
+            "--mode",
+            "keyword",
+            "graphs",
+        ],
+    ] {
+        let out = papersim(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = common::stderr(&out);
+        assert!(err.contains(&want), "{args:?}: {err}");
     }
-    let before = ids(&lib, &["similar", &hits[0], "--mode", "dense", "--ann"]);
-    assert_eq!(before.len(), 10);
-    let corpus = common::root().join("data/hf-daily-papers.txt");
-    let r = json(&ok(papersim(&[
-        "add",
-        "--corpus",
-        s(&corpus),
-        "--library",
-        s(&lib),
-        "--limit",
-        "20",
-        "--json",
-    ])));
-    assert_eq!(
-        (r["new"].as_u64(), r["unchanged"].as_u64()),
-        (Some(8), Some(12)),
-        "{r}"
-    );
-    ok(papersim(&["verify", "--library", s(&lib)]));
-    assert_eq!(
-        ids(&lib, &["similar", &hits[0], "--mode", "dense", "--ann"]).len(),
-        10
-    );
-    // The update wrote format version 2: papersim's graph, with its seed;
-    // the hnsw_rs dump is no longer named (and goes with generation 1).
-    let m: Value =
-        serde_json::from_str(&std::fs::read_to_string(lib.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(m["format_version"], 2, "{m}");
-    assert!(m["index"]["seed"].is_u64(), "{m}");
-    assert!(m["files"].get("graph").is_none() && m["files"]["flat"].is_object());
+    let e = papersim::store::Library::open(&lib).err().unwrap();
+    assert_eq!(e.to_string(), want);
 }

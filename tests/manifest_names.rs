@@ -110,22 +110,10 @@ fn manifest_names_outside_the_library_are_refused_naming_manifest_json() {
             |m| m.files.papers.name = "sub/papers.jsonl".into(),
             "file name",
         ),
-        (
-            "flat ..",
-            |m| {
-                if let Some(f) = m.files.flat.as_mut() {
-                    f.name = "..".into()
-                }
-            },
-            "file name",
-        ),
+        ("flat ..", |m| m.files.flat.name = "..".into(), "file name"),
         (
             "rows empty",
-            |m| {
-                if let Some(f) = m.files.rows.as_mut() {
-                    f.name = String::new()
-                }
-            },
+            |m| m.files.rows.name = String::new(),
             "file name",
         ),
         (

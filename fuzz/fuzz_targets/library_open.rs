@@ -6,15 +6,13 @@
 //! files, `Library::open` and `store::verify` run on it, and the original
 //! files are put back. When the library opens, the target reads a few papers
 //! (`Library::paper`, which checks each line's crc32 from the rows file),
-//! looks up their ids (`row_of`), searches the flat graph (`flat().search`,
+//! looks up their ids (`row_of`), searches the graph (`graph().search`,
 //! with and without a filter), runs the exact scan, and loads the lazily
-//! loaded indexes (`keyword()`, `index()`, each a `Result`) and searches
-//! them when they load. Whatever comes back must be in range; nothing may
-//! panic.
+//! loaded keyword index (`keyword()`, a `Result`) and searches it when it
+//! loads. Whatever comes back must be in range; nothing may panic.
 //!
 //! Input layout: byte 0 picks the file (`FILES`: manifest, papers JSONL,
-//! vectors, hnsw_rs graph, hnsw_rs data, keyword meta.json, flat graph, rows
-//! file), byte 1 is flags, the rest is the new content. Flag bit 0
+//! vectors, keyword meta.json, graph, rows file), byte 1 is flags, the rest is the new content. Flag bit 0
 //! ("consistent") also rewrites the manifest's size, crc32 and seal (a sealed
 //! file's footer) for that file and the manifest's own checksum, so that the parsers behind the checksums
 //! (manifest fields, papers, vectors, and papersim's own binary formats:
@@ -28,22 +26,17 @@
 //!
 //! Without bit 0 the input exercises the integrity checks themselves:
 //! `Library::open` checks every file's size, the seals and the crc32 of the
-//! vectors, flat graph and rows file, so same-size damage to the papers file, the
-//! hnsw_rs graph or the keyword index opens, and must then be caught where it
-//! is read (a damaged line is an error, never another paper; the graph and
-//! keyword index fail to load, naming the file) and by `verify`.
+//! vectors, graph and rows file, so same-size damage to the papers file or
+//! the keyword index opens, and must then be caught where it is read (a
+//! damaged line is an error, never another paper; the keyword index fails
+//! to load, naming the file) and by `verify`.
 //!
-//! The fixture is a format version 2 library, which has no hnsw_rs graph
-//! files: inputs that pick them are skipped (and `index()`, which only the
-//! oldest libraries search, is not called while a flat graph is there).
-//! The keyword index is only fuzzed without the flag. Behind a matching crc32 they go straight to hnsw_rs and tantivy,
-//! third-party parsers that assert, and hnsw_rs allocates whatever length a
-//! dump claims (`vec![0; len]`); papersim's defence against damaged index
-//! files is the checksum, which this target does exercise. (A graph file
-//! forged to match its checksum is out of scope: see the README's note.)
+//! The keyword index is only fuzzed without the flag: behind a matching
+//! crc32 its files go straight to tantivy, a third-party parser that
+//! asserts; papersim's defence against damaged index files is the checksum,
+//! which this target does exercise.
 #![no_main]
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -51,7 +44,7 @@ use libfuzzer_sys::fuzz_target;
 use papersim::corpus::{Paper, TextTemplate};
 use papersim::embed::{ModelInfo, Pooling, Precision};
 use papersim::index::HnswParams;
-use papersim::store::{self, CommitSpec, Contents, FileEntry, Library, Manifest, MANIFEST};
+use papersim::store::{self, CommitSpec, Contents, Library, Manifest, MANIFEST};
 
 const DIM: usize = 8;
 
@@ -60,20 +53,16 @@ enum Which {
     Manifest,
     Papers,
     Vectors,
-    Graph,
-    GraphData,
     KeywordMeta,
     Flat,
     Rows,
 }
 
 // Append only: byte 0 of the committed seeds indexes this list.
-const FILES: [Which; 8] = [
+const FILES: [Which; 6] = [
     Which::Manifest,
     Which::Papers,
     Which::Vectors,
-    Which::Graph,
-    Which::GraphData,
     Which::KeywordMeta,
     Which::Flat,
     Which::Rows,
@@ -87,26 +76,18 @@ struct Fixture {
 }
 
 impl Fixture {
-    /// None for the hnsw_rs files, which libraries of format version 2 (the
-    /// fixture) no longer have: those inputs are skipped.
-    fn rel(&self, which: Which) -> Option<String> {
+    /// The file's path relative to the library.
+    fn rel(&self, which: Which) -> String {
         let f = &self.manifest.files;
-        Some(match which {
+        match which {
             Which::Manifest => MANIFEST.to_string(),
             Which::Papers => f.papers.name.clone(),
             Which::Vectors => f.vectors.name.clone(),
-            Which::Graph => f.graph.as_ref()?.name.clone(),
-            Which::GraphData => f.graph_data.as_ref()?.name.clone(),
             Which::KeywordMeta => format!("{}/meta.json", f.keyword_dir),
-            Which::Flat => entry(&f.flat, "flat").name.clone(),
-            Which::Rows => entry(&f.rows, "rows").name.clone(),
-        })
+            Which::Flat => f.flat.name.clone(),
+            Which::Rows => f.rows.name.clone(),
+        }
     }
-}
-
-fn entry<'a>(e: &'a Option<FileEntry>, what: &str) -> &'a FileEntry {
-    e.as_ref()
-        .unwrap_or_else(|| panic!("fuzz harness: the fixture has no files.{what}"))
 }
 
 fn paper(i: usize) -> Paper {
@@ -184,12 +165,10 @@ fn fixture() -> &'static Fixture {
 
 /// One seed per file and flag: the real file's bytes, so the fuzzer starts
 /// from valid content. Run once with the variable set to refresh the seeds.
-/// (The committed `manifest-0/1` are from before the flat graph and rows
-/// files, the older layout; the current manifest is `manifest-rows-*`.)
 fn write_seeds(fx: &Fixture, out: &Path) {
     let _ = std::fs::create_dir_all(out);
     for (i, which) in FILES.iter().enumerate() {
-        let Some(Ok(bytes)) = fx.rel(*which).map(|rel| std::fs::read(fx.lib.join(rel))) else {
+        let Ok(bytes) = std::fs::read(fx.lib.join(fx.rel(*which))) else {
             continue;
         };
         let (name, flags): (_, &[u8]) = match which {
@@ -220,13 +199,8 @@ fn write_manifest(lib: &Path, m: &Manifest) {
     std::fs::write(lib.join(MANIFEST), text).unwrap_or_else(|e| panic!("write manifest: {e}"));
 }
 
-thread_local! {
-    static PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
 /// What a query does with an open library: papers by row, rows by id, the
-/// flat graph and exact searches, the lazily loaded keyword index and hnsw_rs
-/// graph. `trusted`: only `which` was replaced, behind an intact manifest;
+/// graph and exact searches, the lazily loaded keyword index. `trusted`: only `which` was replaced, behind an intact manifest;
 /// `damaged`: and its bytes differ, so reading it must fail, naming `name`.
 fn query(library: &Library, which: Which, trusted: bool, damaged: bool, name: &str) {
     let n = library.len();
@@ -276,16 +250,12 @@ fn query(library: &Library, which: Which, trusted: bool, damaged: bool, name: &s
         assert!(hits.len() <= k, "{} hits for k = {k}", hits.len());
         assert!(hits.iter().all(|h| h.row < n), "a hit past row {n}");
     };
-    match library.flat() {
-        Some(flat) => {
-            assert_eq!(flat.rows(), n);
-            in_range(&flat.search(vectors, dim, &unit, 3, 16, None), 3);
-            let kept = flat.search(vectors, dim, &unit, 3, 16, Some(&live));
-            in_range(&kept, 3);
-            assert!(kept.iter().all(|h| library.is_live(h.row)));
-        }
-        None => assert!(!trusted, "the committed library has a flat graph"),
-    }
+    let graph = library.graph();
+    assert_eq!(graph.rows(), n);
+    in_range(&graph.search(vectors, dim, &unit, 3, 16, None), 3);
+    let kept = graph.search(vectors, dim, &unit, 3, 16, Some(&live));
+    in_range(&kept, 3);
+    assert!(kept.iter().all(|h| library.is_live(h.row)));
     if n > 0 {
         // The exact scan with a stored row, as `similar` does.
         let row = library.vectors().row(0).to_vec();
@@ -314,37 +284,12 @@ fn query(library: &Library, which: Which, trusted: bool, damaged: bool, name: &s
             }
         }
     }
-    // The hnsw_rs graph is what queries search only without a flat graph.
-    if library.flat().is_some() {
-        return;
-    }
-    match library.index() {
-        Ok(index) => {
-            assert!(
-                !(damaged && matches!(which, Which::Graph | Which::GraphData)),
-                "replaced {name} loaded"
-            );
-            in_range(&index.search(&unit, 3, None), 3);
-        }
-        Err(e) => {
-            let e = e.to_string();
-            assert!(!e.is_empty());
-            if trusted {
-                assert!(
-                    matches!(which, Which::Graph | Which::GraphData) && e.contains(name),
-                    "hnsw_rs graph: {e}"
-                );
-            }
-        }
-    }
 }
 
 fn run(fx: &Fixture, which: Which, flags: u8, content: &[u8]) {
     let consistent = flags & 1 == 1;
     let lib = &fx.lib;
-    let Some(rel) = fx.rel(which) else {
-        return;
-    };
+    let rel = fx.rel(which);
     let target = lib.join(&rel);
     let original = match which {
         Which::Manifest => fx.manifest_bytes.clone(),
@@ -357,10 +302,11 @@ fn run(fx: &Fixture, which: Which, flags: u8, content: &[u8]) {
             Which::Manifest => None,
             Which::Papers => Some(&mut m.files.papers),
             Which::Vectors => Some(&mut m.files.vectors),
-            Which::Flat => m.files.flat.as_mut(),
-            Which::Rows => m.files.rows.as_mut(),
-            // See the module comment: index files only behind a real checksum.
-            Which::Graph | Which::GraphData | Which::KeywordMeta => None,
+            Which::Flat => Some(&mut m.files.flat),
+            Which::Rows => Some(&mut m.files.rows),
+            // See the module comment: the keyword index only behind a real
+            // checksum.
+            Which::KeywordMeta => None,
         };
         match (which, entry) {
             (Which::Manifest, _) => {
@@ -422,10 +368,7 @@ fn run(fx: &Fixture, which: Which, flags: u8, content: &[u8]) {
             }
             Ok(_) => {
                 assert!(
-                    matches!(
-                        which,
-                        Which::Papers | Which::Graph | Which::GraphData | Which::KeywordMeta
-                    ),
+                    matches!(which, Which::Papers | Which::KeywordMeta),
                     "replaced {rel} went unnoticed by open"
                 );
                 let report = verified
@@ -457,21 +400,6 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let which = FILES[usize::from(*pick) % FILES.len()];
-    let consistent = flags & 1 == 1;
-    // hnsw_rs panics on malformed dumps and HnswIndex::load catches that
-    // with catch_unwind; libfuzzer-sys's hook would abort on the caught panic
-    // too. So this target swaps in a hook that only records the message, and
-    // aborts itself when a panic escapes papersim, which is the real bug.
-    static HOOK: OnceLock<()> = OnceLock::new();
-    HOOK.get_or_init(|| {
-        std::panic::set_hook(Box::new(|info| {
-            PANIC.with(|p| *p.borrow_mut() = Some(info.to_string()));
-        }))
-    });
-    let outcome = std::panic::catch_unwind(|| run(fx, which, *flags, content));
-    if outcome.is_err() {
-        let msg = PANIC.with(|p| p.borrow_mut().take()).unwrap_or_default();
-        eprintln!("panic escaped papersim ({which:?}, consistent={consistent}): {msg}");
-        std::process::abort();
-    }
+    // Any panic is a bug: libfuzzer-sys's hook aborts on it, with the message.
+    run(fx, which, *flags, content);
 });

@@ -9,12 +9,11 @@ use clap::{Args, Subcommand};
 
 use super::{emit, emit_json, model_source, spinner};
 use papersim::bench;
-use papersim::corpus::{self, ReadOptions, TextTemplate};
 use papersim::embed::{BatchLimits, DeviceSpec, Embedder, Precision};
-use papersim::index::bench as index_bench;
+use papersim::bench::index as index_bench;
 use papersim::index::HnswParams;
 use papersim::report;
-use papersim::store::{self, Library};
+use papersim::store;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -74,8 +73,8 @@ pub struct BenchEmbedArgs {
 }
 
 fn embed(a: BenchEmbedArgs) -> Result<ExitCode> {
-    let corpus = a.corpus.clone().unwrap_or_else(default_corpus);
-    let texts = abstracts(&corpus, a.n)?;
+    let corpus = a.corpus.clone().unwrap_or_else(bench::default_corpus);
+    let texts = bench::abstracts(&corpus, a.n)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let files = model_source(a.model.as_deref()).resolve()?;
     let mut rows = Vec::new();
@@ -180,7 +179,7 @@ fn index(a: BenchIndexArgs) -> Result<ExitCode> {
         match (&a.source.library, &a.source.vectors, a.source.synthetic) {
             (Some(dir), _, _) => {
                 // Measured first, while this process holds nothing else.
-                let (memory, vectors, dim) = library_memory(dir)?;
+                let (memory, vectors, dim) = index_bench::library_memory(dir)?;
                 eprintln!("{memory}");
                 (dir.display().to_string(), vectors, dim)
             }
@@ -218,7 +217,7 @@ fn index(a: BenchIndexArgs) -> Result<ExitCode> {
     let spinner = spinner("benchmarking the index");
     let r = index_bench::run(&label, &vectors, dim, &spec, &|s| {
         spinner.set_message(s.to_string())
-    });
+    })?;
     spinner.finish_and_clear();
     if a.json {
         emit_json(&r)?;
@@ -226,52 +225,4 @@ fn index(a: BenchIndexArgs) -> Result<ExitCode> {
         emit(&report::index_bench(&r))?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-// TEMP: moves into papersim::bench at the merge.
-fn default_corpus() -> PathBuf {
-    let shared = PathBuf::from("../shared/data/arxiv-cs.jsonl.gz");
-    if shared.is_file() {
-        shared
-    } else {
-        PathBuf::from("data/arxiv-sample.jsonl.gz")
-    }
-}
-
-fn abstracts(corpus: &std::path::Path, n: usize) -> Result<Vec<String>> {
-    let mut reader = corpus::open(corpus, &ReadOptions::default())?;
-    let template = TextTemplate::default();
-    let mut texts = Vec::with_capacity(n);
-    for p in reader.by_ref().take(n) {
-        texts.push(template.render(&p?));
-    }
-    Ok(texts)
-}
-
-fn library_memory(dir: &std::path::Path) -> Result<(String, Vec<f32>, usize)> {
-    let before = index_bench::rss_mb();
-    let start = std::time::Instant::now();
-    let lib = Library::open(dir)?;
-    let open_s = start.elapsed().as_secs_f64();
-    let opened = index_bench::rss_mb() - before;
-    let dim = lib.vectors().dim();
-    let v = lib.vectors();
-    for r in (0..lib.len()).step_by((lib.len() / 1000).max(1)) {
-        match lib.flat() {
-            Some(f) => drop(f.search(v.as_slice(), dim, v.row(r), 10, 64, None)),
-            None => drop(lib.index()?.search(v.row(r), 10, None)),
-        }
-    }
-    let queried = index_bench::rss_mb() - before;
-    let raw = lib.len() as f64 * dim as f64 * 4.0 / 1e6;
-    let line = format!(
-        "open library: {open_s:.2} s, resident {opened:.0} MB after open, {queried:.0} MB \
-         after 1,000 searches; raw f32 vectors {raw:.0} MB ({:.2}x)",
-        queried / raw
-    );
-    let mut out = Vec::with_capacity(lib.live_len() * dim);
-    for r in (0..lib.len()).filter(|&r| lib.is_live(r)) {
-        out.extend_from_slice(lib.vectors().row(r));
-    }
-    Ok((line, out, dim))
 }

@@ -1,7 +1,7 @@
 //! HNSW construction, straight into the flat arrays that queries search.
 //!
-//! hnsw_rs built papersim's graphs until format version 2. Its insertion is
-//! what made a build slow: on 73,728 arXiv vectors (M 16, ef_construction
+//! hnsw_rs built papersim's graphs in format version 1 libraries. Its
+//! insertion is what made a build slow: on 73,728 arXiv vectors (M 16, ef_construction
 //! 200, 2 threads) it took 84–89 s where hnswlib took 39–47 s, and `perf`
 //! put 49% of the build in its layer search, most of that on one load (a
 //! neighbour's id behind two `Arc`s, a cache miss per neighbour). That is how
@@ -10,7 +10,7 @@
 //! `ef_construction` search per layer, its neighbour-selection heuristic, M
 //! links per node on upper layers and 2M on layer 0) over the layout that
 //! made our search fast: layer 0 as one flat array, and the walk scoring the
-//! 8-bit codes (`flat::Codes`) instead of the f32 rows.
+//! 8-bit codes (`codes::Codes`) instead of the f32 rows.
 //!
 //! Rows are inserted in parallel (rayon), a lock per node guarding writers.
 //! Levels come from the seed and the row number alone, so they do not depend
@@ -23,14 +23,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use rayon::prelude::*;
 
-use super::flat::{CodedRows, Codes, Scored, Scorer};
-use super::{dot, FlatGraph, HnswParams};
+use super::codes::{CodedRows, Codes, Scored, Scorer};
+use super::distance::dot;
+use super::{FlatGraph, HnswParams};
 
 /// The highest level a row can draw: with M 16, 1 row in 16^15 reaches it.
 const MAX_LEVEL: usize = 15;
-
-/// The seed of libraries that do not record one (built before the field).
-pub const DEFAULT_SEED: u64 = 0x5eed_0f9a_9e45_1200;
 
 /// Builds the graph of `vectors` (`rows * dim`, unit length).
 pub fn build(vectors: &[f32], dim: usize, params: &HnswParams) -> FlatGraph {
@@ -145,7 +143,7 @@ impl<'a> Builder<'a> {
         let n = rows.len();
         let m = params.m.max(2);
         let m0 = 2 * m;
-        let seed = params.seed.unwrap_or(DEFAULT_SEED);
+        let seed = params.seed;
         let old = graph.map_or(0, FlatGraph::rows).min(n);
         // Old rows' levels are read from the graph below; new rows draw theirs.
         let mut levels: Vec<u8> = (0..n)
@@ -421,8 +419,7 @@ impl Visited {
 
 #[cfg(test)]
 mod tests {
-    use super::super::bench::{self, synthetic};
-    use super::super::exact_search;
+    use super::super::exact::{exact_search, recall, synthetic};
     use super::*;
 
     /// recall@10 at ef 64 of `graph` over rows 0, 29, 58, ... as queries
@@ -438,14 +435,14 @@ mod tests {
             .iter()
             .map(|q| rows(graph.search(v, dim, q, 10, 64, None)))
             .collect();
-        let r = bench::recall(&truth, &found);
+        let r = recall(&truth, &found);
         println!("{what}: recall@10 at ef 64 = {r:.4} (seed {seed})");
         assert!(r >= 0.97, "{what}: recall@10 {r} (seed {seed})");
     }
 
     fn params(seed: u64) -> HnswParams {
         HnswParams {
-            seed: Some(seed),
+            seed,
             ..HnswParams::default()
         }
     }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::corpus::Paper;
 use crate::embed::{EmbedError, Embedder, Precision};
-use crate::index::{exact_search, rescore, IndexError, Neighbor};
+use crate::index::{exact_search, IndexError, Neighbor};
 use crate::store::{Library, StoreError};
 
 pub use explain::{split_sentences, Why};
@@ -250,34 +250,14 @@ fn dense(
         return exact();
     }
     let filter = filtered || !exclude.is_empty() || lib.live_len() < lib.len();
-    let ann = match lib.flat() {
-        Some(flat) => Ok(flat),
-        None => Err(lib.index()),
-    };
-    let hits = match ann {
-        Ok(flat) => {
-            let ef = lib.manifest().index.ef_search;
-            flat.search(
-                vectors.as_slice(),
-                vectors.dim(),
-                v,
-                n,
-                ef,
-                filter.then_some(keep),
-            )
-        }
-        Err(Ok(index)) => {
-            let mut hits = if filter {
-                index.search_filtered(v, n, None, keep)
-            } else {
-                index.search(v, n, None)
-            };
-            rescore(vectors.as_slice(), vectors.dim(), v, &mut hits);
-            hits
-        }
-        // A graph that does not load: exact search still answers.
-        Err(Err(_)) => Vec::new(),
-    };
+    let hits = lib.graph().search(
+        vectors.as_slice(),
+        vectors.dim(),
+        v,
+        n,
+        lib.manifest().index.ef_search,
+        filter.then_some(keep),
+    );
     if hits.len() < n.min(kept) {
         exact()
     } else {

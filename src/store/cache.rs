@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::files::io_err;
+use super::fsio::io_err;
 use super::StoreError;
 
 pub const CACHE_FILE: &str = "embed-cache.bin";

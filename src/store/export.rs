@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::files::write_atomic;
+use super::fsio::write_atomic;
 use super::papers::write_lines;
 use super::{Library, StoreError};
 

@@ -17,23 +17,22 @@
 //! opening reads ~20 bytes per paper plus its id; a paper is parsed when it is
 //! asked for, from a memory map, its line checked against its own crc32 (so
 //! a damaged line is an error naming the file, never a wrong title). The
-//! whole file's crc32 is still in the manifest, for `verify`.
-//!
-//! Libraries written before the rows file have none: their papers are all
-//! parsed at open, as before.
+//! whole file's crc32 is still in the manifest, for `verify`. The rows file
+//! is a sealed file (see [`crate::format`]).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
-use super::files::{self, io_err, FileEntry};
+use super::fsio::{self, io_err};
+use super::manifest::FileEntry;
 use super::StoreError;
 use crate::corpus::Paper;
-use crate::index::Reader;
+use crate::format::{self, Reader};
 
 const MAGIC: &[u8; 8] = b"PSIMROWS";
 const VERSION: u32 = 1;
@@ -71,52 +70,27 @@ impl<'a> Facts<'a> {
 /// The papers of an open library.
 pub struct Papers {
     path: PathBuf,
-    store: Store,
+    map: Mmap,
+    lines: Vec<Line>,
     /// Every row's id, date and categories, one after the other; row r's
     /// are `text[spans[r][0]..spans[r][1]]`, `[1]..[2]` and `[2]..[3]`.
     text: String,
     spans: Vec<[u32; 4]>,
 }
 
-enum Store {
-    /// A library without a rows file: every paper parsed at open.
-    Parsed(Vec<Paper>),
-    Mapped {
-        map: Mmap,
-        lines: Vec<Line>,
-    },
-}
-
 impl Papers {
-    /// Opens `papers` (the JSONL file) with its `rows` file when there is
-    /// one; both must hold `count` rows. The rows file's checksum is checked
-    /// here; the JSONL file's lines are checked as they are read.
-    pub(crate) fn open(
-        papers: &Path,
-        rows: Option<&Path>,
-        count: usize,
-    ) -> Result<Self, StoreError> {
-        let Some(rows) = rows else {
-            let parsed = read_all(papers, count)?;
-            let facts: Vec<Facts> = parsed.iter().map(Facts::of).collect();
-            let (text, spans) = pack_facts(&facts).map_err(|reason| StoreError::Corrupt {
-                path: papers.to_path_buf(),
-                reason,
-            })?;
-            return Ok(Papers {
-                path: papers.to_path_buf(),
-                store: Store::Parsed(parsed),
-                text,
-                spans,
-            });
-        };
+    /// Opens `papers` (the JSONL file) with its `rows` file; both must hold
+    /// `count` rows. The rows file's checksum is checked here; the JSONL
+    /// file's lines are checked as they are read.
+    pub(crate) fn open(papers: &Path, rows: &Path, count: usize) -> Result<Self, StoreError> {
         let file = File::open(papers).map_err(io_err(papers))?;
         let size = file.metadata().map_err(io_err(papers))?.len();
         // SAFETY: library files are never modified in place (a commit writes
         // new names), so the mapping cannot change under us.
         let map = unsafe { Mmap::map(&file) }.map_err(io_err(papers))?;
         // Mapped rather than read: every byte is copied out below, and a
-        // buffer freed again would stay in the resident set (see load_flat).
+        // buffer freed again would stay in the resident set (see
+        // `library::load_graph`).
         let rows_file = File::open(rows).map_err(io_err(rows))?;
         // SAFETY: as above.
         let bytes = unsafe { Mmap::map(&rows_file) }.map_err(io_err(rows))?;
@@ -128,7 +102,8 @@ impl Papers {
         let (text, spans) = pack_facts(&facts).map_err(corrupt)?;
         Ok(Papers {
             path: papers.to_path_buf(),
-            store: Store::Mapped { map, lines },
+            map,
+            lines,
             text,
             spans,
         })
@@ -186,32 +161,28 @@ impl Papers {
     /// Row `row`'s paper.
     pub fn get(&self, row: usize) -> Result<Cow<'_, Paper>, StoreError> {
         let missing = || StoreError::Invalid(format!("row {row} is past the {} rows", self.len()));
-        match &self.store {
-            Store::Parsed(p) => p.get(row).map(Cow::Borrowed).ok_or_else(missing),
-            Store::Mapped { map, lines } => {
-                let line = lines.get(row).ok_or_else(missing)?;
-                let bad = |reason: String| StoreError::BadPaper {
-                    path: self.path.clone(),
-                    line: row + 1,
-                    reason,
-                };
-                // parse_rows checked every range against the file's size.
-                let start = line.offset as usize;
-                let text = map
-                    .get(start..start + line.len as usize)
-                    .ok_or_else(|| bad("past the end of the file".into()))?;
-                let crc = crc32fast::hash(text);
-                if crc != line.crc {
-                    return Err(bad(format!(
-                        "checksum {crc:08x}, the rows file says {:08x}: the file is damaged; \
-                         `papersim verify` checks the whole library",
-                        line.crc
-                    )));
-                }
-                let paper: Paper = serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;
-                Ok(Cow::Owned(paper))
-            }
+        let line = self.lines.get(row).ok_or_else(missing)?;
+        let bad = |reason: String| StoreError::BadPaper {
+            path: self.path.clone(),
+            line: row + 1,
+            reason,
+        };
+        // parse_rows checked every range against the file's size.
+        let start = line.offset as usize;
+        let text = self
+            .map
+            .get(start..start + line.len as usize)
+            .ok_or_else(|| bad("past the end of the file".into()))?;
+        let crc = crc32fast::hash(text);
+        if crc != line.crc {
+            return Err(bad(format!(
+                "checksum {crc:08x}, the rows file says {:08x}: the file is damaged; \
+                 `papersim verify` checks the whole library",
+                line.crc
+            )));
         }
+        let paper: Paper = serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;
+        Ok(Cow::Owned(paper))
     }
 
     /// Every paper, in row order.
@@ -224,30 +195,6 @@ impl Papers {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-/// Parses every line of a papers file; there must be `count`.
-fn read_all(path: &Path, count: usize) -> Result<Vec<Paper>, StoreError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    // `count` comes from the manifest: a damaged one must not size an
-    // allocation before a line is read.
-    let mut papers = Vec::with_capacity(count.min(1 << 16));
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(io_err(path))?;
-        let paper: Paper = serde_json::from_str(&line).map_err(|e| StoreError::BadPaper {
-            path: path.to_path_buf(),
-            line: i + 1,
-            reason: e.to_string(),
-        })?;
-        papers.push(paper);
-    }
-    if papers.len() != count {
-        return Err(StoreError::Corrupt {
-            path: path.to_path_buf(),
-            reason: format!("{} papers, the manifest says {count}", papers.len()),
-        });
-    }
-    Ok(papers)
 }
 
 /// Every row's facts in one string, and where each field starts.
@@ -399,7 +346,7 @@ pub(crate) fn write(
 ) -> Result<(FileEntry, FileEntry), StoreError> {
     let path = dir.join(format!("papers.{generation}.jsonl"));
     let mut lines = Vec::new();
-    let papers = files::write_atomic(&path, |w| {
+    let papers = fsio::write_file(&path, |w| {
         let mut rec = LineRecorder::new(w);
         fill(&mut rec)?;
         lines = rec.finish()?;
@@ -413,10 +360,9 @@ pub(crate) fn write(
             facts.len()
         )));
     }
-    let rows = files::write_sealed(&dir.join(format!("papers.{generation}.rows")), |w| {
-        let mut b = Vec::with_capacity(HEADER + lines.len() * LINE);
-        b.extend_from_slice(MAGIC);
-        b.extend_from_slice(&VERSION.to_le_bytes());
+    let rows = fsio::write_sealed(&dir.join(format!("papers.{generation}.rows")), |w| {
+        let mut b = format::begin(MAGIC, VERSION);
+        b.reserve(HEADER + lines.len() * LINE);
         b.extend_from_slice(&(lines.len() as u64).to_le_bytes());
         for l in &lines {
             b.extend_from_slice(&l.offset.to_le_bytes());
@@ -429,8 +375,7 @@ pub(crate) fn write(
                 b.extend_from_slice(s.as_bytes());
             }
         }
-        let crc = crc32fast::hash(&b);
-        b.extend_from_slice(&crc.to_le_bytes());
+        format::seal(&mut b);
         w.write_all(&b)
     })?;
     Ok((papers, rows))
@@ -470,7 +415,7 @@ mod tests {
         papers[4].categories = vec![];
         papers[5].categories = vec!["cs.LG".into(), "stat.ML".into()];
         let (_d, p, r) = written(&papers);
-        let lib = Papers::open(&p, Some(&r), 50).unwrap();
+        let lib = Papers::open(&p, &r, 50).unwrap();
         assert_eq!(lib.len(), 50);
         for (i, want) in papers.iter().enumerate() {
             assert_eq!(&*lib.get(i).unwrap(), want);
@@ -482,8 +427,7 @@ mod tests {
             assert_eq!(lib.facts(i), Facts::of(want));
         }
         assert!(lib.get(50).is_err());
-        // The same file read without its rows file gives the same papers.
-        assert_eq!(Papers::open(&p, None, 50).unwrap().all().unwrap(), papers);
+        assert_eq!(lib.all().unwrap(), papers);
         assert_eq!(lib.rows_by_id(|r| r != 7).get("p9"), Some(&9));
         assert_eq!(lib.rows_by_id(|r| r != 7).get("p7"), None);
     }
@@ -496,7 +440,7 @@ mod tests {
         let second = b.iter().position(|&c| c == b'\n').unwrap() + 10;
         b[second] ^= 1;
         fs::write(&p, &b).unwrap();
-        let lib = Papers::open(&p, Some(&r), 5).unwrap();
+        let lib = Papers::open(&p, &r, 5).unwrap();
         assert!(lib.get(0).is_ok());
         let e = lib.get(1).unwrap_err().to_string();
         assert!(
@@ -509,27 +453,26 @@ mod tests {
     fn a_damaged_or_mismatched_rows_file_is_refused() {
         let papers: Vec<Paper> = (0..5).map(|i| paper(&format!("p{i}"), "x")).collect();
         let (_d, p, r) = written(&papers);
-        assert!(Papers::open(&p, Some(&r), 6).is_err());
+        assert!(Papers::open(&p, &r, 6).is_err());
         // A manifest claiming absurd counts: an error, not an allocation.
         for count in [usize::MAX, 6_000_000_000_000] {
-            assert!(Papers::open(&p, None, count).is_err());
-            assert!(Papers::open(&p, Some(&r), count).is_err());
+            assert!(Papers::open(&p, &r, count).is_err());
         }
         let good = fs::read(&r).unwrap();
         for at in [0, 9, 25, good.len() / 2, good.len() - 1] {
             let mut b = good.clone();
             b[at] ^= 0x10;
             fs::write(&r, &b).unwrap();
-            let e = Papers::open(&p, Some(&r), 5).err().unwrap().to_string();
+            let e = Papers::open(&p, &r, 5).err().unwrap().to_string();
             assert!(e.contains("papers.3.rows"), "{e}");
         }
         fs::write(&r, &good[..good.len() / 2]).unwrap();
-        assert!(Papers::open(&p, Some(&r), 5).is_err());
+        assert!(Papers::open(&p, &r, 5).is_err());
         // A papers file shorter than the rows say.
         fs::write(&r, &good).unwrap();
         let b = fs::read(&p).unwrap();
         fs::write(&p, &b[..b.len() / 2]).unwrap();
-        let e = Papers::open(&p, Some(&r), 5).err().unwrap().to_string();
+        let e = Papers::open(&p, &r, 5).err().unwrap().to_string();
         assert!(e.contains("past the papers file"), "{e}");
     }
 

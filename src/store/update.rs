@@ -11,12 +11,10 @@
 use std::fs::{self, File};
 use std::io;
 
-use super::files::{self, failpoint, io_err};
-use super::papers;
-use super::{
-    changed, clear_generation, keyword_entries, read_manifest, remove_stale, write_flat,
-    write_manifest, CommitSpec, Contents, Library, Manifest, StoreError, FORMAT_VERSION, MANIFEST,
-};
+use super::commit::{self, changed, keyword_entries, write_graph, write_manifest};
+use super::fsio::{self, failpoint, io_err};
+use super::manifest::read_manifest;
+use super::{papers, vectors, CommitSpec, Contents, Library, Manifest, StoreError};
 use crate::corpus::Paper;
 use crate::index::{self, KeywordIndex};
 
@@ -32,36 +30,23 @@ impl Library {
         progress: &dyn Fn(&str),
     ) -> Result<Manifest, StoreError> {
         let dir = self.dir();
-        added.check(self.manifest.dim)?;
+        let m = self.manifest();
+        added.check(m.dim)?;
         let total = self.len() + added.papers.len();
         if let Some(&bad) = dead.iter().find(|&&r| r >= total) {
             return Err(StoreError::Invalid(format!(
                 "row {bad} to remove is past the {total} rows"
             )));
         }
-        let _lock = files::lock(dir)?;
+        let _lock = fsio::lock(dir)?;
         let on_disk = read_manifest(dir)?;
-        if on_disk.generation != self.manifest.generation {
-            return Err(changed(
-                dir,
-                Some(self.manifest.generation),
-                Some(on_disk.generation),
-            ));
+        if on_disk.generation != m.generation {
+            return Err(changed(dir, Some(m.generation), Some(on_disk.generation)));
         }
-        let generation = self.manifest.generation + 1;
-        clear_generation(dir, generation);
-        match self.write_update(generation, added, dead, progress) {
-            Ok(manifest) => {
-                failpoint("after-manifest");
-                remove_stale(dir, &manifest, Some(&self.manifest));
-                Ok(manifest)
-            }
-            Err(e) => {
-                clear_generation(dir, generation);
-                let _ = fs::remove_file(files::tmp_name(&dir.join(MANIFEST)));
-                Err(e)
-            }
-        }
+        let generation = m.generation + 1;
+        commit::finish(dir, generation, Some(m), || {
+            self.write_update(generation, added, dead, progress)
+        })
     }
 
     fn write_update(
@@ -72,12 +57,9 @@ impl Library {
         progress: &dyn Fn(&str),
     ) -> Result<Manifest, StoreError> {
         let dir = self.dir();
-        let m = &self.manifest;
+        let m = self.manifest();
         let mut files = m.files.clone();
-        let (mut params, mut format_version) = (m.index, m.format_version);
         if !added.papers.is_empty() {
-            params = index::own_graph(params);
-            format_version = FORMAT_VERSION;
             progress("writing papers");
             let old = dir.join(&m.files.papers.name);
             let facts: Vec<papers::Facts> = (0..self.len())
@@ -85,16 +67,16 @@ impl Library {
                 .chain(added.papers.iter().map(papers::Facts::of))
                 .collect();
             // The old lines are copied byte for byte; the recorder notes
-            // where they are again (a library from before rows files has none).
+            // where they are again.
             let (papers, rows) = papers::write(dir, generation, &facts, |w| {
                 io::copy(&mut File::open(&old)?, w)?;
                 papers::write_lines(w, added.papers)
             })?;
             files.papers = papers;
-            files.rows = Some(rows);
+            files.rows = rows;
             failpoint("after-papers");
             progress("writing vectors");
-            files.vectors = files::write_vectors(
+            files.vectors = vectors::write_vectors(
                 &dir.join(format!("vectors.{generation}.f32")),
                 &[self.vectors().as_slice(), added.vectors],
                 m.dim,
@@ -103,16 +85,13 @@ impl Library {
 
             progress("adding to the HNSW graph");
             let graph = index::extend(
-                &*self.graph()?,
+                self.graph(),
                 self.vectors().as_slice(),
                 added.vectors,
                 m.dim,
-                &params,
+                &m.index,
             );
-            files.flat = Some(write_flat(dir, generation, &graph)?);
-            // A format version 1 library's hnsw_rs graph is not carried on:
-            // the flat graph is now the graph.
-            (files.graph, files.graph_data) = (None, None);
+            files.flat = write_graph(dir, generation, &graph)?;
             failpoint("after-graph");
 
             progress("adding to the keyword index");
@@ -126,7 +105,7 @@ impl Library {
                 added.texts,
             )?;
             files.keyword = keyword_entries(&kdir)?;
-            files::sync_dir(dir)?;
+            fsio::sync_dir(dir)?;
         }
         let mut all_dead: Vec<usize> = m.dead.iter().chain(dead).copied().collect();
         all_dead.sort_unstable();
@@ -136,10 +115,8 @@ impl Library {
             Manifest {
                 generation,
                 papers: self.len() + added.papers.len(),
-                updated: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                updated: commit::now(),
                 files,
-                index: params,
-                format_version,
                 dead: all_dead,
                 checksum: 0,
                 ..m.clone()
@@ -150,7 +127,7 @@ impl Library {
     /// Rebuilds the library from its live rows alone (stored vectors, no
     /// embedding): a fresh graph and keyword index without the dead.
     pub fn compact(&self, progress: &dyn Fn(&str)) -> Result<Manifest, StoreError> {
-        let m = &self.manifest;
+        let m = self.manifest();
         let rows: Vec<usize> = (0..self.len()).filter(|&r| self.is_live(r)).collect();
         let papers = rows
             .iter()

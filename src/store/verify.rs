@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{
-    files, live_rows, load_data, load_flat, load_graph, load_keyword, read_manifest, CommitSpec,
-    Contents, Library, Manifest, Papers, StoreError,
-};
+use super::fsio;
+use super::library::{load_data, load_graph, load_keyword};
+use super::manifest::{live_rows, read_manifest, MANIFEST};
+use super::{CommitSpec, Contents, Library, Manifest, Papers, StoreError};
 use crate::embed::is_unit;
 
 /// One check and its outcome.
@@ -49,12 +49,12 @@ fn check(file: &str, what: &str, r: Result<(), String>) -> Check {
 pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
     let m = read_manifest(dir)?;
     let mut checks = Vec::new();
-    checks.push(check(super::MANIFEST, "format, version, checksum", Ok(())));
+    checks.push(check(MANIFEST, "format, version, checksum", Ok(())));
     for (rel, entry) in m.files.all() {
         checks.push(check(
             &rel,
             "size, crc32 and seal",
-            files::check(&dir.join(&rel), entry).map_err(|e| e.to_string()),
+            fsio::check(&dir.join(&rel), entry).map_err(|e| e.to_string()),
         ));
     }
     let data_ok = match load_data(dir, &m) {
@@ -83,36 +83,26 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
             false
         }
     };
-    // Parsers of damaged files are not run: hnsw_rs asserts on bad input.
+    // Parsers of damaged files are not run: tantivy asserts on bad input,
+    // and the damage is already reported.
     let damaged = |prefix: &str| {
         checks
             .iter()
             .any(|c| c.problem.is_some() && c.file.starts_with(prefix))
     };
     let not_loaded = || Err("not loaded: its files are damaged".to_string());
-    let graph = m.files.graph.as_ref().map(|g| {
-        let loaded = if damaged("graph.") {
-            not_loaded()
-        } else {
-            load_graph(dir, &m).map(|_| ()).map_err(|e| e.to_string())
-        };
-        check(&g.name, "hnsw_rs graph loads, holds every paper", loaded)
-    });
     let keyword = if damaged(&m.files.keyword_dir) {
         not_loaded()
     } else {
         load_keyword(dir, &m).map(|_| ()).map_err(|e| e.to_string())
     };
-    let flat = m.files.flat.as_ref().map(|f| {
-        let loaded = if damaged(&f.name) {
-            not_loaded()
-        } else {
-            load_flat(dir, &m).map(|_| ()).map_err(|e| e.to_string())
-        };
-        check(&f.name, "flat graph loads, holds every paper", loaded)
-    });
-    checks.extend(graph);
-    checks.extend(flat);
+    let graph = &m.files.flat.name;
+    let loaded = if damaged(graph) {
+        not_loaded()
+    } else {
+        load_graph(dir, &m).map(|_| ()).map_err(|e| e.to_string())
+    };
+    checks.push(check(graph, "flat graph loads, holds every paper", loaded));
 
     checks.push(check(
         &m.files.keyword_dir,
@@ -163,11 +153,8 @@ fn papers_ok(papers: &Papers, dir: &Path, m: &Manifest) -> Result<(), String> {
 /// as a new generation (the damaged files are dropped by the commit).
 pub fn repair(dir: &Path, progress: &dyn Fn(&str)) -> Result<Manifest, StoreError> {
     let m = read_manifest(dir)?;
-    for entry in [&m.files.papers, &m.files.vectors]
-        .into_iter()
-        .chain(&m.files.rows)
-    {
-        files::check(&dir.join(&entry.name), entry)?;
+    for entry in [&m.files.papers, &m.files.vectors, &m.files.rows] {
+        fsio::check(&dir.join(&entry.name), entry)?;
     }
     let (papers, vectors) = load_data(dir, &m)?;
     let papers = papers.all()?;

@@ -1,13 +1,14 @@
-//! File-level durability: write to a temporary name, fsync, rename, fsync the
-//! folder. And the vectors file format.
+//! File-system plumbing: atomic writes (a temporary name, fsync, rename,
+//! fsync of the folder), the writer lock, checking a file against its
+//! manifest entry, crash-test failpoints, and the I/O error of a path.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
-
+use super::manifest::FileEntry;
 use super::StoreError;
+use crate::format::CRC_RESIDUE;
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
@@ -30,7 +31,7 @@ pub(crate) fn failpoint(name: &str) {
 /// commands updating one library at once would each build on the same
 /// generation and the second would silently drop the first's changes. Readers
 /// never lock. Released when the returned file is dropped, or the process dies.
-pub(crate) fn lock(dir: &Path) -> Result<File, StoreError> {
+pub(super) fn lock(dir: &Path) -> Result<File, StoreError> {
     let path = dir.join("lock");
     let f = File::create(&path).map_err(io_err(&path))?;
     match f.try_lock() {
@@ -48,35 +49,33 @@ pub(crate) fn lock(dir: &Path) -> Result<File, StoreError> {
 }
 
 /// Makes a rename or creation in `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))
 }
 
-/// What the manifest records about each file it points to.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct FileEntry {
-    pub name: String,
-    pub bytes: u64,
-    pub crc32: u32,
-    /// For a sealed file (one ending in a crc32 of everything before it: the
-    /// vectors, flat graph and rows files), that footer. The whole file's
-    /// crc32 above is then always [`CRC_RESIDUE`], which tells only that the
-    /// file is intact, not that it is the file this manifest wrote; the
-    /// footer tells that too, read in 4 bytes. Libraries from before it have
-    /// none (and keep their manifest checksum: it is not serialised).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seal: Option<u32>,
+/// Writes `path` through `fill` so that a crash leaves either the old file
+/// or the whole new one, never a half-written one: into a temporary file
+/// beside it (see [`tmp_name`]), fsynced, renamed over `path`, and the
+/// folder fsynced so that the rename itself is durable. Returns what a
+/// manifest would record about the file.
+pub fn write_atomic(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<FileEntry, StoreError> {
+    let entry = write_file(path, fill)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    sync_dir(dir)?;
+    Ok(entry)
 }
 
-/// The crc32 of any message followed by its own crc32 (little-endian): the
-/// whole-file checksum of every sealed file.
-pub(crate) const CRC_RESIDUE: u32 = 0x2144_df1c;
-
-/// Writes `path` through `fill`: into `path.tmp`, fsynced, then renamed. A
-/// crash leaves at most a stray `.tmp`, never a half-written `path`.
-pub fn write_atomic(
+/// [`write_atomic`] without the folder's fsync: a commit writes every file
+/// of a generation this way and syncs the folder once, before the manifest.
+pub(super) fn write_file(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<FileEntry, StoreError> {
@@ -87,13 +86,23 @@ pub fn write_atomic(
         crc: crc32fast::Hasher::new(),
         bytes: 0,
     };
-    fill(&mut w).map_err(io_err(&tmp))?;
-    let CrcWriter { inner, crc, bytes } = w;
-    let file = inner
-        .into_inner()
-        .map_err(|e| io_err(&tmp)(e.into_error()))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    drop(file);
+    let written = fill(&mut w).map_err(io_err(&tmp)).and_then(|()| {
+        let CrcWriter { inner, crc, bytes } = w;
+        let file = inner
+            .into_inner()
+            .map_err(|e| io_err(&tmp)(e.into_error()))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        Ok((crc, bytes))
+    });
+    let (crc, bytes) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            // Best effort: a leftover temp file is harmless (commits clear
+            // them), but needs not be left.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
     fs::rename(&tmp, path).map_err(io_err(path))?;
     Ok(FileEntry {
         name: file_name(path),
@@ -103,13 +112,13 @@ pub fn write_atomic(
     })
 }
 
-/// [`write_atomic`] for a file that `fill` seals (ends with the crc32 of
+/// [`write_file`] for a file that `fill` seals (ends with the crc32 of
 /// everything before it); the entry records that seal.
-pub(crate) fn write_sealed(
+pub(super) fn write_sealed(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<FileEntry, StoreError> {
-    let mut entry = write_atomic(path, fill)?;
+    let mut entry = write_file(path, fill)?;
     if entry.crc32 != CRC_RESIDUE {
         // A writer's bug, never user data: refuse to commit an unsealed file.
         return Err(StoreError::Invalid(format!(
@@ -131,13 +140,16 @@ fn footer(path: &Path) -> Result<u32, StoreError> {
     Ok(u32::from_le_bytes(b))
 }
 
-pub(crate) fn tmp_name(path: &Path) -> PathBuf {
+/// The temporary name `path` is written under: its whole file name with
+/// `.tmp` appended (`a.json.tmp`, `a.jsonl.tmp`), so that two files never
+/// share one, as they would if only the extension were replaced.
+pub(super) fn tmp_name(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".tmp");
     PathBuf::from(s)
 }
 
-pub(crate) fn file_name(path: &Path) -> String {
+pub(super) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
@@ -162,7 +174,7 @@ impl<W: Write> Write for CrcWriter<W> {
 }
 
 /// Describes an existing file (one tantivy wrote) after fsyncing it.
-pub(crate) fn entry_of(path: &Path) -> Result<FileEntry, StoreError> {
+pub(super) fn entry_of(path: &Path) -> Result<FileEntry, StoreError> {
     let mut f = File::open(path).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))?;
     let (bytes, crc32) = crc_of(&mut f).map_err(io_err(path))?;
@@ -191,7 +203,7 @@ fn crc_of(r: &mut impl Read) -> io::Result<(u64, u32)> {
 /// Checks that `path` has the size `entry` records and, if sealed, its
 /// seal: cheap (no pass over the file), and catches a truncated, overwritten
 /// or swapped file before anything maps it.
-pub(crate) fn check_quick(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
+pub(super) fn check_quick(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
     let bytes = fs::metadata(path).map_err(io_err(path))?.len();
     if bytes != entry.bytes {
         return Err(StoreError::Corrupt {
@@ -220,7 +232,7 @@ fn check_seal(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
 }
 
 /// Checks that `path` has the size and checksum `entry` records.
-pub(crate) fn check(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
+pub(super) fn check(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -243,11 +255,11 @@ pub(crate) fn check(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
 }
 
 /// [`check`] for a sealed file that its parser reads whole and whose seal it
-/// checks anyway (the flat graph, the rows file): its crc32 is always
+/// checks anyway (the graph, the rows file): its crc32 is always
 /// [`CRC_RESIDUE`], so the pass over the file that [`check`] would make is
 /// skipped and the recorded checksum only compared with it. Size and seal
 /// are [`check_quick`]'s.
-pub(crate) fn check_sealed(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
+pub(super) fn check_sealed(path: &Path, entry: &FileEntry) -> Result<(), StoreError> {
     if entry.crc32 != CRC_RESIDUE {
         return Err(StoreError::Corrupt {
             path: path.to_path_buf(),
@@ -260,126 +272,13 @@ pub(crate) fn check_sealed(path: &Path, entry: &FileEntry) -> Result<(), StoreEr
     Ok(())
 }
 
-// ---- vectors file -------------------------------------------------------------
-//
-// Layout (little-endian): magic "PSIMVEC\0" | format version u32 | dim u32 |
-// rows u64 | 8 reserved bytes | rows*dim f32 | crc32 u32 of everything before.
-// The 32-byte header keeps the f32 data 4-aligned in an mmap.
-
-const VEC_MAGIC: &[u8; 8] = b"PSIMVEC\0";
-const VEC_VERSION: u32 = 1;
-const VEC_HEADER: usize = 32;
-
-/// Writes the rows of `parts`, one after the other, as one vectors file.
-pub(crate) fn write_vectors(
-    path: &Path,
-    parts: &[&[f32]],
-    dim: usize,
-) -> Result<FileEntry, StoreError> {
-    let rows = parts.iter().map(|p| p.len()).sum::<usize>() / dim.max(1);
-    write_sealed(path, |w| {
-        let mut header = Vec::with_capacity(VEC_HEADER);
-        header.extend_from_slice(VEC_MAGIC);
-        header.extend_from_slice(&VEC_VERSION.to_le_bytes());
-        header.extend_from_slice(&(dim as u32).to_le_bytes());
-        header.extend_from_slice(&(rows as u64).to_le_bytes());
-        header.extend_from_slice(&[0u8; 8]);
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&header);
-        w.write_all(&header)?;
-        for chunk in parts.iter().flat_map(|p| p.chunks(1 << 16)) {
-            let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
-            crc.update(&bytes);
-            w.write_all(&bytes)?;
-        }
-        w.write_all(&crc.finalize().to_le_bytes())
-    })
-}
-
-/// The vectors of a library, memory-mapped.
-pub struct Vectors {
-    map: Mmap,
-    dim: usize,
-    rows: usize,
-}
-
-impl Vectors {
-    /// Maps and validates a vectors file: magic, version, shape against the
-    /// manifest's, and that the size matches the shape exactly.
-    pub(crate) fn open(path: &Path, dim: usize, rows: usize) -> Result<Self, StoreError> {
-        let corrupt = |reason: String| StoreError::Corrupt {
-            path: path.to_path_buf(),
-            reason,
-        };
-        let file = File::open(path).map_err(io_err(path))?;
-        // SAFETY: the library's files are never modified in place (every
-        // commit writes new files), so the mapping cannot change under us.
-        let map = unsafe { Mmap::map(&file) }.map_err(io_err(path))?;
-        if map.len() < VEC_HEADER + 4 || &map[..8] != VEC_MAGIC {
-            return Err(corrupt("not a papersim vectors file (bad magic)".into()));
-        }
-        let u32_at = |o: usize| u32::from_le_bytes([map[o], map[o + 1], map[o + 2], map[o + 3]]);
-        let version = u32_at(8);
-        if version != VEC_VERSION {
-            return Err(corrupt(format!(
-                "vectors format version {version}, this papersim reads {VEC_VERSION}"
-            )));
-        }
-        let fdim = u32_at(12) as usize;
-        let frows = u64::from_le_bytes(map[16..24].try_into().unwrap_or_default()) as usize;
-        if fdim != dim || frows != rows {
-            return Err(corrupt(format!(
-                "holds {frows} x {fdim} vectors, the manifest says {rows} x {dim}"
-            )));
-        }
-        // A forged header and manifest may agree on a shape whose size
-        // overflows: that is a wrong size too, not a panic.
-        let want = rows
-            .checked_mul(dim)
-            .and_then(|n| n.checked_mul(4))
-            .and_then(|n| n.checked_add(VEC_HEADER + 4));
-        if want != Some(map.len()) {
-            return Err(corrupt(format!(
-                "{} bytes, not the size of {rows} x {dim} vectors",
-                map.len()
-            )));
-        }
-        if cfg!(target_endian = "big") {
-            return Err(corrupt(
-                "vectors are little-endian; this host is not".into(),
-            ));
-        }
-        Ok(Vectors { map, dim, rows })
-    }
-
-    pub fn dim(&self) -> usize {
-        self.dim
-    }
-
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// All vectors, `rows * dim`.
-    pub fn as_slice(&self) -> &[f32] {
-        let data = &self.map[VEC_HEADER..VEC_HEADER + self.rows * self.dim * 4];
-        // `open` checked the length; the mmap is page-aligned and the header
-        // is 32 bytes, so this cast cannot fail.
-        bytemuck::try_cast_slice(data).unwrap_or(&[])
-    }
-
-    pub fn row(&self, i: usize) -> &[f32] {
-        &self.as_slice()[i * self.dim..(i + 1) * self.dim]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sealed(body: &[u8]) -> Vec<u8> {
         let mut b = body.to_vec();
-        b.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+        crate::format::seal(&mut b);
         b
     }
 
@@ -426,7 +325,7 @@ mod tests {
             let msg = err.unwrap_err().to_string();
             assert!(msg.contains("not the file this library wrote"), "{msg}");
         }
-        // A library from before seals records none: only the size is quick.
+        // An unsealed file's entry records no seal: only the size is quick.
         check_quick(&a, &FileEntry { seal: None, ..ea }).unwrap();
     }
 
@@ -438,5 +337,25 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("without its crc32 footer"));
+    }
+
+    /// `a.json` and `a.jsonl` written side by side do not share a temporary
+    /// file; a failed write leaves the old file and no temporary one.
+    #[test]
+    fn atomic_writes_keep_names_apart_and_fail_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.json"), dir.path().join("a.jsonl"));
+        assert_ne!(tmp_name(&a), tmp_name(&b));
+        write_atomic(&a, |w| w.write_all(b"one")).unwrap();
+        write_atomic(&b, |w| w.write_all(b"two")).unwrap();
+        let e = write_atomic(&a, |w| {
+            w.write_all(b"half")?;
+            Err(io::Error::other("disk full"))
+        });
+        assert!(e.is_err());
+        assert_eq!(fs::read(&a).unwrap(), b"one");
+        assert_eq!(fs::read(&b).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 }

@@ -4,15 +4,30 @@
 //! The last `queries` rows of the input are the queries and are not indexed,
 //! so a query never finds itself. `scripts/bench-vs-hnswlib.sh` splits the
 //! same way, so both libraries answer the same questions over the same rows.
+//!
+//! Also [`library_memory`]: the resident size of an opened library.
 
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{exact_search, FlatGraph, HnswIndex, HnswParams, IndexError, Store};
+use crate::index::{exact_search, FlatGraph, HnswParams};
+use crate::store::{Library, StoreError};
+
+pub use crate::index::{recall, synthetic};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{}: {reason}", path.display())]
+    Npy { path: PathBuf, reason: String },
+    #[error("--builder hnsw-rs needs a papersim built with --features hnsw-rs")]
+    NoHnswRs,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 pub const DEFAULT_EFS: [usize; 5] = [16, 32, 64, 128, 256];
 pub const K: usize = 10;
@@ -32,8 +47,8 @@ pub enum GraphBuilder {
     /// `index::build`, what libraries use.
     #[default]
     Papersim,
-    /// hnsw_rs (f16 store), what libraries used before format version 2:
-    /// kept to show what the change bought.
+    /// hnsw_rs (f16 store), what format version 1 libraries used: kept to
+    /// show what our builder bought. Needs the `hnsw-rs` feature.
     HnswRs,
 }
 
@@ -60,18 +75,21 @@ impl std::fmt::Display for GraphBuilder {
 }
 
 impl GraphBuilder {
+    /// Whether this papersim can build with it: hnsw_rs is compiled in only
+    /// with the `hnsw-rs` feature.
+    fn check(self) -> Result<(), BenchError> {
+        match self {
+            GraphBuilder::HnswRs if cfg!(not(feature = "hnsw-rs")) => Err(BenchError::NoHnswRs),
+            _ => Ok(()),
+        }
+    }
+
     fn build(self, base: &[f32], dim: usize, params: &HnswParams) -> FlatGraph {
         match self {
-            GraphBuilder::Papersim => super::build(base, dim, params),
-            GraphBuilder::HnswRs => {
-                let params = HnswParams {
-                    store: Store::F16,
-                    ..*params
-                };
-                HnswIndex::build(base, dim, params)
-                    .flatten()
-                    .with_codes(base.chunks_exact(dim), dim)
-            }
+            #[cfg(feature = "hnsw-rs")]
+            GraphBuilder::HnswRs => super::hnsw_rs::build(base, dim, params),
+            // Without the feature, `check` refused hnsw_rs before this.
+            _ => crate::index::build(base, dim, params),
         }
     }
 }
@@ -112,7 +130,8 @@ pub fn run(
     dim: usize,
     spec: &BenchSpec,
     progress: &dyn Fn(&str),
-) -> IndexBench {
+) -> Result<IndexBench, BenchError> {
+    spec.builder.check()?;
     let rows = vectors.len() / dim;
     let nq = spec.queries.min(rows / 2);
     let (base, queries) = vectors.split_at((rows - nq) * dim);
@@ -162,7 +181,7 @@ pub fn run(
             qps_2t,
         });
     }
-    IndexBench {
+    Ok(IndexBench {
         source: source.to_string(),
         indexed: rows - nq,
         queries: nq,
@@ -176,7 +195,71 @@ pub fn run(
         raw_vectors_mb: base.len() as f64 * 4.0 / 1e6,
         exact_qps_1t,
         rows: out,
+    })
+}
+
+/// The resident memory of an opened library, measured by
+/// [`library_memory`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LibraryMemory {
+    /// Seconds `Library::open` took.
+    pub open_s: f64,
+    /// Resident set growth after opening, MB.
+    pub opened_mb: f64,
+    /// Resident set growth after 1,000 searches through its graph, MB.
+    pub queried_mb: f64,
+    /// The library's raw f32 vectors, MB: what the figures compare to.
+    pub raw_vectors_mb: f64,
+}
+
+impl std::fmt::Display for LibraryMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let (open_s, opened, queried, raw) = (
+            self.open_s,
+            self.opened_mb,
+            self.queried_mb,
+            self.raw_vectors_mb,
+        );
+        write!(
+            f,
+            "open library: {open_s:.2} s, resident {opened:.0} MB after open, {queried:.0} MB \
+             after 1,000 searches; raw f32 vectors {raw:.0} MB ({:.2}x)",
+            queried / raw
+        )
     }
+}
+
+/// Opens the library at `dir` and measures its resident size: after
+/// opening, and after 1,000 searches through its own graph (which touch its
+/// pages). Call it first, while the process holds nothing else, or the
+/// figures count that too. Returns them with the library's live vectors
+/// (`rows * dim`) and `dim`, for [`run`].
+pub fn library_memory(dir: &Path) -> Result<(LibraryMemory, Vec<f32>, usize), BenchError> {
+    let before = rss_mb();
+    let start = Instant::now();
+    let lib = Library::open(dir)?;
+    let open_s = start.elapsed().as_secs_f64();
+    let opened_mb = rss_mb() - before;
+    let v = lib.vectors();
+    let dim = v.dim();
+    for r in (0..lib.len()).step_by((lib.len() / 1000).max(1)) {
+        drop(
+            lib.graph()
+                .search(v.as_slice(), dim, v.row(r), 10, 64, None),
+        );
+    }
+    let queried_mb = rss_mb() - before;
+    let memory = LibraryMemory {
+        open_s,
+        opened_mb,
+        queried_mb,
+        raw_vectors_mb: lib.len() as f64 * dim as f64 * 4.0 / 1e6,
+    };
+    let mut live = Vec::with_capacity(lib.live_len() * dim);
+    for r in (0..lib.len()).filter(|&r| lib.is_live(r)) {
+        live.extend_from_slice(v.row(r));
+    }
+    Ok((memory, live, dim))
 }
 
 fn thread_pool(n: usize) -> rayon::ThreadPool {
@@ -188,17 +271,6 @@ fn thread_pool(n: usize) -> rayon::ThreadPool {
                 .build()
                 .expect("a thread pool")
         })
-}
-
-/// Fraction of the true top-k found, over all queries.
-pub fn recall(truth: &[Vec<usize>], found: &[Vec<usize>]) -> f64 {
-    let total: usize = truth.iter().map(Vec::len).sum();
-    let hit: usize = truth
-        .iter()
-        .zip(found)
-        .map(|(t, f)| f.iter().filter(|r| t.contains(r)).count())
-        .sum();
-    hit as f64 / total.max(1) as f64
 }
 
 /// Peak resident set of this process (Linux VmHWM), MB; 0 elsewhere.
@@ -223,34 +295,10 @@ fn status_kb(field: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Deterministic clustered unit vectors (xorshift, no rand dependency): one
-/// cluster per ~100 rows (20 at least), each point its centre plus noise, so
-/// neighbours are about as close as real abstracts' (cosine ~0.7 within a
-/// cluster). Uniform random vectors would make every neighbour equally far.
-pub fn synthetic(rows: usize, dim: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.max(1);
-    let mut next = move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-    };
-    let clusters = (rows / 100).clamp(20, 5000);
-    let centers: Vec<f32> = (0..clusters * dim).map(|_| next()).collect();
-    let mut out = Vec::with_capacity(rows * dim);
-    for r in 0..rows {
-        let c = &centers[(r % clusters) * dim..(r % clusters + 1) * dim];
-        let mut v: Vec<f32> = c.iter().map(|x| x + 0.6 * next()).collect();
-        crate::embed::normalize(&mut v);
-        out.extend(v);
-    }
-    out
-}
-
 /// Reads a float32 `.npy` matrix (C order, little-endian) whose rows are unit
 /// length; returns the data and the row length.
-pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize), IndexError> {
-    let bad = |reason: String| IndexError::Load {
+pub fn read_npy(path: &Path) -> Result<(Vec<f32>, usize), BenchError> {
+    let bad = |reason: String| BenchError::Npy {
         path: path.to_path_buf(),
         reason,
     };
@@ -330,13 +378,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn recall_counts_found_true_neighbours() {
-        let truth = vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8]];
-        let found = vec![vec![1, 2, 9, 4], vec![8, 7, 6, 5]];
-        assert_eq!(recall(&truth, &found), 7.0 / 8.0);
-    }
-
-    #[test]
     fn npy_round_trip_and_bad_rows_are_named() {
         let dim = 8;
         let v = synthetic(30, dim, 5);
@@ -367,17 +408,38 @@ mod tests {
         assert!(e.contains("papersim or hnsw-rs"), "{e}");
     }
 
+    #[cfg(not(feature = "hnsw-rs"))]
+    #[test]
+    fn hnsw_rs_without_the_feature_says_how_to_get_it() {
+        let spec = BenchSpec {
+            params: HnswParams::default(),
+            builder: GraphBuilder::HnswRs,
+            queries: 10,
+            efs: vec![16],
+        };
+        let e = run("synthetic", &synthetic(100, 8, 1), 8, &spec, &|_| {}).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--builder hnsw-rs needs a papersim built with --features hnsw-rs"
+        );
+    }
+
     #[test]
     fn bench_reports_every_ef_with_sane_recall() {
         let v = synthetic(1200, 16, 11);
-        for builder in [GraphBuilder::Papersim, GraphBuilder::HnswRs] {
+        let builders: &[GraphBuilder] = if cfg!(feature = "hnsw-rs") {
+            &[GraphBuilder::Papersim, GraphBuilder::HnswRs]
+        } else {
+            &[GraphBuilder::Papersim]
+        };
+        for &builder in builders {
             let spec = BenchSpec {
                 params: HnswParams::default(),
                 builder,
                 queries: 100,
                 efs: vec![16, 128],
             };
-            let r = run("synthetic", &v, 16, &spec, &|_| {});
+            let r = run("synthetic", &v, 16, &spec, &|_| {}).unwrap();
             assert_eq!((r.indexed, r.queries), (1100, 100));
             assert_eq!(r.rows.len(), 2);
             assert!(r.rows[1].recall_at_10 >= r.rows[0].recall_at_10 - 0.02);

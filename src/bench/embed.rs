@@ -4,10 +4,12 @@
 
 use std::cell::RefCell;
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::corpus::{self, CorpusError, ReadOptions, TextTemplate};
 use crate::embed::{EmbedError, Embedder};
 
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +28,28 @@ pub struct EmbedBench {
     pub batch_tokens: usize,
     pub p50_batch_ms: f64,
     pub p95_batch_ms: f64,
+}
+
+/// The corpus `bench embed` reads when none is named: the 74,728 real
+/// arXiv papers of `../shared` when present, else the bundled sample.
+pub fn default_corpus() -> PathBuf {
+    let shared = PathBuf::from("../shared/data/arxiv-cs.jsonl.gz");
+    if shared.is_file() {
+        shared
+    } else {
+        PathBuf::from("data/arxiv-sample.jsonl.gz")
+    }
+}
+
+/// The texts of the first `n` good papers of `corpus`, rendered with the
+/// default template (what `build` embeds).
+pub fn abstracts(corpus: &Path, n: usize) -> Result<Vec<String>, CorpusError> {
+    let reader = corpus::open(corpus, &ReadOptions::default())?;
+    let template = TextTemplate::default();
+    reader
+        .take(n)
+        .map(|p| p.map(|p| template.render(&p)))
+        .collect()
 }
 
 /// Worker threads the CPU path uses: `PAPERSIM_THREADS` when set, else
