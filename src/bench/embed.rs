@@ -12,21 +12,38 @@ use serde::Serialize;
 use crate::corpus::{self, CorpusError, ReadOptions, TextTemplate};
 use crate::embed::{EmbedError, Embedder};
 
+/// One device's result from [`embed`]: one row of the markdown table and one
+/// bar of the SVG chart.
 #[derive(Debug, Clone, Serialize)]
 pub struct EmbedBench {
+    /// The backend's device name, e.g. `cpu (avx2, 8 threads)` or `cuda:0`.
     pub device: String,
+    /// The weights' numeric precision, e.g. `f32`.
     pub precision: String,
+    /// CPU worker threads (see [`cpu_threads`]); 1 for accelerator devices.
     pub threads: usize,
+    /// Texts embedded in the timed run.
     pub docs: usize,
+    /// Real tokens embedded (special tokens included, after truncation, no
+    /// padding).
     pub tokens: usize,
+    /// Wall-clock time of the timed run, tokenization included, in seconds.
     pub seconds: f64,
+    /// Texts per second of wall-clock time.
     pub docs_per_s: f64,
+    /// Real (unpadded) tokens per second of wall-clock time.
     pub tokens_per_s: f64,
+    /// Token slots computed per real token; 1.0 means no padding waste.
     pub padding_ratio: f64,
+    /// Forward passes run.
     pub batches: usize,
     /// The token budget of one forward (padded slots).
     pub batch_tokens: usize,
+    /// Median time between consecutive batch completions, in milliseconds
+    /// (nearest rank).
     pub p50_batch_ms: f64,
+    /// 95th-percentile time between consecutive batch completions, in
+    /// milliseconds (nearest rank).
     pub p95_batch_ms: f64,
 }
 
