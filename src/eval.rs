@@ -379,7 +379,7 @@ pub fn beir_build_options() -> BuildOptions {
     }
 }
 
-/// The BEIR set of `beir` (queries.jsonl, qrels/<split>.tsv) against `lib`.
+/// The BEIR set of `beir` (`queries.jsonl`, `qrels/<split>.tsv`) against `lib`.
 /// With an embedder the judged queries are embedded in one batch; without
 /// one (keyword-only runs) they keep only their text.
 pub fn beir_set(

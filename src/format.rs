@@ -101,6 +101,8 @@ impl<'a> Reader<'a> {
         self.b.len() - self.at
     }
 
+    /// The next `n` bytes, borrowed from the file; `Err("truncated")` when
+    /// fewer than `n` are left before the seal.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let s = self
             .at
@@ -111,11 +113,13 @@ impl<'a> Reader<'a> {
         Ok(s)
     }
 
+    /// The next 4 bytes as a little-endian u32; errors when truncated.
     pub fn u32(&mut self) -> Result<u32, String> {
         let s = self.take(4)?;
         Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
     }
 
+    /// The next 8 bytes as a little-endian u64; errors when truncated.
     pub fn u64(&mut self) -> Result<u64, String> {
         let s = self.take(8)?;
         let mut a = [0u8; 8];

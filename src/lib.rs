@@ -6,8 +6,8 @@
 //! [`query`] (search, similar, related) → [`report`] (tables, markdown,
 //! BibTeX, CSV). [`eval`] scores retrieval quality. [`pipeline`] strings the first stages
 //! together for `papersim build`.
-//! [`serve`] answers the same queries over HTTP. [`bench`] measures embedding
-//! and the graph. [`format`] is the sealed binary file shared by the store's
+//! [`serve`] answers the same queries over HTTP. [`bench`](mod@bench) measures embedding
+//! and the graph. [`format`](mod@format) is the sealed binary file shared by the store's
 //! and the index's files.
 //! The command-line binary (`src/main.rs`) is only flags and glue.
 

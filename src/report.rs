@@ -24,10 +24,15 @@ fn year(date: &Option<String>) -> &str {
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// An aligned plain-text table for the terminal ([`hits_table`]).
     Table,
+    /// A numbered related-work list with links ([`markdown`]).
     Markdown,
+    /// BibTeX `@misc` entries ([`bibtex`]).
     Bibtex,
+    /// Pretty-printed JSON: the query and the hits as serde writes them.
     Json,
+    /// CSV with a header row ([`csv()`]).
     Csv,
 }
 
@@ -286,6 +291,8 @@ fn is_arxiv_id(id: &str) -> bool {
     new || old
 }
 
+/// What `papersim build` did, one `key  value` line each: counts, device,
+/// throughput and timings.
 pub fn build_summary(r: &BuildReport) -> String {
     let mut out = String::new();
     let rows = [
@@ -308,6 +315,9 @@ pub fn build_summary(r: &BuildReport) -> String {
     out
 }
 
+/// What `papersim add` did, one `key  value` line each: papers new,
+/// replaced, unchanged and skipped, throughput, and the library's live and
+/// dead rows afterwards.
 pub fn add_summary(r: &AddReport) -> String {
     let mut out = String::new();
     let rows = [
@@ -344,6 +354,8 @@ pub fn add_summary(r: &AddReport) -> String {
     out
 }
 
+/// The `bench index` result: a header paragraph on the build, then a
+/// markdown table of recall@10 and queries/s per `ef`.
 pub fn index_bench(r: &crate::bench::index::IndexBench) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -432,6 +444,8 @@ pub fn verify_report(r: &VerifyReport) -> String {
     out
 }
 
+/// What `papersim info` prints, one `key  value` line each: size, dead rows,
+/// model, index parameters and dates, from the library's manifest.
 pub fn library_info(lib: &Library) -> String {
     let m = lib.manifest();
     let mut out = String::new();

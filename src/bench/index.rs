@@ -19,24 +19,45 @@ use crate::store::{Library, StoreError};
 
 pub use crate::index::{recall, synthetic};
 
+/// Why `bench index` could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
+    /// [`read_npy`] could not open `path`, or it is not a little-endian
+    /// float32, C-order, two-dimensional `.npy` matrix.
     #[error("{}: {reason}", path.display())]
-    Npy { path: PathBuf, reason: String },
+    Npy {
+        /// The `.npy` file being read.
+        path: PathBuf,
+        /// What was wrong with it, for the user.
+        reason: String,
+    },
+    /// [`GraphBuilder::HnswRs`] was asked for, but this binary was built
+    /// without the `hnsw-rs` feature.
     #[error("--builder hnsw-rs needs a papersim built with --features hnsw-rs")]
     NoHnswRs,
+    /// [`library_memory`] could not open the library.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
+/// The `ef` values swept when none are given: search breadth from fast and
+/// rough to slow and near-exact.
 pub const DEFAULT_EFS: [usize; 5] = [16, 32, 64, 128, 256];
+/// Neighbours asked of every search; recall is measured at this depth
+/// (recall@10).
 pub const K: usize = 10;
 
+/// What [`run`] measures.
 #[derive(Debug, Clone)]
 pub struct BenchSpec {
+    /// The graph's construction parameters (`m`, `ef_construction`).
     pub params: HnswParams,
+    /// What builds the graph.
     pub builder: GraphBuilder,
+    /// Query rows taken from the end of the input and left out of the
+    /// graph; capped at half the rows.
     pub queries: usize,
+    /// The search breadths to sweep, one [`BenchRow`] each.
     pub efs: Vec<usize>,
 }
 
@@ -94,25 +115,44 @@ impl GraphBuilder {
     }
 }
 
+/// The graph's search quality and speed at one `ef`.
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchRow {
+    /// Search breadth: candidates kept while searching (at least [`K`]
+    /// useful).
     pub ef: usize,
+    /// Fraction of the exact top-[`K`] the graph found, over all queries
+    /// (0 to 1).
     #[serde(rename = "recall@10")]
     pub recall_at_10: f64,
+    /// Queries per second answered one at a time on one thread.
     pub qps_1t: f64,
+    /// Queries per second with two threads searching in parallel.
     pub qps_2t: f64,
 }
 
+/// The result of one [`run`]: the build's cost and one [`BenchRow`] per
+/// `ef`.
 #[derive(Debug, Clone, Serialize)]
 pub struct IndexBench {
+    /// Where the vectors came from (a library or `.npy` path, or
+    /// `synthetic N x 384`), for the report.
     pub source: String,
+    /// Rows in the graph: the input rows less the queries.
     pub indexed: usize,
+    /// Query rows, taken from the end of the input.
     pub queries: usize,
+    /// Floats per vector.
     pub dim: usize,
+    /// HNSW links per node the graph was built with.
     pub m: usize,
+    /// HNSW construction breadth the graph was built with.
     pub ef_construction: usize,
+    /// What built the graph.
     pub builder: GraphBuilder,
+    /// Threads in the rayon pool that built the graph.
     pub build_threads: usize,
+    /// Wall-clock seconds the graph build took.
     pub build_s: f64,
     /// The process's peak resident set after the build (VmHWM), MB.
     pub peak_rss_mb: f64,
@@ -120,6 +160,7 @@ pub struct IndexBench {
     pub raw_vectors_mb: f64,
     /// Exact search (SIMD scan) queries/s on one thread, for scale.
     pub exact_qps_1t: f64,
+    /// One row per swept `ef`, in [`BenchSpec::efs`] order.
     pub rows: Vec<BenchRow>,
 }
 

@@ -1,4 +1,4 @@
-//! Benchmarks behind `papersim bench`: embedding throughput ([`embed`]) and
+//! Benchmarks behind `papersim bench`: embedding throughput ([`embed`](mod@embed)) and
 //! the graph's build time, memory, recall and queries/s ([`index`]),
 //! optionally against hnsw_rs's graph (feature `hnsw-rs`).
 

@@ -147,7 +147,7 @@ fn resolve_hub(id: &str) -> Result<ModelFiles, EmbedError> {
     resolve_in_cache(&cache, id).or_else(|cache_err| download(id).map_err(|_| cache_err))
 }
 
-/// The cache half of [`resolve_hub`], separate so tests can point it at a
+/// The cache half of `resolve_hub` (the Hub lookup), separate so tests can point it at a
 /// cache directory they build.
 pub fn resolve_in_cache(cache: &hf_hub::Cache, id: &str) -> Result<ModelFiles, EmbedError> {
     let repo = cache.model(id.to_string());

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub enum Pooling {
     /// Mean over the tokens the attention mask keeps (padding excluded).
     Mean,
-    /// The first token ([CLS]).
+    /// The first token (`[CLS]`).
     Cls,
     /// Element-wise max over kept tokens.
     Max,

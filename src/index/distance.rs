@@ -4,7 +4,8 @@
 //! once); the tests hold each kernel to its portable reference.
 
 /// Dot product: the distance of every HNSW step and the whole cost of an
-/// exact scan. AVX2+FMA when the CPU has them, else [`dot_portable`].
+/// exact scan. AVX2+FMA when the CPU has them, else a portable loop
+/// (`dot_portable`).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);

@@ -7,7 +7,10 @@ use super::distance::dot;
 /// One search result: the row of the vector and its cosine similarity.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Neighbor {
+    /// The vector's 0-based row in the library (or the searched matrix).
     pub row: usize,
+    /// Cosine similarity to the query (the dot product of unit vectors),
+    /// higher is closer; a BM25 score for keyword search.
     pub score: f32,
 }
 

@@ -98,6 +98,7 @@ impl FlatGraph {
         self
     }
 
+    /// Rows in the graph: it links rows `0..rows()`.
     pub fn rows(&self) -> usize {
         self.rows
     }

@@ -20,6 +20,8 @@ const MAGIC: &[u8; 8] = b"PSIMGRAF";
 const VERSION: u32 = 2;
 
 impl FlatGraph {
+    /// The graph as a sealed `graph.<gen>.flat` file, in the layout above;
+    /// read back with [`FlatGraph::from_bytes`] or [`FlatGraph::from_map`].
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = format::begin(MAGIC, VERSION);
         b.extend_from_slice(&(self.rows as u64).to_le_bytes());

@@ -20,6 +20,8 @@ const TOKENIZER: &str = "en_stem";
 /// The indexer's memory budget; tantivy's minimum is 15 MB per thread.
 const WRITER_BYTES: usize = 64 << 20;
 
+/// An opened BM25 keyword index over a library's texts (one document per
+/// row); built with [`KeywordIndex::build`] or [`KeywordIndex::extend`].
 pub struct KeywordIndex {
     index: Index,
     reader: IndexReader,
@@ -111,6 +113,8 @@ impl KeywordIndex {
         Ok(())
     }
 
+    /// Opens the index in `dir` for searching; fails when `dir` holds no
+    /// tantivy index with a `text` field.
     pub fn open(dir: &Path) -> Result<Self, IndexError> {
         let e = err(dir);
         let index = Index::open_in_dir(dir).map_err(&e)?;
@@ -128,6 +132,7 @@ impl KeywordIndex {
         self.reader.searcher().num_docs() as usize
     }
 
+    /// Whether no documents are indexed.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

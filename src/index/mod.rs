@@ -25,8 +25,17 @@ pub use graph::FlatGraph;
 pub use keyword::KeywordIndex;
 pub use params::{HnswParams, DEFAULT_SEED};
 
+/// Why an index operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
+    /// tantivy or the filesystem failed while building, extending, opening
+    /// or searching a [`KeywordIndex`].
     #[error("{}: keyword index: {reason}", path.display())]
-    Keyword { path: PathBuf, reason: String },
+    Keyword {
+        /// The keyword index's directory, or the file being linked or copied
+        /// into it (`keyword index` for a failed search).
+        path: PathBuf,
+        /// tantivy's or the OS's message.
+        reason: String,
+    },
 }

@@ -12,6 +12,8 @@ pub const DEFAULT_SEED: u64 = 0x5eed_0f9a_9e45_1200;
 pub struct HnswParams {
     /// Links per node per layer.
     pub m: usize,
+    /// Candidates kept while finding each new row's links: higher builds a
+    /// better graph (higher recall) more slowly.
     pub ef_construction: usize,
     /// Default search breadth (raised to k when k is larger).
     pub ef_search: usize,

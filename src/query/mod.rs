@@ -20,38 +20,73 @@ pub use filter::{parse_date_bound, Filter};
 pub use related::{related, RelatedRequest};
 pub use session::{load_embedder, ModelChoice, Needs, Session};
 
+/// Why a query could not be answered.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
+    /// A paper id given (to `similar`, or as a `related` seed) is not a live
+    /// paper of the library.
     #[error("no paper with id {id:?} in the library{}", suggestion.as_ref().map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default())]
     UnknownPaper {
+        /// The id as given.
         id: String,
+        /// A live id that is probably what was meant (same id ignoring case
+        /// and version suffix, else the longest common prefix), if any.
         suggestion: Option<String>,
     },
+    /// A search text is empty or only whitespace.
     #[error("the query is empty")]
     EmptyQuery,
+    /// A `related` request has no abstract, no seed papers and no query
+    /// sentences.
     #[error("nothing to relate to: give --abstract, --seed or --query")]
     NoPositives,
+    /// The loaded model's weights hash differs from the one recorded in the
+    /// library's manifest, so its query vectors would not be comparable.
     #[error("model {model} (weights sha256 {got}) is not the model this library was built with ({want_id}, sha256 {want}); pass --model with that model")]
     ModelMismatch {
+        /// Where the model was loaded from.
         model: String,
+        /// The loaded weights' sha256 (hex).
         got: String,
+        /// The model id recorded in the manifest.
         want_id: String,
+        /// The weights sha256 recorded in the manifest (hex).
         want: String,
     },
+    /// A precision was asked for that differs from the one the library was
+    /// embedded at.
     #[error("--precision {asked}: this library was embedded at {built}, and queries must be embedded the same way (leave --precision out)")]
-    PrecisionMismatch { asked: Precision, built: Precision },
+    PrecisionMismatch {
+        /// The precision asked for.
+        asked: Precision,
+        /// The precision recorded in the library's manifest.
+        built: Precision,
+    },
+    /// The library opened carries another model than the manifest the model
+    /// was loaded from: it was rebuilt in between.
     #[error("{}: the library was rebuilt with another model while it was being opened; run the command again", dir.display())]
-    LibraryChanged { dir: std::path::PathBuf },
+    LibraryChanged {
+        /// The library's directory.
+        dir: std::path::PathBuf,
+    },
+    /// A worker thread panicked; the text says what it was doing.
     #[error("{0} panicked")]
     Panicked(&'static str),
+    /// The model is needed (e.g. to serve queries) but the session was
+    /// opened without it.
     #[error("this query session was opened without its model")]
     NoModel,
+    /// The query's embedding is not a unit vector (zero or NaN), so cosine
+    /// similarity is meaningless.
     #[error("the model produced a zero or NaN vector for the query")]
     DegenerateQuery,
+    /// The model failed to load or to embed the query.
     #[error(transparent)]
     Embed(#[from] EmbedError),
+    /// The keyword index failed to open or to search.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// The library could not be opened or read.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -62,7 +97,10 @@ pub enum Strategy {
     /// Exact up to [`EXACT_MAX_PAPERS`] or under a selective filter, HNSW otherwise.
     #[default]
     Auto,
+    /// Always an exact scan of every kept row: slower, never misses.
     Exact,
+    /// Always the HNSW graph (approximate nearest neighbours), even for small
+    /// libraries.
     Ann,
 }
 
@@ -130,17 +168,26 @@ const FUSION_DEPTH: usize = 100;
 /// One result row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Hit {
+    /// 1-based position in the results, best first.
     pub rank: usize,
+    /// The paper's id in the library.
     pub id: String,
+    /// The paper's title.
     pub title: String,
     /// Cosine similarity (dense), BM25 (keyword), or fused score (hybrid).
     pub score: f32,
+    /// Author names in source order; may be empty.
     pub authors: Vec<String>,
+    /// Subject categories (e.g. arXiv `cs.CL`); may be empty.
     pub categories: Vec<String>,
+    /// `YYYY-MM-DD` when the source's date parsed, else as given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub date: Option<String>,
+    /// Link to the paper, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Why the paper matched; filled in only when an explanation was asked
+    /// for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<Why>,
 }
@@ -164,9 +211,13 @@ impl Hit {
 /// Options shared by search, similar and related.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Results wanted (at most; fewer when fewer papers pass the filter).
     pub k: usize,
+    /// What ranks the papers.
     pub mode: Mode,
+    /// How dense neighbours are found (exact scan or graph).
     pub strategy: Strategy,
+    /// Which papers may be returned (dates, categories).
     pub filter: Filter,
 }
 

@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use super::fsio::io_err;
 use super::StoreError;
 
+/// The checkpoint's file name inside the library directory.
 pub const CACHE_FILE: &str = "embed-cache.bin";
 const MAGIC: &[u8; 8] = b"PSIMCACH";
 const VERSION: u32 = 1;
@@ -35,6 +36,7 @@ const HEADER_BYTES: usize = 8 + 4 + 4 + 64;
 /// the model reads (the rendered template).
 pub type TextHash = [u8; 16];
 
+/// The [`TextHash`] of `text`, which must be exactly what the model embeds.
 pub fn text_hash(text: &str) -> TextHash {
     let digest = Sha256::digest(text.as_bytes());
     let mut h = [0u8; 16];

@@ -25,8 +25,12 @@ use crate::index::{self, FlatGraph, HnswParams, KeywordIndex};
 /// vector i (`vectors[i*dim..(i+1)*dim]`).
 #[derive(Clone, Copy)]
 pub struct Contents<'a> {
+    /// The papers, in row order.
     pub papers: &'a [Paper],
+    /// The text embedded for each paper (the rendered template); the keyword
+    /// index is built from these.
     pub texts: &'a [String],
+    /// `papers.len() * dim` floats, row-major; every row L2-normalised.
     pub vectors: &'a [f32],
 }
 
@@ -59,8 +63,13 @@ impl Contents<'_> {
 
 /// What a commit needs besides the contents.
 pub struct CommitSpec<'a> {
+    /// The model that embedded the vectors, recorded in the manifest so that
+    /// queries are embedded by the same one.
     pub model: &'a ModelInfo,
+    /// How a paper was rendered into the text that was embedded; recorded so
+    /// that `add` renders new papers the same way.
     pub text_template: &'a TextTemplate,
+    /// The HNSW graph's parameters, recorded in the manifest.
     pub index: HnswParams,
 }
 

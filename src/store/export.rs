@@ -10,11 +10,16 @@ use super::fsio::write_atomic;
 use super::papers::write_lines;
 use super::{Library, StoreError};
 
+/// What [`export`] wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExportReport {
+    /// Rows written: the library's live papers.
     pub rows: usize,
+    /// Floats per vector (the `.npy` matrix's second dimension).
     pub dim: usize,
+    /// The `.npy` file written.
     pub vectors: PathBuf,
+    /// The JSON-lines file of papers written, if one was asked for.
     pub metadata: Option<PathBuf>,
 }
 

@@ -57,7 +57,7 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// Writes `path` through `fill` so that a crash leaves either the old file
 /// or the whole new one, never a half-written one: into a temporary file
-/// beside it (see [`tmp_name`]), fsynced, renamed over `path`, and the
+/// beside it (see `tmp_name`), fsynced, renamed over `path`, and the
 /// folder fsynced so that the rename itself is durable. Returns what a
 /// manifest would record about the file.
 pub fn write_atomic(

@@ -62,10 +62,12 @@ impl Library {
         })
     }
 
+    /// The library's directory, as given to [`Library::open`].
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
+    /// The manifest of the generation that was opened.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
@@ -85,6 +87,7 @@ impl Library {
         self.papers.len()
     }
 
+    /// Whether the files hold no rows at all (live or dead).
     pub fn is_empty(&self) -> bool {
         self.papers.is_empty()
     }
@@ -104,6 +107,8 @@ impl Library {
         self.manifest.dead.len() as f64 / self.papers.len().max(1) as f64
     }
 
+    /// The live row of the paper `id`, if any (its newest row when it was
+    /// replaced). Exact match; the id map is built on first call.
     pub fn row_of(&self, id: &str) -> Option<usize> {
         self.rows_by_id
             .get_or_init(|| self.papers.rows_by_id(|r| self.is_live(r)))
@@ -111,6 +116,7 @@ impl Library {
             .copied()
     }
 
+    /// Every row's vector, dead rows included.
     pub fn vectors(&self) -> &Vectors {
         &self.vectors
     }

@@ -16,7 +16,10 @@ use crate::corpus::TextTemplate;
 use crate::embed::ModelInfo;
 use crate::index::HnswParams;
 
+/// The manifest's file name inside the library directory.
 pub const MANIFEST: &str = "manifest.json";
+/// The manifest's `format` field: what marks a directory as a papersim
+/// library.
 pub const FORMAT_NAME: &str = "papersim-library";
 /// Bumped whenever a reader of the previous version could misread the files.
 /// Version 2: papersim's own graph (`graph.<gen>.flat`) is the graph.
@@ -26,8 +29,12 @@ pub const FORMAT_VERSION: u32 = 2;
 /// What the manifest records about each file it points to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
+    /// The file's name, relative to the library folder (to
+    /// [`ManifestFiles::keyword_dir`] for the keyword index's files).
     pub name: String,
+    /// The file's size in bytes.
     pub bytes: u64,
+    /// The crc32 of the whole file.
     pub crc32: u32,
     /// For a sealed file (see [`crate::format`]: the vectors, graph and rows
     /// files), its footer. The whole file's crc32 above is then always
@@ -41,10 +48,13 @@ pub struct FileEntry {
 /// Files of one generation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestFiles {
+    /// The papers as JSON lines (`papers.<gen>.jsonl`), line i for row i.
     pub papers: FileEntry,
+    /// The f32 vectors (`vectors.<gen>.f32`), a sealed file.
     pub vectors: FileEntry,
-    /// The keyword index folder and every file in it.
+    /// The keyword index folder, relative to the library folder.
     pub keyword_dir: String,
+    /// Every file in the keyword index folder.
     pub keyword: Vec<FileEntry>,
     /// The graph (`index::FlatGraph`), what queries search.
     pub flat: FileEntry,
@@ -74,17 +84,29 @@ impl ManifestFiles {
 /// What `manifest.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Always [`FORMAT_NAME`].
     pub format: String,
+    /// The library format version, [`FORMAT_VERSION`] for libraries this
+    /// papersim writes; others are refused.
     pub format_version: u32,
+    /// Commits so far, starting at 1; the files of this generation carry it
+    /// in their names.
     pub generation: u64,
+    /// The model that embedded the vectors: queries must use the same one.
     pub model: ModelInfo,
+    /// How each paper was rendered into the text that was embedded.
     pub text_template: TextTemplate,
+    /// Rows in the files, dead ones included.
     pub papers: usize,
+    /// Floats per vector.
     pub dim: usize,
+    /// The graph's construction and search parameters.
     pub index: HnswParams,
-    /// RFC 3339.
+    /// When the library was first built, RFC 3339.
     pub created: String,
+    /// When this generation was committed, RFC 3339.
     pub updated: String,
+    /// This generation's files, with their sizes and checksums.
     pub files: ManifestFiles,
     /// Rows removed or replaced since the last full build (`remove`, `add`),
     /// ascending. Their papers and vectors stay in the files, so row numbers

@@ -44,27 +44,58 @@ pub use papers::Papers;
 pub use vectors::Vectors;
 pub use verify::{repair, verify, Check, VerifyReport};
 
+/// Why a library could not be read, written or checked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A file-system operation on `path` failed.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or directory being read, written, renamed or removed.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// The directory has no `manifest.json`: it is not a library (yet).
     #[error("{}: no papersim library here (no {MANIFEST}); create one with `papersim build --corpus FILE --library {}`", path.display(), path.display())]
-    NotALibrary { path: PathBuf },
-    #[error("{}: {reason}", path.display())]
-    BadManifest { path: PathBuf, reason: String },
-    #[error("{}: corrupt: {reason}; rebuild the library", path.display())]
-    Corrupt { path: PathBuf, reason: String },
-    #[error("{}:{line}: {reason}", path.display())]
-    BadPaper {
+    NotALibrary {
+        /// The directory that was expected to hold a library.
         path: PathBuf,
-        line: usize,
+    },
+    /// `manifest.json` is not valid JSON, is of another format or a newer
+    /// format version, or its fields are inconsistent (e.g. an unordered
+    /// dead list).
+    #[error("{}: {reason}", path.display())]
+    BadManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong with it.
         reason: String,
     },
+    /// A library file does not match its manifest entry (size or crc32),
+    /// fails its seal, or does not parse: the library is damaged.
+    #[error("{}: corrupt: {reason}; rebuild the library", path.display())]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A line of the papers file does not parse as a paper.
+    #[error("{}:{line}: {reason}", path.display())]
+    BadPaper {
+        /// The papers file.
+        path: PathBuf,
+        /// 1-based line number (vector row + 1).
+        line: usize,
+        /// The JSON error.
+        reason: String,
+    },
+    /// A commit or lookup was refused before anything was written: the
+    /// contents are inconsistent (counts, a non-unit vector), a row is out of
+    /// range, or the library changed since it was opened.
     #[error("refusing to commit: {0}")]
     Invalid(String),
+    /// The keyword index could not be built, extended or opened.
     #[error(transparent)]
     Index(#[from] IndexError),
 }

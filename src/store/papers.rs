@@ -109,10 +109,12 @@ impl Papers {
         })
     }
 
+    /// Rows (papers) in the file, dead ones included.
     pub fn len(&self) -> usize {
         self.spans.len()
     }
 
+    /// Whether the file holds no papers.
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
     }
@@ -192,6 +194,7 @@ impl Papers {
             .collect()
     }
 
+    /// The papers file (`papers.<gen>.jsonl`) this was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -97,10 +97,12 @@ impl Vectors {
         Ok(Vectors { map, dim, rows })
     }
 
+    /// Floats per vector.
     pub fn dim(&self) -> usize {
         self.dim
     }
 
+    /// Vectors in the file, one per library row, dead rows included.
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -113,6 +115,8 @@ impl Vectors {
         bytemuck::try_cast_slice(data).unwrap_or(&[])
     }
 
+    /// Row `i`'s vector (0-based, `dim` floats, L2-normalised); panics when
+    /// `i` is past the last row.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.as_slice()[i * self.dim..(i + 1) * self.dim]
     }

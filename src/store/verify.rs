@@ -16,16 +16,22 @@ use crate::embed::is_unit;
 pub struct Check {
     /// The file or folder checked, relative to the library.
     pub file: String,
+    /// What was checked, e.g. `size, crc32 and seal`.
     pub what: String,
     /// None when the check passed.
     pub problem: Option<String>,
 }
 
+/// The outcome of [`verify`]: every check run, passed or not.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
+    /// The library's directory.
     pub library: PathBuf,
+    /// The generation checked, from the manifest.
     pub generation: u64,
+    /// Rows the manifest records, dead ones included.
     pub papers: usize,
+    /// Every check, in the order run.
     pub checks: Vec<Check>,
     /// Every check passed.
     pub ok: bool,
