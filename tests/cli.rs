@@ -2,29 +2,14 @@
 
 mod common;
 
-use common::{json, ok, papersim, papersim_env, stderr};
+use common::{
+    build, build_args, build_env, build_json, build_ok, hf_daily, json, ok, papersim, result_ids,
+    s, stderr,
+};
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use serde_json::Value;
-
-fn hf_daily() -> PathBuf {
-    common::root().join("data/hf-daily-papers.txt")
-}
-
-fn build(corpus: &Path, lib: &Path, extra: &[&str]) -> Value {
-    let mut args = vec![
-        "build",
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--library",
-        lib.to_str().unwrap(),
-        "--json",
-    ];
-    args.extend_from_slice(extra);
-    json(&ok(papersim(&args)))
-}
 
 fn similar(lib: &Path, id: &str, k: &str) -> Value {
     json(&ok(papersim(&[
@@ -38,15 +23,6 @@ fn similar(lib: &Path, id: &str, k: &str) -> Value {
     ])))
 }
 
-fn result_ids(v: &Value) -> Vec<String> {
-    v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 const OBJECTIVE_MISMATCH: &str = "objective-mismatch-in-model-based-reinforcement-learning";
 
 #[test]
@@ -56,7 +32,7 @@ fn hf_daily_papers_similar_finds_the_value_gradient_paper_first() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let lib = tmp.path().join("lib");
-    let report = build(&hf_daily(), &lib, &[]);
+    let report = build_json(&hf_daily(), &lib, &[]);
     assert_eq!(report["papers"], 61);
     assert_eq!(report["skipped"], 0);
     assert_eq!(report["format"], "hf-daily");
@@ -111,12 +87,7 @@ fn hf_daily_papers_similar_finds_the_value_gradient_paper_first() {
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("Value Gradient weighted"), "{text}");
 
-    let info = json(&ok(papersim(&[
-        "info",
-        "--library",
-        lib.to_str().unwrap(),
-        "--json",
-    ])));
+    let info = common::info(&lib);
     assert_eq!(info["papers"], 61);
     assert_eq!(info["model"]["max_seq_length"], 256);
     assert_eq!(info["model"]["pooling"], "mean");
@@ -133,7 +104,7 @@ fn reopened_library_answers_the_same_and_matches_the_library_api() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let lib = tmp.path().join("lib");
-    build(&hf_daily(), &lib, &[]);
+    build_json(&hf_daily(), &lib, &[]);
     let first = similar(&lib, OBJECTIVE_MISMATCH, "20");
     let again = similar(&lib, OBJECTIVE_MISMATCH, "20");
     assert_eq!(first, again);
@@ -173,14 +144,7 @@ fn malformed_input_is_reported_with_file_and_line_and_good_records_kept() {
     )
     .unwrap();
     let lib = tmp.path().join("lib");
-    let out = ok(papersim(&[
-        "build",
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--library",
-        lib.to_str().unwrap(),
-        "--json",
-    ]));
+    let out = build_ok(&corpus, &lib, &["--json"]);
     let report = json(&out);
     assert_eq!(report["papers"], 2);
     assert_eq!(report["skipped"], 3);
@@ -193,14 +157,7 @@ fn malformed_input_is_reported_with_file_and_line_and_good_records_kept() {
         );
     }
 
-    let strict = papersim(&[
-        "build",
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--library",
-        tmp.path().join("strict").to_str().unwrap(),
-        "--strict",
-    ]);
+    let strict = build(&corpus, &tmp.path().join("strict"), &["--strict"]);
     assert_eq!(strict.status.code(), Some(2));
     assert!(
         stderr(&strict).contains(&format!("{name}:2:")),
@@ -219,21 +176,15 @@ fn an_interrupted_build_leaves_the_old_library_intact() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let lib = tmp.path().join("lib");
-    build(&hf_daily(), &lib, &[]);
+    build_json(&hf_daily(), &lib, &[]);
     let before = similar(&lib, OBJECTIVE_MISMATCH, "10");
-    let sample = common::root().join("data/arxiv-sample.jsonl.gz");
+    let sample = common::arxiv_sample();
 
     for point in ["after-papers", "after-vectors", "after-graph"] {
-        let out = papersim_env(
-            &[
-                "build",
-                "--corpus",
-                sample.to_str().unwrap(),
-                "--library",
-                lib.to_str().unwrap(),
-                "--limit",
-                "40",
-            ],
+        let out = build_env(
+            &sample,
+            &lib,
+            &["--limit", "40"],
             &[("PAPERSIM_FAILPOINT", point)],
         );
         assert!(
@@ -248,22 +199,10 @@ fn an_interrupted_build_leaves_the_old_library_intact() {
     }
 
     // A real kill in the middle of embedding.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_papersim"))
-        .args([
-            "build",
-            "--corpus",
-            sample.to_str().unwrap(),
-            "--library",
-            lib.to_str().unwrap(),
-        ])
-        .current_dir(common::root())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    child.kill().unwrap();
-    child.wait().unwrap();
+    common::kill_after(
+        &build_args(&sample, &lib, &[]),
+        std::time::Duration::from_millis(2500),
+    );
     assert_eq!(
         similar(&lib, OBJECTIVE_MISMATCH, "10"),
         before,
@@ -271,13 +210,8 @@ fn an_interrupted_build_leaves_the_old_library_intact() {
     );
 
     // And a build that completes replaces it.
-    build(&sample, &lib, &["--limit", "40"]);
-    let info = json(&ok(papersim(&[
-        "info",
-        "--library",
-        lib.to_str().unwrap(),
-        "--json",
-    ])));
+    build_json(&sample, &lib, &["--limit", "40"]);
+    let info = common::info(&lib);
     assert_eq!(info["papers"], 40);
     assert_eq!(info["generation"], 2);
 }
@@ -383,7 +317,7 @@ fn errors_name_what_is_wrong_and_what_to_do() {
         return;
     }
     let lib = tmp.path().join("lib");
-    build(&hf_daily(), &lib, &[]);
+    build_json(&hf_daily(), &lib, &[]);
     let unknown = papersim(&[
         "similar",
         "--library",
@@ -452,4 +386,171 @@ fn bench_index_json_reports_each_ef_over_the_limited_rows() {
         v["source"].as_str().unwrap().contains("first 500 rows"),
         "{v}"
     );
+}
+
+/// `papersim search … | head -c 100`: the reader goes away mid-output and
+/// papersim ends quietly with status 0, no panic and no error message.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    build_ok(&common::arxiv_sample(), &lib, &["--limit", "200"]);
+    let args = [
+        "search",
+        "--library",
+        s(&lib),
+        "graph",
+        "-k",
+        "900",
+        "--json",
+    ];
+    // More than a pipe holds (64 KiB on Linux), so papersim is still writing
+    // when the reader closes its end.
+    let whole = ok(papersim(&args)).stdout.len();
+    assert!(
+        whole > 96 * 1024,
+        "only {whole} bytes: the pipe never fills"
+    );
+
+    let mut child = common::command(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut head = [0u8; 100];
+    std::io::Read::read_exact(&mut stdout, &mut head).unwrap();
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!err.to_lowercase().contains("error"), "{err}");
+    assert!(String::from_utf8_lossy(&head).contains("\"query\""));
+}
+
+/// `remove`, `compact` and `export` report in JSON with `--json`.
+#[test]
+fn remove_compact_and_export_speak_json() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    build_ok(&common::arxiv_sample(), &lib, &["--limit", "30"]);
+    let id = common::result_ids(&json(&ok(papersim(&[
+        "search",
+        "--library",
+        s(&lib),
+        "graph",
+        "-k",
+        "1",
+        "--json",
+    ]))))
+    .remove(0);
+
+    let removed = json(&ok(papersim(&[
+        "remove",
+        "--library",
+        s(&lib),
+        "--json",
+        &id,
+    ])));
+    assert_eq!(removed["removed"], 1, "{removed}");
+    assert_eq!(removed["live"], 29, "{removed}");
+
+    let compacted = json(&ok(papersim(&[
+        "compact",
+        "--library",
+        s(&lib),
+        "--force",
+        "--json",
+    ])));
+    assert_eq!(compacted["compacted"], true, "{compacted}");
+    assert_eq!(compacted["rows"], removed["live"], "{compacted}");
+
+    let (npy, meta) = (tmp.path().join("out.npy"), tmp.path().join("out.jsonl"));
+    let exported = json(&ok(papersim(&[
+        "export",
+        "--library",
+        s(&lib),
+        "--json",
+        "--vectors",
+        s(&npy),
+        "--metadata",
+        s(&meta),
+    ])));
+    assert_eq!(exported["rows"], 29, "{exported}");
+    assert_eq!(exported["dim"], 384, "{exported}");
+    assert!(npy.is_file() && meta.is_file(), "{exported}");
+    assert_eq!(std::fs::read_to_string(&meta).unwrap().lines().count(), 29);
+}
+
+/// `embed -o out.jsonl` writes through a temporary file it renames into
+/// place: nothing else is left in the folder, and a sibling `out.json` (a
+/// name a careless temporary name could take) is untouched.
+#[test]
+fn embed_to_a_file_leaves_no_temporary_and_spares_its_siblings() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\": \"a\", \"text\": \"Graph neural networks.\"}\n{\"id\": \"b\", \"text\": \"Protein folding.\"}\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("out");
+    std::fs::create_dir(&dir).unwrap();
+    let sibling = dir.join("out.json");
+    std::fs::write(&sibling, "{\"keep\": true}\n").unwrap();
+    let output = dir.join("out.jsonl");
+    ok(papersim(&["embed", s(&input), "-o", s(&output)]));
+
+    assert_eq!(
+        std::fs::read_to_string(&sibling).unwrap(),
+        "{\"keep\": true}\n"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["out.json", "out.jsonl"]);
+    let rows: Vec<Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["id"], "b");
+    assert_eq!(rows[1]["embedding"].as_array().unwrap().len(), 384);
+}
+
+/// Queries are embedded the way the library was: `--precision int8` on an
+/// f32 library is refused (exit 2) with what to do instead.
+#[test]
+fn int8_queries_on_an_f32_library_are_refused_with_what_to_do() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    build_ok(&hf_daily(), &lib, &["--limit", "6"]);
+    let out = papersim(&[
+        "search",
+        "--library",
+        s(&lib),
+        "model-based reinforcement learning",
+        "--precision",
+        "int8",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--precision int8"), "{err}");
+    assert!(err.contains("leave --precision out"), "{err}");
 }

@@ -4,33 +4,13 @@
 
 mod common;
 
-use common::{papersim, stderr};
+use common::{build, build_args, build_env, build_ok, hf_daily, papersim, result_ids, s, stderr};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Instant;
 
 use serde_json::Value;
-
-fn build(lib: &Path, limit: &str) -> Output {
-    build_with(lib, limit, &[])
-}
-
-/// `build` with more flags.
-fn build_with(lib: &Path, limit: &str, extra: &[&str]) -> Output {
-    let corpus = common::root().join("data/hf-daily-papers.txt");
-    let mut args = vec![
-        "build",
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--library",
-        lib.to_str().unwrap(),
-        "--limit",
-        limit,
-    ];
-    args.extend_from_slice(extra);
-    papersim(&args)
-}
 
 const QUERY: &str = "objective-mismatch-in-model-based-reinforcement-learning";
 
@@ -80,7 +60,7 @@ fn a_flipped_byte_or_truncation_in_any_file_is_named_never_a_panic() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let lib = tmp.path().join("lib");
-    assert!(build(&lib, "61").status.success());
+    build_ok(&hf_daily(), &lib, &["--limit", "61"]);
     let good = answer(&lib).unwrap();
     let files = library_files(&lib);
     assert!(files.len() >= 8, "{files:?}");
@@ -141,9 +121,12 @@ fn an_intact_file_from_another_library_is_named_not_searched() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let (lib, other) = (tmp.path().join("lib"), tmp.path().join("other"));
-    assert!(build(&lib, "20").status.success());
-    let o = build_with(&other, "20", &["--template", "{abstract}"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    build_ok(&hf_daily(), &lib, &["--limit", "20"]);
+    build_ok(
+        &hf_daily(),
+        &other,
+        &["--limit", "20", "--template", "{abstract}"],
+    );
     assert!(answer(&lib).is_ok());
 
     let vectors = |lib: &Path| library_files(lib)[2].clone();
@@ -171,7 +154,7 @@ fn verify_repair_rebuilds_a_damaged_graph_from_the_stored_vectors() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let lib = tmp.path().join("lib");
-    assert!(build(&lib, "61").status.success());
+    build_ok(&hf_daily(), &lib, &["--limit", "61"]);
     let exact = |lib: &Path| {
         let o = papersim(&[
             "similar",
@@ -270,37 +253,20 @@ fn sigkill_at_random_points_of_a_build_leaves_the_old_or_the_new_library() {
     let tmp = tempfile::tempdir().unwrap();
     let lib = tmp.path().join("lib");
     // Old state: 30 papers. New state: all 61. Measure how long the new build takes.
-    assert!(build(&lib, "30").status.success());
+    build_ok(&hf_daily(), &lib, &["--limit", "30"]);
     let old = answer(&lib).unwrap();
     let reference = tmp.path().join("reference");
     let start = Instant::now();
-    assert!(build(&reference, "61").status.success());
+    build_ok(&hf_daily(), &reference, &["--limit", "61"]);
     let duration = start.elapsed();
     let new = answer(&reference).unwrap();
     assert_ne!(old, new);
 
-    let corpus = common::root().join("data/hf-daily-papers.txt");
     let (mut saw_old, mut saw_new) = (0, 0);
     for round in 0..20 {
         // Kill anywhere from process start to a little past the usual end.
         let at = duration.mul_f64(rng.next_f64() * 1.1);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_papersim"))
-            .args([
-                "build",
-                "--corpus",
-                corpus.to_str().unwrap(),
-                "--library",
-                lib.to_str().unwrap(),
-                "--limit",
-                "61",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(at);
-        let _ = child.kill(); // SIGKILL
-        let status = child.wait().unwrap();
+        let status = common::kill_after(&build_args(&hf_daily(), &lib, &["--limit", "61"]), at);
         let now = answer(&lib).unwrap_or_else(|e| {
             panic!(
                 "round {round}, killed at {at:?} ({status:?}): library broken: {e} (seed {seed})"
@@ -311,7 +277,7 @@ fn sigkill_at_random_points_of_a_build_leaves_the_old_or_the_new_library() {
         } else if now == new {
             saw_new += 1;
             // Back to the old state for the next round.
-            assert!(build(&lib, "30").status.success());
+            build_ok(&hf_daily(), &lib, &["--limit", "30"]);
         } else {
             panic!("round {round}, killed at {at:?}: a mixed state (seed {seed}): {now}");
         }
@@ -319,7 +285,7 @@ fn sigkill_at_random_points_of_a_build_leaves_the_old_or_the_new_library() {
     }
     println!("20 kills: {saw_old} left the old library, {saw_new} the new one");
     // Stray files of killed builds are cleaned by the next commit.
-    assert!(build(&lib, "61").status.success());
+    build_ok(&hf_daily(), &lib, &["--limit", "61"]);
     let names: Vec<String> = std::fs::read_dir(&lib)
         .unwrap()
         .flatten()
@@ -351,6 +317,21 @@ impl Tmpfs {
         }
     }
 }
+impl Tmpfs {
+    /// Bytes still free on it (`df`).
+    fn free_bytes(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .unwrap()
+    }
+}
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
@@ -367,25 +348,14 @@ fn a_full_disk_gives_a_clear_error_and_keeps_the_old_library() {
         return;
     };
     let lib = fs.0.join("lib");
-    assert!(build(&lib, "30").status.success());
+    build_ok(&hf_daily(), &lib, &["--limit", "30"]);
     let old = answer(&lib).unwrap();
     // Fill the disk, leaving a few kilobytes.
     let filler = fs.0.join("filler");
-    let free = {
-        let out = Command::new("df")
-            .args(["-B1", "--output=avail"])
-            .arg(&fs.0)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .nth(1)
-            .and_then(|l| l.trim().parse::<u64>().ok())
-            .unwrap()
-    };
+    let free = fs.free_bytes();
     std::fs::write(&filler, vec![0u8; free.saturating_sub(20_000) as usize]).unwrap();
 
-    let out = build(&lib, "61");
+    let out = build(&hf_daily(), &lib, &["--limit", "61"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("No space left on device"), "{err}");
@@ -415,21 +385,11 @@ fn an_interrupted_build_resumes_from_its_checkpoint_and_gives_the_same_library()
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let corpus = common::root().join("data/hf-daily-papers.txt");
     let run = |lib: &Path, env: &[(&str, &str)]| {
-        common::papersim_env(
-            &[
-                "build",
-                "--corpus",
-                corpus.to_str().unwrap(),
-                "--library",
-                lib.to_str().unwrap(),
-                "--limit",
-                "30",
-                "--checkpoint-every",
-                "8",
-                "--json",
-            ],
+        build_env(
+            &hf_daily(),
+            lib,
+            &["--limit", "30", "--checkpoint-every", "8", "--json"],
             env,
         )
     };
@@ -452,15 +412,7 @@ fn an_interrupted_build_resumes_from_its_checkpoint_and_gives_the_same_library()
     let clean = tmp.path().join("clean");
     common::ok(run(&clean, &[]));
     let (a, b) = (answer(&lib).unwrap(), answer(&clean).unwrap());
-    let ids = |v: &Value| -> Vec<String> {
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert_eq!(ids(&a), ids(&b));
+    assert_eq!(result_ids(&a), result_ids(&b));
     for (x, y) in a["results"]
         .as_array()
         .unwrap()
@@ -472,17 +424,21 @@ fn an_interrupted_build_resumes_from_its_checkpoint_and_gives_the_same_library()
     }
 }
 
-fn add(lib: &Path, limit: &str) -> Output {
-    let corpus = common::root().join("data/hf-daily-papers.txt");
-    papersim(&[
+fn add_args<'a>(corpus: &'a Path, lib: &'a Path, limit: &'a str) -> Vec<&'a str> {
+    vec![
         "add",
         "--corpus",
-        corpus.to_str().unwrap(),
+        s(corpus),
         "--library",
-        lib.to_str().unwrap(),
+        s(lib),
         "--limit",
         limit,
-    ])
+    ]
+}
+
+/// `add` of the first `limit` HF Daily Papers into `lib`.
+fn add(lib: &Path, limit: &str) -> Output {
+    papersim(&add_args(&hf_daily(), lib, limit))
 }
 
 #[test]
@@ -497,7 +453,7 @@ fn sigkill_at_random_points_of_an_add_leaves_the_old_or_the_new_library() {
     let tmp = tempfile::tempdir().unwrap();
     // Old state: 30 papers. New state: 30 + 31 added.
     let pristine = tmp.path().join("pristine");
-    assert!(build(&pristine, "30").status.success());
+    build_ok(&hf_daily(), &pristine, &["--limit", "30"]);
     let old = answer(&pristine).unwrap();
     let reference = tmp.path().join("reference");
     common::copy_dir(&pristine, &reference);
@@ -507,23 +463,14 @@ fn sigkill_at_random_points_of_an_add_leaves_the_old_or_the_new_library() {
     let new = answer(&reference).unwrap();
     assert_ne!(old, new);
 
-    let corpus = common::root().join("data/hf-daily-papers.txt");
+    let corpus = hf_daily();
     let lib = tmp.path().join("lib");
     let (mut saw_old, mut saw_new) = (0, 0);
     for round in 0..20 {
         let _ = std::fs::remove_dir_all(&lib);
         common::copy_dir(&pristine, &lib);
         let at = duration.mul_f64(rng.next_f64() * 1.1);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_papersim"))
-            .args(["add", "--corpus", corpus.to_str().unwrap()])
-            .args(["--library", lib.to_str().unwrap(), "--limit", "61"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(at);
-        let _ = child.kill(); // SIGKILL
-        let status = child.wait().unwrap();
+        let status = common::kill_after(&add_args(&corpus, &lib, "61"), at);
         let now = answer(&lib).unwrap_or_else(|e| {
             panic!(
                 "round {round}, killed at {at:?} ({status:?}): library broken: {e} (seed {seed})"
@@ -557,18 +504,9 @@ fn a_full_disk_during_add_gives_a_clear_error_and_keeps_the_old_library() {
         return;
     };
     let lib = fs.0.join("lib");
-    assert!(build(&lib, "30").status.success());
+    build_ok(&hf_daily(), &lib, &["--limit", "30"]);
     let old = answer(&lib).unwrap();
-    let out = Command::new("df")
-        .args(["-B1", "--output=avail"])
-        .arg(&fs.0)
-        .output()
-        .unwrap();
-    let free = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .and_then(|l| l.trim().parse::<u64>().ok())
-        .unwrap();
+    let free = fs.free_bytes();
     // Room for the checkpoint of the new vectors, not for a new generation.
     std::fs::write(
         fs.0.join("filler"),

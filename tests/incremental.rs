@@ -7,12 +7,12 @@ mod common;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use common::{json, ok, papersim};
+use common::{build_ok, json, ok, papersim, result_ids, s};
 use serde_json::Value;
 
 /// The first `n` papers of the bundled arXiv sample, as JSON values.
 fn sample(n: usize) -> Vec<Value> {
-    let f = std::fs::File::open(common::root().join("data/arxiv-sample.jsonl.gz")).unwrap();
+    let f = std::fs::File::open(common::arxiv_sample()).unwrap();
     std::io::BufReader::new(flate2::read::GzDecoder::new(f))
         .lines()
         .take(n)
@@ -27,10 +27,6 @@ fn write_corpus(path: &Path, papers: &[Value]) {
     }
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 /// Ids returned by a query, in order.
 fn ids(lib: &Path, args: &[&str]) -> Vec<String> {
     // args[0] is the subcommand; the common flags follow it.
@@ -42,12 +38,7 @@ fn ids(lib: &Path, args: &[&str]) -> Vec<String> {
         "{}",
         common::stderr(&out)
     );
-    json(&out)["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect()
+    result_ids(&json(&out))
 }
 
 /// A battery of queries in `modes`, exact and HNSW.
@@ -85,13 +76,7 @@ fn add_embeds_only_new_and_changed_papers_and_replaced_versions_never_return() {
     let papers = sample(60);
     let first = tmp.path().join("first.jsonl");
     write_corpus(&first, &papers[..40]);
-    ok(papersim(&[
-        "build",
-        "--corpus",
-        s(&first),
-        "--library",
-        s(&lib),
-    ]));
+    build_ok(&first, &lib, &[]);
 
     // 20 new papers, one with a new title (re-embedded), one with new
     // authors only (its vector is reused), 38 unchanged.
@@ -115,7 +100,7 @@ fn add_embeds_only_new_and_changed_papers_and_replaced_versions_never_return() {
     assert_eq!(r["embed"]["docs"], 21, "only new texts are embedded: {r}");
     assert_eq!(r["live"], 60, "{r}");
 
-    let info = json(&ok(papersim(&["info", "--library", s(&lib), "--json"])));
+    let info = common::info(&lib);
     assert_eq!(info["papers"], 62, "rows, dead included");
     assert_eq!(info["live"], 60);
 
@@ -158,13 +143,7 @@ fn add_then_remove_gives_the_original_answers_and_compact_restores_them_all() {
     let papers = sample(50);
     let first = tmp.path().join("first.jsonl");
     write_corpus(&first, &papers[..35]);
-    ok(papersim(&[
-        "build",
-        "--corpus",
-        s(&first),
-        "--library",
-        s(&lib),
-    ]));
+    build_ok(&first, &lib, &[]);
     let probe = papers[2]["id"].as_str().unwrap();
     let original = answers(&lib, probe);
 
@@ -202,11 +181,11 @@ fn add_then_remove_gives_the_original_answers_and_compact_restores_them_all() {
     assert_eq!(twice.status.code(), Some(2));
     assert!(common::stderr(&twice).contains(added[0]));
 
-    let info = json(&ok(papersim(&["info", "--library", s(&lib), "--json"])));
+    let info = common::info(&lib);
     assert!((info["dead_fraction"].as_f64().unwrap() - 15.0 / 50.0).abs() < 1e-9);
     let out = ok(papersim(&["compact", "--library", s(&lib)]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("compacted"));
-    let info = json(&ok(papersim(&["info", "--library", s(&lib), "--json"])));
+    let info = common::info(&lib);
     assert_eq!(info["papers"], 35);
     assert_eq!(info["dead_fraction"], 0.0);
     assert_eq!(answers(&lib, probe), original);
@@ -222,13 +201,7 @@ fn export_writes_the_live_vectors_as_npy_and_papers_in_the_same_order() {
     let papers = sample(12);
     let corpus = tmp.path().join("c.jsonl");
     write_corpus(&corpus, &papers);
-    ok(papersim(&[
-        "build",
-        "--corpus",
-        s(&corpus),
-        "--library",
-        s(&lib),
-    ]));
+    build_ok(&corpus, &lib, &[]);
     let removed = papers[4]["id"].as_str().unwrap();
     ok(papersim(&["remove", "--library", s(&lib), removed]));
     let npy = tmp.path().join("v.npy");

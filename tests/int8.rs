@@ -120,17 +120,7 @@ fn an_int8_library_is_queried_at_int8() {
     let tmp = tempfile::tempdir().unwrap();
     let lib = tmp.path().join("lib");
     let lib_s = lib.to_str().unwrap();
-    let corpus = common::root().join("data/hf-daily-papers.txt");
-    let corpus_s = corpus.to_str().unwrap();
-    common::ok(common::papersim(&[
-        "build",
-        "--corpus",
-        corpus_s,
-        "--library",
-        lib_s,
-        "--precision",
-        "int8",
-    ]));
+    common::build_ok(&common::hf_daily(), &lib, &["--precision", "int8"]);
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(lib.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["model"]["precision"], "int8");

@@ -13,20 +13,6 @@ use std::path::Path;
 use common::{ok, papersim, stderr};
 use papersim::store::{self, Manifest, MANIFEST};
 
-/// A six-paper library from the bundled HF Daily Papers sample.
-fn build(lib: &Path) {
-    let corpus = common::root().join("data/hf-daily-papers.txt");
-    ok(papersim(&[
-        "build",
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--library",
-        lib.to_str().unwrap(),
-        "--limit",
-        "6",
-    ]));
-}
-
 fn read(lib: &Path) -> Manifest {
     serde_json::from_str(&std::fs::read_to_string(lib.join(MANIFEST)).unwrap()).unwrap()
 }
@@ -65,7 +51,8 @@ fn manifest_names_outside_the_library_are_refused_naming_manifest_json() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let lib = tmp.path().join("lib");
-    build(&lib);
+    // A six-paper library from the bundled HF Daily Papers sample.
+    common::build_ok(&common::hf_daily(), &lib, &["--limit", "6"]);
     let original = read(&lib);
     // A file the bad names could reach, so a missing check would not merely
     // fail to find it.

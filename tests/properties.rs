@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use papersim::embed::batch::{plan, BatchLimits};
@@ -105,27 +104,6 @@ proptest! {
     }
 }
 
-fn library() -> Option<&'static PathBuf> {
-    common::model_dir()?;
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    Some(LIB.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep().join("lib");
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_papersim"))
-            .args(["build", "--corpus"])
-            .arg(common::root().join("data/hf-daily-papers.txt"))
-            .arg("--library")
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
-    }))
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
     #[test]
@@ -135,7 +113,7 @@ proptest! {
         mode in prop_oneof![Just(Mode::Dense), Just(Mode::Keyword), Just(Mode::Hybrid)],
         ann in any::<bool>(),
     ) {
-        let Some(dir) = library() else { return Ok(()) };
+        let Some(dir) = common::hf_daily_library() else { return Ok(()) };
         let a = Library::open(dir).unwrap();
         let b = Library::open(dir).unwrap();
         let id = a.papers().id(paper).unwrap().to_string();

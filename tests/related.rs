@@ -3,30 +3,13 @@
 
 mod common;
 
-use common::{json, ok, papersim};
-
-use std::path::PathBuf;
-use std::sync::OnceLock;
+use common::{json, ok, papersim, result_ids as ids};
 
 use serde_json::Value;
 
 /// One library for the whole file (building it embeds 61 papers).
 fn library() -> Option<&'static str> {
-    common::model_dir()?;
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    let lib = LIB.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep().join("lib");
-        let corpus = common::root().join("data/hf-daily-papers.txt");
-        ok(papersim(&[
-            "build",
-            "--corpus",
-            corpus.to_str().unwrap(),
-            "--library",
-            dir.to_str().unwrap(),
-        ]));
-        dir
-    });
-    lib.to_str()
+    common::hf_daily_library()?.to_str()
 }
 
 fn papers(lib: &str) -> Vec<Value> {
@@ -50,15 +33,6 @@ fn id_of(lib: &str, title: &str) -> String {
         .and_then(|p| p["id"].as_str())
         .unwrap_or_else(|| panic!("no paper titled {title:?}"))
         .to_string()
-}
-
-fn ids(v: &Value) -> Vec<String> {
-    v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 const MBRL: &str = "objective-mismatch-in-model-based-reinforcement-learning";

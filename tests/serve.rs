@@ -21,27 +21,13 @@ use common::{ok, papersim};
 
 /// A library of the first `n` papers of the bundled arXiv sample.
 fn build_library(dir: &Path, n: usize) {
-    let corpus = common::root().join("data/arxiv-sample.jsonl.gz");
-    ok(papersim(&[
-        "build",
-        "--corpus",
-        corpus.to_str().unwrap(),
-        "--library",
-        dir.to_str().unwrap(),
-        "--limit",
-        &n.to_string(),
-    ]));
+    common::build_ok(&common::arxiv_sample(), dir, &["--limit", &n.to_string()]);
 }
 
 /// One 40-paper library shared by the tests that only read it.
 fn library() -> Option<&'static Path> {
-    common::model_dir()?;
     static LIB: OnceLock<PathBuf> = OnceLock::new();
-    Some(LIB.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep().join("lib");
-        build_library(&dir, 40);
-        dir
-    }))
+    common::library_once(&LIB, &common::arxiv_sample(), &["--limit", "40"])
 }
 
 /// A running server, stopped (SIGKILL) when dropped unless already stopped.
@@ -52,11 +38,9 @@ struct Server {
 
 impl Server {
     fn start(lib: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_papersim"))
-            .args(["serve", "--library", lib.to_str().unwrap()])
+        let mut child = common::command(&["serve", "--library", common::s(lib)])
             .args(["--addr", "127.0.0.1:0", "--poll-ms", "100"])
             .args(extra)
-            .current_dir(common::root())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -3,6 +3,10 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
 
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,26 +52,116 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (na * nb)
 }
 
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+/// The bundled Hugging Face Daily Papers sample (61 papers).
+pub fn hf_daily() -> PathBuf {
+    root().join("data/hf-daily-papers.txt")
+}
+
+/// The bundled arXiv sample (JSON lines, gzipped).
+pub fn arxiv_sample() -> PathBuf {
+    root().join("data/arxiv-sample.jsonl.gz")
+}
+
+/// The real binary, to run from the project root.
+pub fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_papersim"));
+    cmd.args(args).current_dir(root());
+    cmd
+}
+
 /// Runs the real binary from the project root.
-pub fn papersim(args: &[&str]) -> std::process::Output {
+pub fn papersim(args: &[&str]) -> Output {
     papersim_env(args, &[])
 }
 
-pub fn papersim_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_papersim"));
-    cmd.args(args).current_dir(root());
+pub fn papersim_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = command(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd.output().expect("run papersim")
 }
 
-pub fn stderr(o: &std::process::Output) -> String {
+/// Starts the real binary with its output discarded (to kill it mid-run).
+pub fn spawn_quiet(args: &[&str]) -> Child {
+    command(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start papersim")
+}
+
+/// Starts the real binary quietly, SIGKILLs it after `after` (if it has
+/// not ended by then) and returns how it ended.
+pub fn kill_after(args: &[&str], after: std::time::Duration) -> std::process::ExitStatus {
+    let mut child = spawn_quiet(args);
+    std::thread::sleep(after);
+    let _ = child.kill(); // SIGKILL
+    child.wait().expect("wait for papersim")
+}
+
+/// `build --corpus CORPUS --library LIB`, then `extra`.
+pub fn build_args<'a>(corpus: &'a Path, lib: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["build", "--corpus", s(corpus), "--library", s(lib)];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// Runs `papersim build` of `corpus` into `lib` with `extra` flags; the
+/// caller checks the outcome.
+pub fn build(corpus: &Path, lib: &Path, extra: &[&str]) -> Output {
+    papersim(&build_args(corpus, lib, extra))
+}
+
+/// [`build`] with environment variables set (failpoints).
+pub fn build_env(corpus: &Path, lib: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    papersim_env(&build_args(corpus, lib, extra), env)
+}
+
+/// [`build`], asserting it succeeded.
+pub fn build_ok(corpus: &Path, lib: &Path, extra: &[&str]) -> Output {
+    ok(build(corpus, lib, extra))
+}
+
+/// [`build_ok`] with `--json`: the build's summary.
+pub fn build_json(corpus: &Path, lib: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    json(&build_ok(corpus, lib, &args))
+}
+
+/// A library built once per test binary into `cell` (kept for the
+/// process's life), or None when the model is missing.
+pub fn library_once(
+    cell: &'static OnceLock<PathBuf>,
+    corpus: &Path,
+    extra: &[&str],
+) -> Option<&'static Path> {
+    model_dir()?;
+    Some(cell.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep().join("lib");
+        build_ok(corpus, &dir, extra);
+        dir
+    }))
+}
+
+/// The whole HF Daily Papers sample, built once per test binary.
+pub fn hf_daily_library() -> Option<&'static Path> {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    library_once(&LIB, &hf_daily(), &[])
+}
+
+pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Asserts the command succeeded, showing its stderr when not.
-pub fn ok(o: std::process::Output) -> std::process::Output {
+pub fn ok(o: Output) -> Output {
     assert!(
         o.status.success(),
         "papersim failed ({:?}):\n{}",
@@ -77,13 +171,28 @@ pub fn ok(o: std::process::Output) -> std::process::Output {
     o
 }
 
-pub fn json(o: &std::process::Output) -> serde_json::Value {
+pub fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout is not JSON ({e}):\n{}",
             String::from_utf8_lossy(&o.stdout)
         )
     })
+}
+
+/// `papersim info --library LIB --json`, asserting it succeeded.
+pub fn info(lib: &Path) -> Value {
+    json(&ok(papersim(&["info", "--library", s(lib), "--json"])))
+}
+
+/// The ids of a query's `--json` results, in order.
+pub fn result_ids(v: &Value) -> Vec<String> {
+    v["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no results in {v}"))
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
 }
 
 pub struct Reference {
