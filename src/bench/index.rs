@@ -68,8 +68,8 @@ pub enum GraphBuilder {
     /// `index::build`, what libraries use.
     #[default]
     Papersim,
-    /// hnsw_rs (f16 store), what format version 1 libraries used: kept to
-    /// show what our builder bought. Needs the `hnsw-rs` feature.
+    /// The hnsw_rs crate's insertion (f16 store), measured against ours.
+    /// Needs the `hnsw-rs` feature.
     HnswRs,
 }
 

@@ -1,7 +1,7 @@
 //! HNSW construction, straight into the flat arrays that queries search.
 //!
-//! hnsw_rs built papersim's graphs in format version 1 libraries. Its
-//! insertion is what made a build slow: on 73,728 arXiv vectors (M 16, ef_construction
+//! Why our own builder rather than hnsw_rs's insertion (still measurable
+//! with `bench index --builder hnsw-rs`): on 73,728 arXiv vectors (M 16, ef_construction
 //! 200, 2 threads) it took 84–89 s where hnswlib took 39–47 s, and `perf`
 //! put 49% of the build in its layer search, most of that on one load (a
 //! neighbour's id behind two `Arc`s, a cache miss per neighbour). That is how

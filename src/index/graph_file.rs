@@ -5,8 +5,7 @@
 //! u32 entry row | u32 layers, then per layer: (rows + 1) u32 offsets and
 //! offsets[rows] u32 neighbour rows | u32 code dim, 0 for no codes, then
 //! rows f32 scales and rows * dim i8 codes | u32 crc32 of everything before.
-//! (Version 1, without the codes, was only ever in format version 1
-//! libraries.)
+//! Any other version is refused.
 
 use std::sync::Arc;
 
