@@ -333,6 +333,7 @@ impl DelimitedSource {
             categories,
             date,
             url,
+            ..Paper::default()
         })
     }
 }

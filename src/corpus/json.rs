@@ -208,6 +208,7 @@ fn arxiv_paper(object: &Object) -> Result<Paper, String> {
         categories,
         date,
         url,
+        ..Paper::default()
     })
 }
 
@@ -234,6 +235,7 @@ fn beir_paper(object: &Object) -> Result<Paper, String> {
         categories: Vec::new(),
         date: None,
         url,
+        ..Paper::default()
     })
 }
 

@@ -89,7 +89,13 @@ pub enum CorpusError {
 }
 
 /// One paper, whatever file it came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The bibliographic fields after `url` (`doi`, `journal`, `booktitle`,
+/// `eprint`) are kept when the source has them (BibTeX, RIS, Zotero CSV,
+/// OpenAlex, Semantic Scholar) and are left out of the stored JSON when
+/// empty, so libraries written before they existed read and write the same
+/// bytes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Paper {
     /// Unique within a corpus (duplicates are bad records): the arXiv id, the
     /// BEIR `_id`, the CSV/TSV id column (`row-N` without one), or for
@@ -115,6 +121,22 @@ pub struct Paper {
     /// the id looks like an arXiv id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The DOI without a resolver prefix (`10.1000/xyz`), when the source has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doi: Option<String>,
+    /// The journal an article appeared in (BibTeX `journal`/`journaltitle`,
+    /// RIS `JO`/`JF`/`T2`, Zotero's Publication Title, OpenAlex and Semantic
+    /// Scholar venues that are journals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
+    /// The proceedings or book a paper appeared in (BibTeX `booktitle`, RIS
+    /// `T2` of a conference paper, OpenAlex conference sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booktitle: Option<String>,
+    /// A preprint identifier as BibTeX's `eprint` holds it (e.g. an arXiv id
+    /// of a paper whose own id is a citation key or a DOI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eprint: Option<String>,
 }
 
 /// The input formats understood by [`open`].
