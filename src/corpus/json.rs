@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::fields::{
-    arxiv_abs_url, clean_abstract, ensure_text, normalize_date, normalize_whitespace,
+    arxiv_abs_url, arxiv_id_month, clean_abstract, ensure_text, normalize_date, normalize_whitespace,
     split_author_string, split_categories,
 };
 use super::input::{too_long_reason, Line, LineReader};
@@ -186,16 +186,7 @@ fn arxiv_paper(object: &Object) -> Result<Paper, String> {
     ensure_text(&title, &abstract_text)?;
     let authors = string_list(object, "authors", split_author_string)?;
     let categories = string_list(object, "categories", split_categories)?;
-    // Our dump, the Kaggle snapshot, and other exports name the date differently.
-    let mut date = None;
-    for key in ["first_listed", "update_date", "date", "published"] {
-        if let Some(raw) = get_str(object, key)? {
-            date = normalize_date(raw);
-            if date.is_some() {
-                break;
-            }
-        }
-    }
+    let date = arxiv_date(object, &id)?;
     let url = match non_empty(get_str(object, "abs_url")?) {
         Some(url) => Some(url),
         None => non_empty(get_str(object, "url")?).or_else(|| arxiv_abs_url(&id)),
@@ -210,6 +201,44 @@ fn arxiv_paper(object: &Object) -> Result<Paper, String> {
         url,
         ..Paper::default()
     })
+}
+
+/// The date a paper was first made public. The Kaggle snapshot's
+/// `update_date` is the last revision's, so its `versions[0].created`
+/// (`Mon, 2 Apr 2007 19:18:42 GMT`) comes first; then the fields our dump
+/// and other exports use. The id of an arXiv paper names the month of its
+/// first version, so a date from a later month (a revision or a re-listing)
+/// gives way to that month (`YYYY-MM`), and a paper with no date gets it.
+fn arxiv_date(object: &Object, id: &str) -> Result<Option<String>, String> {
+    let mut date = first_version_date(object);
+    if date.is_none() {
+        // Our dump, the Kaggle snapshot, and other exports name the date differently.
+        for key in ["first_listed", "published", "date", "update_date"] {
+            if let Some(raw) = get_str(object, key)? {
+                date = normalize_date(raw);
+                if date.is_some() {
+                    break;
+                }
+            }
+        }
+    }
+    let Some(month) = arxiv_id_month(id) else {
+        return Ok(date);
+    };
+    Ok(match date {
+        Some(d) if d.get(..7).is_none_or(|m| m <= month.as_str()) => Some(d),
+        _ => Some(month),
+    })
+}
+
+/// `versions[0].created` of a Kaggle record, when it parses as a date. A
+/// malformed `versions` is ignored rather than a bad record: the paper is
+/// still good without it.
+fn first_version_date(object: &Object) -> Option<String> {
+    let created = object.get("versions")?.as_array()?.first()?.get("created")?;
+    let date = normalize_date(created.as_str()?)?;
+    // normalize_date keeps unparseable text as given; only a real date counts here.
+    (date.len() == 10 && date.as_bytes()[4] == b'-').then_some(date)
 }
 
 fn beir_paper(object: &Object) -> Result<Paper, String> {
