@@ -81,8 +81,7 @@ pub(crate) fn normalize_doi(raw: &str) -> Option<String> {
         "doi.org/",
         "doi:",
     ] {
-        if s
-            .get(..prefix.len())
+        if s.get(..prefix.len())
             .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
         {
             s = s[prefix.len()..].trim();
@@ -107,19 +106,26 @@ pub(crate) fn split_categories(s: &str) -> Vec<String> {
 }
 
 /// The first candidate that parses as a full date (`YYYY-MM-DD`), else the
-/// first non-blank one as given: a Zotero `Date` of `June 2019` loses to
-/// `Publication Year` only when neither is a full date.
+/// first that starts with a year (`2019`, `2019-06`), else the first
+/// non-blank one as given: a Zotero `Date` of `June 2019` loses to its
+/// `Publication Year` of `2019`.
 pub(crate) fn best_date<'a>(candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut with_year = None;
     let mut fallback = None;
     for raw in candidates {
-        if let Some(date) = parse_date(raw.trim()) {
+        let raw = raw.trim();
+        if let Some(date) = parse_date(raw) {
             return Some(date.format("%Y-%m-%d").to_string());
+        }
+        let starts_with_year = raw.len() >= 4 && raw.bytes().take(4).all(|b| b.is_ascii_digit());
+        if starts_with_year && with_year.is_none() {
+            with_year = Some(raw.to_string());
         }
         if fallback.is_none() {
             fallback = normalize_date(raw);
         }
     }
-    fallback
+    with_year.or(fallback)
 }
 
 /// `YYYY-MM-DD` when `raw` parses as a date in a common notation, else the raw
@@ -360,7 +366,10 @@ mod tests {
         assert_eq!(arxiv_id_month("1812.06145").as_deref(), Some("2018-12"));
         assert_eq!(arxiv_id_month("0704.0001v2").as_deref(), Some("2007-04"));
         assert_eq!(arxiv_id_month("hep-th/9901001").as_deref(), Some("1999-01"));
-        assert_eq!(arxiv_id_month("math.CO/0406001").as_deref(), Some("2004-06"));
+        assert_eq!(
+            arxiv_id_month("math.CO/0406001").as_deref(),
+            Some("2004-06")
+        );
         assert_eq!(arxiv_id_month("1899.00001"), None);
         assert_eq!(arxiv_id_month("W123"), None);
     }
