@@ -131,7 +131,8 @@ fn check_arxiv_fixture(path: &Path) {
         ]
     );
     assert_eq!(first.categories[..2], ["cs.CV", "cs.AI"]);
-    assert_eq!(first.date.as_deref(), Some("2025-10-13"));
+    // first_listed says 2025-10-13 (a re-listing); the id says December 2018.
+    assert_eq!(first.date.as_deref(), Some("2018-12"));
     assert_eq!(
         first.url.as_deref(),
         Some("https://arxiv.org/abs/1812.06145")
@@ -160,7 +161,8 @@ fn check_arxiv_fixture(path: &Path) {
         ]
     );
     assert_eq!(kaggle.categories, ["hep-ph", "hep-ex"]);
-    assert_eq!(kaggle.date.as_deref(), Some("2008-11-13"));
+    // versions[0].created, not update_date (2008-11-13, the last revision).
+    assert_eq!(kaggle.date.as_deref(), Some("2007-04-02"));
     assert_eq!(
         kaggle.url.as_deref(),
         Some("https://arxiv.org/abs/0704.0001")
@@ -173,7 +175,9 @@ fn check_arxiv_fixture(path: &Path) {
     );
     assert_eq!(papers[4].title, "Title only paper");
     assert_eq!(papers[4].abstract_text, "");
-    assert!(papers[4].authors.is_empty() && papers[4].date.is_none());
+    assert!(papers[4].authors.is_empty());
+    // No date field: the id's month stands in.
+    assert_eq!(papers[4].date.as_deref(), Some("2020-01"));
 }
 
 #[test]

@@ -99,6 +99,7 @@ fn paper(i: usize) -> Paper {
         categories: vec!["cs.LG".into()],
         date: Some(format!("2021-01-0{}", i + 1)),
         url: None,
+        ..Default::default()
     }
 }
 

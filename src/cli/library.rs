@@ -19,14 +19,17 @@ use papersim::store::{self, Library};
 #[derive(Args)]
 pub struct BuildArgs {
     /// Papers to index: arXiv JSONL (also the Kaggle snapshot), BEIR corpus
-    /// JSONL, CSV/TSV with a header, or a Hugging Face Daily Papers page saved
-    /// as text. Gzip is read transparently.
+    /// JSONL, CSV/TSV with a header (Zotero's CSV export too), a Hugging Face
+    /// Daily Papers page saved as text, BibTeX (.bib), RIS (.ris), OpenAlex
+    /// works JSONL, or a folder of Semantic Scholar papers + abstracts files.
+    /// Gzip is read transparently.
     #[arg(long, value_name = "FILE")]
     corpus: PathBuf,
     /// Library directory to create or replace.
     #[arg(long, value_name = "DIR")]
     library: PathBuf,
-    /// Corpus format, when auto-detection guesses wrong: arxiv, beir, csv, tsv, hf-daily.
+    /// Corpus format, when auto-detection guesses wrong: arxiv, beir, csv,
+    /// tsv, hf-daily, bibtex, ris, openalex, s2.
     #[arg(long, value_name = "FORMAT")]
     format: Option<Format>,
     /// Stop at the first bad record instead of reporting and skipping it.

@@ -13,20 +13,36 @@ use std::io::{self, BufRead};
 use csv::{ByteRecord, ReaderBuilder};
 
 use super::fields::{
-    arxiv_abs_url, clean_abstract, ensure_text, normalize_date, normalize_whitespace,
-    split_author_string, split_categories,
+    arxiv_abs_url, best_date, clean_abstract, ensure_text, last_first_to_first_last, non_empty,
+    normalize_doi, normalize_whitespace, split_author_string, split_categories,
 };
 use super::input::{too_long_reason, Input, ReadFailure};
 use super::{CorpusError, Event, Paper, Source, MAX_LINE_BYTES};
 
-/// Header names per field, case-insensitive, in order of preference.
-const ID: &[&str] = &["id", "paper_id", "arxiv_id", "_id"];
+/// Header names per field, case-insensitive, in order of preference. Zotero's
+/// CSV export names its columns `Key`, `Item Type`, `Publication Year`,
+/// `Author` (`Last, First; Last, First`), `Title`, `Publication Title`,
+/// `DOI`, `Url`, `Abstract Note`, `Date`, ..., `Manual Tags`; Mendeley and
+/// other managers use the plain names.
+const ID: &[&str] = &["id", "paper_id", "arxiv_id", "_id", "key", "citation key"];
 const TITLE: &[&str] = &["title"];
-const ABSTRACT: &[&str] = &["abstract", "text", "summary"];
+const ABSTRACT: &[&str] = &["abstract", "text", "summary", "abstract note"];
 const AUTHORS: &[&str] = &["authors", "author"];
-const CATEGORIES: &[&str] = &["categories", "category"];
-const DATE: &[&str] = &["date", "update_date", "published", "year"];
+const CATEGORIES: &[&str] = &["categories", "category", "keywords", "manual tags"];
+const DATE: &[&str] = &[
+    "date",
+    "update_date",
+    "published",
+    "publication date",
+    "year",
+    "publication year",
+];
 const URL: &[&str] = &["url", "abs_url"];
+const DOI: &[&str] = &["doi"];
+const VENUE: &[&str] = &["publication title", "journal", "venue", "booktitle"];
+/// Zotero's item type: `conferencePaper` puts the venue in `booktitle`.
+const ITEM_TYPE: &[&str] = &["item type"];
+const EPRINT: &[&str] = &["eprint"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -171,8 +187,13 @@ struct Columns {
     abstract_text: Option<usize>,
     authors: Option<usize>,
     categories: Option<usize>,
-    date: Option<usize>,
+    /// Every date column present, in [`DATE`]'s order.
+    date: Vec<usize>,
     url: Option<usize>,
+    doi: Option<usize>,
+    venue: Option<usize>,
+    item_type: Option<usize>,
+    eprint: Option<usize>,
 }
 
 pub(crate) struct DelimitedSource {
@@ -250,8 +271,15 @@ impl DelimitedSource {
             abstract_text: find(ABSTRACT),
             authors: find(AUTHORS),
             categories: find(CATEGORIES),
-            date: find(DATE),
+            date: DATE
+                .iter()
+                .filter_map(|alias| names.iter().position(|name| name == alias))
+                .collect(),
             url: find(URL),
+            doi: find(DOI),
+            venue: find(VENUE),
+            item_type: find(ITEM_TYPE),
+            eprint: find(EPRINT),
         };
         self.width = names.len();
         if self.columns.title.is_none() && self.columns.abstract_text.is_none() {
@@ -311,19 +339,36 @@ impl DelimitedSource {
         ensure_text(&title, &abstract_text)?;
         let authors_raw = field(self.columns.authors, "authors")?;
         let authors = if authors_raw.contains(';') {
+            // Zotero and Mendeley: `Last, First; Last, First`.
             authors_raw
                 .split(';')
-                .map(normalize_whitespace)
+                .map(last_first_to_first_last)
                 .filter(|a| !a.is_empty())
                 .collect()
         } else {
             split_author_string(authors_raw)
         };
         let categories = split_categories(field(self.columns.categories, "categories")?);
-        let date = normalize_date(field(self.columns.date, "date")?);
+        let dates = self
+            .columns
+            .date
+            .iter()
+            .map(|&i| field(Some(i), "date"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let date = best_date(dates);
         let url = match field(self.columns.url, "url")? {
             "" => arxiv_abs_url(&id),
             url => Some(url.to_string()),
+        };
+        let doi = normalize_doi(field(self.columns.doi, "doi")?);
+        let venue = non_empty(field(self.columns.venue, "venue")?);
+        let in_proceedings = matches!(
+            field(self.columns.item_type, "item type")?,
+            "conferencePaper" | "bookSection"
+        );
+        let (journal, booktitle) = match in_proceedings {
+            true => (None, venue),
+            false => (venue, None),
         };
         Ok(Paper {
             id,
@@ -333,6 +378,10 @@ impl DelimitedSource {
             categories,
             date,
             url,
+            doi,
+            journal,
+            booktitle,
+            eprint: non_empty(field(self.columns.eprint, "eprint")?),
         })
     }
 }

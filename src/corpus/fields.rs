@@ -52,12 +52,80 @@ pub(crate) fn split_author_string(s: &str) -> Vec<String> {
         .collect()
 }
 
+/// `Last, First` (Zotero, Mendeley, RIS) becomes `First Last`; a name with
+/// no comma or more than one is kept as it is, whitespace-normalised.
+pub(crate) fn last_first_to_first_last(name: &str) -> String {
+    let name = normalize_whitespace(name);
+    match name.split_once(',') {
+        Some((last, first)) if !first.contains(',') => {
+            let (last, first) = (last.trim(), first.trim());
+            match (first.is_empty(), last.is_empty()) {
+                (true, _) => last.to_string(),
+                (false, true) => first.to_string(),
+                (false, false) => format!("{first} {last}"),
+            }
+        }
+        _ => name,
+    }
+}
+
+/// A DOI without its resolver or `doi:` prefix (`https://doi.org/10.1/x` →
+/// `10.1/x`); `None` when blank.
+pub(crate) fn normalize_doi(raw: &str) -> Option<String> {
+    let mut s = raw.trim();
+    for prefix in [
+        "https://doi.org/",
+        "http://doi.org/",
+        "https://dx.doi.org/",
+        "http://dx.doi.org/",
+        "doi.org/",
+        "doi:",
+    ] {
+        if s.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        {
+            s = s[prefix.len()..].trim();
+            break;
+        }
+    }
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// Trimmed, whitespace-normalised, `None` when blank.
+pub(crate) fn non_empty(s: &str) -> Option<String> {
+    let s = normalize_whitespace(s);
+    (!s.is_empty()).then_some(s)
+}
+
 /// Categories as one string: whitespace (arXiv), `;` or `,` separated.
 pub(crate) fn split_categories(s: &str) -> Vec<String> {
     s.split(|c: char| c.is_whitespace() || c == ';' || c == ',')
         .filter(|c| !c.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// The first candidate that parses as a full date (`YYYY-MM-DD`), else the
+/// first that starts with a year (`2019`, `2019-06`), else the first
+/// non-blank one as given: a Zotero `Date` of `June 2019` loses to its
+/// `Publication Year` of `2019`.
+pub(crate) fn best_date<'a>(candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut with_year = None;
+    let mut fallback = None;
+    for raw in candidates {
+        let raw = raw.trim();
+        if let Some(date) = parse_date(raw) {
+            return Some(date.format("%Y-%m-%d").to_string());
+        }
+        let starts_with_year = raw.len() >= 4 && raw.bytes().take(4).all(|b| b.is_ascii_digit());
+        if starts_with_year && with_year.is_none() {
+            with_year = Some(raw.to_string());
+        }
+        if fallback.is_none() {
+            fallback = normalize_date(raw);
+        }
+    }
+    with_year.or(fallback)
 }
 
 /// `YYYY-MM-DD` when `raw` parses as a date in a common notation, else the raw
@@ -125,6 +193,25 @@ pub(crate) fn is_arxiv_id(id: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// The month an arXiv id was first submitted in, `YYYY-MM`: new-style ids
+/// start with it (`1812.06145` → `2018-12`), old-style ones have it after the
+/// archive (`hep-th/9901001` → `1999-01`; arXiv began in 1991).
+pub(crate) fn arxiv_id_month(id: &str) -> Option<String> {
+    if !is_arxiv_id(id) {
+        return None;
+    }
+    let yymm = match id.split_once('/') {
+        Some((_, number)) => number.get(..4)?,
+        None => id.get(..4)?,
+    };
+    let (yy, mm) = (yymm.get(..2)?.parse::<u32>().ok()?, yymm.get(2..)?);
+    if !(1..=12).contains(&mm.parse::<u32>().ok()?) {
+        return None;
+    }
+    let century = if yy >= 91 { 1900 } else { 2000 };
+    Some(format!("{}-{mm}", century + yy))
 }
 
 fn strip_version(id: &str) -> &str {
@@ -207,6 +294,21 @@ mod tests {
     }
 
     #[test]
+    fn zotero_names_and_dois() {
+        assert_eq!(last_first_to_first_last(" Lovelace,  Ada "), "Ada Lovelace");
+        assert_eq!(last_first_to_first_last("Plato"), "Plato");
+        assert_eq!(last_first_to_first_last("Doe, Jr., John"), "Doe, Jr., John");
+        assert_eq!(last_first_to_first_last("Curie,"), "Curie");
+        assert_eq!(
+            normalize_doi("https://doi.org/10.1000/XYZ.1").as_deref(),
+            Some("10.1000/XYZ.1")
+        );
+        assert_eq!(normalize_doi("DOI: 10.1/a").as_deref(), Some("10.1/a"));
+        assert_eq!(normalize_doi("10.1/a").as_deref(), Some("10.1/a"));
+        assert_eq!(normalize_doi("  "), None);
+    }
+
+    #[test]
     fn categories_are_split() {
         assert_eq!(split_categories("cs.CL cs.LG"), ["cs.CL", "cs.LG"]);
         assert_eq!(
@@ -257,6 +359,19 @@ mod tests {
             arxiv_abs_url("math/0406001").as_deref(),
             Some("https://arxiv.org/abs/math/0406001")
         );
+    }
+
+    #[test]
+    fn arxiv_id_months() {
+        assert_eq!(arxiv_id_month("1812.06145").as_deref(), Some("2018-12"));
+        assert_eq!(arxiv_id_month("0704.0001v2").as_deref(), Some("2007-04"));
+        assert_eq!(arxiv_id_month("hep-th/9901001").as_deref(), Some("1999-01"));
+        assert_eq!(
+            arxiv_id_month("math.CO/0406001").as_deref(),
+            Some("2004-06")
+        );
+        assert_eq!(arxiv_id_month("1899.00001"), None);
+        assert_eq!(arxiv_id_month("W123"), None);
     }
 
     #[test]

@@ -231,6 +231,7 @@ impl HfDailySource {
             categories: Vec::new(),
             date: None,
             url: None,
+            ..Default::default()
         };
         self.pending = Some((paper, title.line));
     }

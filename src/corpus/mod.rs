@@ -1,6 +1,8 @@
 //! Reading paper corpora: arXiv / Kaggle-arXiv JSON lines, BEIR corpora,
-//! CSV/TSV with a header row, and the Hugging Face Daily Papers page as a
-//! person copies it out of the browser.
+//! CSV/TSV with a header row (Zotero's CSV export included), the Hugging Face
+//! Daily Papers page as a person copies it out of the browser, BibTeX and RIS
+//! files from reference managers, OpenAlex works and Semantic Scholar papers
+//! and abstracts datasets.
 //!
 //! All readers stream, so a multi-gigabyte corpus never has to fit in memory,
 //! and gzip is recognised by its magic bytes because people rename files.
@@ -8,11 +10,14 @@
 //! [`Issue`] with `file:line`, unless [`ReadOptions::strict`] asks for the
 //! first one to be fatal. In every summary `skipped == issues.len()`.
 
+mod bibtex;
 mod delimited;
 mod fields;
 mod hf_daily;
 mod input;
 mod json;
+mod ris;
+mod s2;
 mod template;
 
 use std::collections::HashMap;
@@ -39,7 +44,7 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 pub const MAX_ABSTRACT_CHARS: usize = 100_000;
 
 /// The `--format` names, for messages.
-const FORMAT_NAMES: &str = "arxiv, beir, csv, tsv, hf-daily";
+const FORMAT_NAMES: &str = "arxiv, beir, csv, tsv, hf-daily, bibtex, ris, openalex, s2";
 
 /// Everything that can go wrong while reading a corpus.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +94,13 @@ pub enum CorpusError {
 }
 
 /// One paper, whatever file it came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The bibliographic fields after `url` (`doi`, `journal`, `booktitle`,
+/// `eprint`) are kept when the source has them (BibTeX, RIS, Zotero CSV,
+/// OpenAlex, Semantic Scholar) and are left out of the stored JSON when
+/// empty, so libraries written before they existed read and write the same
+/// bytes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Paper {
     /// Unique within a corpus (duplicates are bad records): the arXiv id, the
     /// BEIR `_id`, the CSV/TSV id column (`row-N` without one), or for
@@ -115,6 +126,22 @@ pub struct Paper {
     /// the id looks like an arXiv id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The DOI without a resolver prefix (`10.1000/xyz`), when the source has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doi: Option<String>,
+    /// The journal an article appeared in (BibTeX `journal`/`journaltitle`,
+    /// RIS `JO`/`JF`/`T2`, Zotero's Publication Title, OpenAlex and Semantic
+    /// Scholar venues that are journals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
+    /// The proceedings or book a paper appeared in (BibTeX `booktitle`, RIS
+    /// `T2` of a conference paper, OpenAlex conference sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub booktitle: Option<String>,
+    /// A preprint identifier as BibTeX's `eprint` holds it (e.g. an arXiv id
+    /// of a paper whose own id is a citation key or a DOI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eprint: Option<String>,
 }
 
 /// The input formats understood by [`open`].
@@ -131,16 +158,31 @@ pub enum Format {
     Tsv,
     /// The Hugging Face Daily Papers page as text copied from the browser.
     HfDaily,
+    /// BibTeX / BibLaTeX (`.bib`, as JabRef, Zotero or Mendeley export it):
+    /// one paper per entry, the citation key as its id.
+    Bibtex,
+    /// RIS (`.ris`): one paper per `TY  -` … `ER  -` record.
+    Ris,
+    /// OpenAlex works as JSON lines (the API's or the snapshot's), the
+    /// abstract rebuilt from `abstract_inverted_index`.
+    OpenAlex,
+    /// Semantic Scholar datasets: `papers` JSON lines, joined with the
+    /// `abstracts` dataset by `corpusid` when given a folder holding both.
+    S2,
 }
 
 impl Format {
     /// Every format, in the order they are listed in messages.
-    pub const ALL: [Format; 5] = [
+    pub const ALL: [Format; 9] = [
         Format::Arxiv,
         Format::Beir,
         Format::Csv,
         Format::Tsv,
         Format::HfDaily,
+        Format::Bibtex,
+        Format::Ris,
+        Format::OpenAlex,
+        Format::S2,
     ];
 
     /// The name used by `--format` and [`FromStr`].
@@ -151,6 +193,10 @@ impl Format {
             Format::Csv => "csv",
             Format::Tsv => "tsv",
             Format::HfDaily => "hf-daily",
+            Format::Bibtex => "bibtex",
+            Format::Ris => "ris",
+            Format::OpenAlex => "openalex",
+            Format::S2 => "s2",
         }
     }
 }
@@ -215,6 +261,9 @@ pub struct ReadSummary {
 
 /// What a format-specific source hands to [`CorpusReader`], which owns the
 /// policy (duplicates, counting, strictness) so that every format gets it alike.
+// A paper is moved through once per record; boxing it would cost an
+// allocation per paper to save a few hundred bytes on the stack.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Event {
     Paper {
         paper: Paper,
@@ -234,6 +283,12 @@ pub(crate) enum Event {
 
 pub(crate) trait Source: Send {
     fn next_event(&mut self) -> Result<Option<Event>, CorpusError>;
+
+    /// The file the last event came from, when a source reads several (a
+    /// Semantic Scholar folder); `None` means the path given to [`open`].
+    fn file(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// Streaming reader returned by [`open`]: yields good papers; bad records are
@@ -264,7 +319,7 @@ impl CorpusReader {
     /// Records the issue; in strict mode also ends iteration with it.
     fn bad(&mut self, line: usize, reason: String) -> Option<CorpusError> {
         let issue = Issue {
-            path: self.path.clone(),
+            path: self.source.file().unwrap_or(&self.path).to_path_buf(),
             line,
             reason,
         };
@@ -332,19 +387,10 @@ pub fn open(path: &Path, opts: &ReadOptions) -> Result<CorpusReader, CorpusError
         Some(format) => format,
         None => detect_format(path)?,
     };
-    let input = Input::open(path)?;
-    let source: Box<dyn Source> = match format {
-        Format::Arxiv => Box::new(json::JsonLinesSource::new(
-            LineReader::new(input),
-            json::Shape::Arxiv,
-        )),
-        Format::Beir => Box::new(json::JsonLinesSource::new(
-            LineReader::new(input),
-            json::Shape::Beir,
-        )),
-        Format::Csv => Box::new(delimited::DelimitedSource::new(input, b',')?),
-        Format::Tsv => Box::new(delimited::DelimitedSource::new(input, b'\t')?),
-        Format::HfDaily => Box::new(hf_daily::HfDailySource::new(LineReader::new(input))),
+    let source: Box<dyn Source> = if format == Format::S2 {
+        Box::new(s2::S2Source::open(path)?)
+    } else {
+        open_file(path, format)?
     };
     Ok(CorpusReader {
         path: path.to_path_buf(),
@@ -361,6 +407,34 @@ pub fn open(path: &Path, opts: &ReadOptions) -> Result<CorpusReader, CorpusError
     })
 }
 
+/// The source of one file in one of the single-file formats.
+fn open_file(path: &Path, format: Format) -> Result<Box<dyn Source>, CorpusError> {
+    let input = Input::open(path)?;
+    Ok(match format {
+        Format::Arxiv => Box::new(json::JsonLinesSource::new(
+            LineReader::new(input),
+            json::Shape::Arxiv,
+        )),
+        Format::Beir => Box::new(json::JsonLinesSource::new(
+            LineReader::new(input),
+            json::Shape::Beir,
+        )),
+        Format::Csv => Box::new(delimited::DelimitedSource::new(input, b',')?),
+        Format::Tsv => Box::new(delimited::DelimitedSource::new(input, b'\t')?),
+        Format::HfDaily => Box::new(hf_daily::HfDailySource::new(LineReader::new(input))),
+        Format::Bibtex => Box::new(bibtex::BibtexSource::new(LineReader::new(input))),
+        Format::Ris => Box::new(ris::RisSource::new(LineReader::new(input))),
+        Format::OpenAlex => Box::new(json::JsonLinesSource::new(
+            LineReader::new(input),
+            json::Shape::OpenAlex,
+        )),
+        Format::S2 => Box::new(json::JsonLinesSource::new(
+            LineReader::new(input),
+            json::Shape::S2,
+        )),
+    })
+}
+
 /// Convenience: reads everything [`open`] yields.
 pub fn read_all(path: &Path, opts: &ReadOptions) -> Result<(Vec<Paper>, ReadSummary), CorpusError> {
     let mut reader = open(path, opts)?;
@@ -371,12 +445,19 @@ pub fn read_all(path: &Path, opts: &ReadOptions) -> Result<(Vec<Paper>, ReadSumm
 /// How many lines [`detect_format`] looks through for an hf-daily marker.
 const SNIFF_LINES: usize = 2000;
 
-/// Guesses the format: from the extension (after stripping `.gz`) where it is
-/// unambiguous (`.csv`, `.tsv`/`.tab`, `.txt`/`.md`), otherwise from content:
-/// a first non-empty line that is a JSON object with `_id` is BEIR, one with
-/// `id` and `title` or `abstract` is arXiv; text with a `• N authors` line is
+/// Guesses the format: a folder is a Semantic Scholar papers + abstracts
+/// pair; from the extension (after stripping `.gz`) where it is unambiguous
+/// (`.csv`, `.tsv`/`.tab`, `.txt`/`.md`, `.bib`, `.ris`), otherwise from
+/// content: a first non-empty line that is a JSON object with `_id` is BEIR,
+/// one with `corpusid` is Semantic Scholar, one with `abstract_inverted_index`
+/// or an `https://openalex.org/` id is OpenAlex, one with `id` and `title` or
+/// `abstract` is arXiv; a first line `TY  - ...` is RIS, one starting with
+/// `@` (after `%` comments) is BibTeX; text with a `• N authors` line is
 /// hf-daily.
 pub fn detect_format(path: &Path) -> Result<Format, CorpusError> {
+    if path.is_dir() {
+        return Ok(Format::S2);
+    }
     if let Some(format) = format_from_extension(path) {
         return Ok(format);
     }
@@ -403,7 +484,18 @@ pub fn detect_format(path: &Path) -> Result<Format, CorpusError> {
             continue;
         }
         if first_non_empty {
+            let text = text.trim_start_matches('\u{feff}');
+            if text.starts_with('%') {
+                // A BibTeX comment line before the first entry.
+                continue;
+            }
             first_non_empty = false;
+            if ris::is_type_line(text) {
+                return Ok(Format::Ris);
+            }
+            if text.starts_with('@') {
+                return Ok(Format::Bibtex);
+            }
             if text.starts_with('{') {
                 let Ok(serde_json::Value::Object(object)) = serde_json::from_str(text) else {
                     return Err(unknown(
@@ -412,6 +504,16 @@ pub fn detect_format(path: &Path) -> Result<Format, CorpusError> {
                 };
                 if object.contains_key("_id") {
                     return Ok(Format::Beir);
+                }
+                if object.contains_key("corpusid") {
+                    return Ok(Format::S2);
+                }
+                let openalex_id = object
+                    .get("id")
+                    .and_then(|id| id.as_str())
+                    .is_some_and(|id| id.starts_with("https://openalex.org/"));
+                if openalex_id || object.contains_key("abstract_inverted_index") {
+                    return Ok(Format::OpenAlex);
                 }
                 if object.contains_key("id")
                     && (object.contains_key("title") || object.contains_key("abstract"))
@@ -442,6 +544,8 @@ fn format_from_extension(path: &Path) -> Option<Format> {
         "csv" => Some(Format::Csv),
         "tsv" | "tab" => Some(Format::Tsv),
         "txt" | "md" => Some(Format::HfDaily),
+        "bib" | "bibtex" => Some(Format::Bibtex),
+        "ris" => Some(Format::Ris),
         _ => None,
     }
 }

@@ -163,6 +163,7 @@ mod tests {
             categories: vec!["cs.CL".into(), "cs.LG".into()],
             date: None,
             url: None,
+            ..Default::default()
         }
     }
 

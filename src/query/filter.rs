@@ -95,6 +95,7 @@ mod tests {
             categories: cats.iter().map(|s| s.to_string()).collect(),
             date: date.map(str::to_string),
             url: None,
+            ..Default::default()
         }
     }
 

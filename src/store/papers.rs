@@ -398,6 +398,7 @@ mod tests {
             categories: vec!["cs.CL".into()],
             date: Some("2024-01-02".into()),
             url: None,
+            ..Default::default()
         }
     }
 
