@@ -141,6 +141,19 @@ pub struct Hit {
     pub date: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// The paper's DOI (`10.…`), when its corpus record has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doi: Option<String>,
+    /// The journal it appeared in, when its corpus record names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
+    /// The proceedings (conference, workshop) it appeared in, when its
+    /// corpus record names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub booktitle: Option<String>,
+    /// Its arXiv id when that is not its `id` (a BibTeX record's `eprint`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eprint: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<Why>,
 }
@@ -156,6 +169,12 @@ impl Hit {
             categories: p.categories.clone(),
             date: p.date.clone(),
             url: p.url.clone(),
+            // `corpus::Paper` does not carry these yet; readers that find
+            // them in their records fill them through the paper.
+            doi: None,
+            journal: None,
+            booktitle: None,
+            eprint: None,
             why: None,
         }
     }
