@@ -28,10 +28,15 @@ fn year(date: &Option<String>) -> &str {
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// Aligned columns for a terminal.
     Table,
+    /// A numbered related-work list.
     Markdown,
+    /// BibTeX entries ([`bibtex`]).
     Bibtex,
+    /// One JSON object `{"query", "results"}`.
     Json,
+    /// CSV with a header row ([`csv`](fn@csv)).
     Csv,
 }
 
@@ -183,6 +188,7 @@ pub fn csv(hits: &[Hit]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
+/// `papersim build`'s summary, one `name  value` row per line.
 pub fn build_summary(r: &BuildReport) -> String {
     let mut out = String::new();
     let rows = [
@@ -205,6 +211,7 @@ pub fn build_summary(r: &BuildReport) -> String {
     out
 }
 
+/// `papersim add`'s summary, one `name  value` row per line.
 pub fn add_summary(r: &AddReport) -> String {
     let mut out = String::new();
     let rows = [
@@ -241,6 +248,7 @@ pub fn add_summary(r: &AddReport) -> String {
     out
 }
 
+/// `papersim bench index`'s header and a Markdown table, one row per ef.
 pub fn index_bench(r: &crate::bench::index::IndexBench) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -329,6 +337,7 @@ pub fn verify_report(r: &VerifyReport) -> String {
     out
 }
 
+/// `papersim info`: the manifest, one `name  value` row per line.
 pub fn library_info(lib: &Library) -> String {
     let m = lib.manifest();
     let mut out = String::new();

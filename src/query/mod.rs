@@ -130,15 +130,22 @@ const FUSION_DEPTH: usize = 100;
 /// One result row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Hit {
+    /// 1-based position in the results.
     pub rank: usize,
+    /// The paper's id in its library.
     pub id: String,
+    /// Its title.
     pub title: String,
     /// Cosine similarity (dense), BM25 (keyword), or fused score (hybrid).
     pub score: f32,
+    /// Its authors, in source order.
     pub authors: Vec<String>,
+    /// Its subject categories, as the corpus gave them.
     pub categories: Vec<String>,
+    /// Its date (`YYYY-MM-DD`, or the source's text).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub date: Option<String>,
+    /// A link to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// The paper's DOI (`10.…`), when its corpus record has one.
@@ -154,6 +161,7 @@ pub struct Hit {
     /// Its arXiv id when that is not its `id` (a BibTeX record's `eprint`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eprint: Option<String>,
+    /// Why it matched, when asked for (`related`, or `"why": true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<Why>,
 }
