@@ -316,7 +316,7 @@ fn every_command_takes_json() {
         .filter(|c| !matches!(*c, "help" | "completions" | "man" | "bench"))
         .collect();
     assert!(
-        commands.contains(&"serve") && commands.contains(&"embed"),
+        commands.contains(&"embed") && (commands.contains(&"serve") || !cfg!(feature = "serve")),
         "{help}"
     );
     commands.extend(["bench embed", "bench index"]);
@@ -354,4 +354,34 @@ fn completions_and_man_page() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(dir.path().join("papersim.1").exists());
     assert!(dir.path().join("papersim-search.1").exists());
+}
+
+#[cfg(feature = "serve")]
+#[test]
+fn serve_json_announces_where_it_listens() {
+    use std::io::{BufRead, BufReader};
+    let (Some(lib), Some(model)) = (library(), model_dir()) else {
+        return;
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_papersim"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--json", "--model"])
+        .arg(&model)
+        .env("PAPERSIM_LIBRARY", lib)
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start papersim serve");
+    let mut line = String::new();
+    let read = BufReader::new(child.stdout.take().unwrap()).read_line(&mut line);
+    let _ = child.kill();
+    let _ = child.wait();
+    read.expect("read the startup line");
+    let v: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["event"], "listening", "{line}");
+    assert!(line.starts_with(r#"{"event":"listening""#), "{line}");
+    let addr: std::net::SocketAddr = v["addr"].as_str().unwrap().parse().unwrap();
+    assert_ne!(addr.port(), 0, "{line}");
+    assert_eq!(v["library"], lib.to_str().unwrap());
 }

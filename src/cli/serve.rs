@@ -73,13 +73,21 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
         // Scripts and tests read this line to learn the port. A closed
         // stdout must not stop the server, so the result is not checked.
         let line = if a.json {
-            serde_json::json!({
-                "event": "listening",
-                "addr": addr.to_string(),
-                "url": format!("http://{addr}"),
-                "library": a.library,
+            /// The startup event; a struct so that `event` comes first.
+            #[derive(serde::Serialize)]
+            struct Listening<'a> {
+                event: &'static str,
+                addr: String,
+                url: String,
+                library: &'a std::path::Path,
+            }
+            serde_json::to_string(&Listening {
+                event: "listening",
+                addr: addr.to_string(),
+                url: format!("http://{addr}"),
+                library: &a.library,
             })
-            .to_string()
+            .unwrap_or_default()
         } else {
             format!("papersim: serving {} on http://{addr}", a.library.display())
         };
