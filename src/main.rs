@@ -5,11 +5,11 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[cfg(feature = "serve")]
 use cli::serve;
-use cli::{bench, embed, eval, library, query};
+use cli::{bench, embed, eval, library, query, scripting};
 
 const AFTER_HELP: &str = "\
 Quick start:
@@ -18,6 +18,10 @@ Quick start:
   papersim search --library lib \"contrastive learning for sentence embeddings\"
   papersim similar --library lib 1812.06145
   papersim related --library lib --abstract draft.txt --seed 1812.06145 --format markdown
+
+Scripts: every command that prints results takes --json; with --json an error
+is {\"error\": {\"kind\", \"message\", \"file\", \"line\"}} on standard output.
+PAPERSIM_LIBRARY is the default of every --library.
 
 Exit status: 0 success (results found), 1 a query found nothing, 2 error.";
 
@@ -72,6 +76,11 @@ enum Command {
     /// HTTP API and search page over a library (TEI- and OpenAI-compatible
     /// embeddings too); follows the library's new generations as they are committed.
     Serve(serve::ServeArgs),
+    /// Print a shell completion script, e.g. `papersim completions bash >
+    /// ~/.local/share/bash-completion/completions/papersim`.
+    Completions(scripting::CompletionsArgs),
+    /// Print the man page (roff), or write one page per command with --out-dir.
+    Man(scripting::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,7 +91,16 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = match Cli::parse().command {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return scripting::usage_error(e),
+    };
+    let json = scripting::wants_json(&matches);
+    let command = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli.command,
+        Err(e) => return scripting::usage_error(e),
+    };
+    let result = match command {
         Command::Build(a) => library::build(a),
         Command::Add(a) => library::add(a),
         Command::Remove(a) => library::remove(a),
@@ -98,16 +116,15 @@ fn main() -> ExitCode {
         Command::Bench(c) => bench::run(c),
         #[cfg(feature = "serve")]
         Command::Serve(a) => serve::serve(a),
+        Command::Completions(a) => scripting::completions(a, Cli::command()),
+        Command::Man(a) => scripting::man(a, Cli::command()),
     };
     match result {
         Ok(code) => code,
         // The reader went away (`papersim search … | head`): nothing is
         // wrong, and there is nobody left to tell.
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("papersim: error: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => scripting::report_error(&e, json),
     }
 }
 

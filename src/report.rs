@@ -2,6 +2,10 @@
 
 use std::fmt::Write;
 
+mod bibtex;
+
+pub use bibtex::{bibtex, latex_text};
+
 use crate::eval::ModeResult;
 use crate::pipeline::{AddReport, BuildReport};
 use crate::query::Hit;
@@ -24,15 +28,15 @@ fn year(date: &Option<String>) -> &str {
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    /// An aligned plain-text table for the terminal ([`hits_table`]).
+    /// Aligned columns for a terminal.
     Table,
-    /// A numbered related-work list with links ([`markdown`]).
+    /// A numbered related-work list.
     Markdown,
-    /// BibTeX `@misc` entries ([`bibtex`]).
+    /// BibTeX entries ([`bibtex`]).
     Bibtex,
-    /// Pretty-printed JSON: the query and the hits as serde writes them.
+    /// One JSON object `{"query", "results"}`.
     Json,
-    /// CSV with a header row ([`csv()`]).
+    /// CSV with a header row ([`csv`](fn@csv)).
     Csv,
 }
 
@@ -184,115 +188,7 @@ pub fn csv(hits: &[Hit]) -> String {
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
 }
 
-/// BibTeX `@misc` entries. Keys are `lastnameYEARfirstword`, made unique
-/// within the list by a letter suffix, so the same paper gets the same key
-/// run after run; arXiv ids become `eprint` with `archivePrefix = {arXiv}`.
-pub fn bibtex(hits: &[Hit]) -> String {
-    let mut used: Vec<String> = Vec::new();
-    let mut out = String::new();
-    for h in hits {
-        let base = bib_key(h);
-        let mut key = base.clone();
-        let mut suffix = b'a';
-        while used.contains(&key) {
-            key = format!("{base}{}", suffix as char);
-            suffix = suffix.saturating_add(1);
-        }
-        used.push(key.clone());
-        let mut fields: Vec<(&str, String)> =
-            vec![("title", format!("{{{}}}", bib_escape(&h.title)))];
-        if !h.authors.is_empty() {
-            let a: Vec<String> = h.authors.iter().map(|a| bib_escape(a)).collect();
-            fields.push(("author", a.join(" and ")));
-        }
-        let y = year(&h.date);
-        if !y.is_empty() {
-            fields.push(("year", y.to_string()));
-        }
-        if is_arxiv_id(&h.id) {
-            fields.push(("eprint", h.id.clone()));
-            fields.push(("archivePrefix", "arXiv".into()));
-            if let Some(c) = h.categories.first() {
-                fields.push(("primaryClass", bib_escape(c)));
-            }
-        }
-        if let Some(u) = &h.url {
-            fields.push(("url", u.replace(['{', '}'], "")));
-        }
-        let _ = writeln!(out, "@misc{{{key},");
-        for (name, value) in &fields {
-            let _ = writeln!(out, "  {name} = {{{value}}},");
-        }
-        let _ = writeln!(out, "}}\n");
-    }
-    out
-}
-
-fn bib_key(h: &Hit) -> String {
-    let ascii = |s: &str| -> String {
-        s.chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-            .to_lowercase()
-    };
-    let last = h
-        .authors
-        .first()
-        .and_then(|a| a.split_whitespace().last())
-        .map(ascii)
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "anon".into());
-    let word = h
-        .title
-        .split_whitespace()
-        .map(ascii)
-        .find(|w| w.len() > 3)
-        .unwrap_or_else(|| "paper".into());
-    format!("{last}{}{word}", year(&h.date))
-}
-
-/// Escapes LaTeX's special characters and drops braces (an unbalanced brace
-/// would break the whole file).
-fn bib_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '{' | '}' | '\\' => {}
-            '&' | '%' | '#' | '_' => {
-                out.push('\\');
-                out.push(c);
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-/// New-style (`2101.00001`, optional version) or old-style (`cs/0112017`) arXiv ids.
-fn is_arxiv_id(id: &str) -> bool {
-    let id = id
-        .split_once('v')
-        .filter(|(_, v)| v.chars().all(|c| c.is_ascii_digit()) && !v.is_empty())
-        .map_or(id, |(b, _)| b);
-    let new = id.len() >= 9
-        && id.split_once('.').is_some_and(|(a, b)| {
-            a.len() == 4
-                && a.chars().all(|c| c.is_ascii_digit())
-                && (4..=5).contains(&b.len())
-                && b.chars().all(|c| c.is_ascii_digit())
-        });
-    let old = id.split_once('/').is_some_and(|(a, b)| {
-        !a.is_empty()
-            && a.chars()
-                .all(|c| c.is_ascii_lowercase() || c == '-' || c == '.')
-            && b.len() == 7
-            && b.chars().all(|c| c.is_ascii_digit())
-    });
-    new || old
-}
-
-/// What `papersim build` did, one `key  value` line each: counts, device,
-/// throughput and timings.
+/// `papersim build`'s summary, one `name  value` row per line.
 pub fn build_summary(r: &BuildReport) -> String {
     let mut out = String::new();
     let rows = [
@@ -315,9 +211,7 @@ pub fn build_summary(r: &BuildReport) -> String {
     out
 }
 
-/// What `papersim add` did, one `key  value` line each: papers new,
-/// replaced, unchanged and skipped, throughput, and the library's live and
-/// dead rows afterwards.
+/// `papersim add`'s summary, one `name  value` row per line.
 pub fn add_summary(r: &AddReport) -> String {
     let mut out = String::new();
     let rows = [
@@ -354,8 +248,7 @@ pub fn add_summary(r: &AddReport) -> String {
     out
 }
 
-/// The `bench index` result: a header paragraph on the build, then a
-/// markdown table of recall@10 and queries/s per `ef`.
+/// `papersim bench index`'s header and a Markdown table, one row per ef.
 pub fn index_bench(r: &crate::bench::index::IndexBench) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -444,8 +337,7 @@ pub fn verify_report(r: &VerifyReport) -> String {
     out
 }
 
-/// What `papersim info` prints, one `key  value` line each: size, dead rows,
-/// model, index parameters and dates, from the library's manifest.
+/// `papersim info`: the manifest, one `name  value` row per line.
 pub fn library_info(lib: &Library) -> String {
     let m = lib.manifest();
     let mut out = String::new();
@@ -508,41 +400,15 @@ mod tests {
             date: Some("2021-01-01".into()),
             url: None,
             categories: vec![],
+            doi: None,
+            journal: None,
+            booktitle: None,
+            eprint: None,
             why: None,
         };
         let t = hits_table(&[hit.clone(), Hit { rank: 2, ..hit }], 80);
         assert_eq!(t.lines().count(), 3);
         assert!(t.contains("2021"));
         assert!(t.contains("0.5000"));
-    }
-
-    #[test]
-    fn arxiv_ids_are_recognised() {
-        assert!(is_arxiv_id("2101.00001"));
-        assert!(is_arxiv_id("1812.06145v2"));
-        assert!(is_arxiv_id("cs/0112017"));
-        assert!(!is_arxiv_id("objective-mismatch"));
-        assert!(!is_arxiv_id("4983"));
-    }
-
-    #[test]
-    fn bibtex_keys_are_unique_and_special_characters_escaped() {
-        let hit = Hit {
-            rank: 1,
-            id: "2101.00001".into(),
-            title: "Fast {Unbalanced & Sparse} 100% attention".into(),
-            score: 0.5,
-            authors: vec!["Ada Lovelace".into(), "Alan Turing".into()],
-            date: Some("2021-01-01".into()),
-            url: Some("https://arxiv.org/abs/2101.00001".into()),
-            categories: vec!["cs.LG".into()],
-            why: None,
-        };
-        let b = bibtex(&[hit.clone(), Hit { rank: 2, ..hit }]);
-        assert!(b.contains("@misc{lovelace2021fast,"), "{b}");
-        assert!(b.contains("@misc{lovelace2021fasta,"), "{b}");
-        assert!(b.contains(r"Unbalanced \& Sparse 100\% attention"), "{b}");
-        assert!(b.contains("eprint = {2101.00001}"), "{b}");
-        assert!(b.contains("author = {Ada Lovelace and Alan Turing}"), "{b}");
     }
 }

@@ -68,6 +68,7 @@ pub struct BenchEmbedArgs {
     /// best on 2 cores), 32768 on CUDA.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     batch_tokens: Option<u64>,
+    /// Print the result as JSON (an error too, on standard output).
     #[arg(long)]
     json: bool,
 }

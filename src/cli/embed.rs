@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use super::{print_issues, progress_bar, ModelArgs};
+use super::{emit_json, print_issues, progress_bar, ModelArgs};
 use papersim::corpus;
 use papersim::store;
 
@@ -23,6 +23,11 @@ pub struct EmbedArgs {
     strict: bool,
     #[command(flatten)]
     model: ModelArgs,
+    /// With --output, print a JSON summary {"embedded", "skipped", "dim",
+    /// "output", "docs_per_s"} on standard output instead of a line on
+    /// standard error (without --output the embeddings are the JSON output).
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
@@ -45,6 +50,16 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
         Some(path) => {
             store::write_atomic(path, write)
                 .with_context(|| format!("writing {}", path.display()))?;
+            if a.json {
+                return emit_json(&serde_json::json!({
+                    "embedded": records.len(),
+                    "skipped": issues.len(),
+                    "dim": dim,
+                    "output": path,
+                    "docs_per_s": stats.docs_per_s(),
+                }))
+                .map(|()| ExitCode::SUCCESS);
+            }
             eprintln!(
                 "papersim: wrote {} embeddings to {} ({:.1} docs/s)",
                 records.len(),

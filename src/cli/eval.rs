@@ -17,7 +17,7 @@ use papersim::store;
 pub struct EvalArgs {
     /// Library to evaluate; with --beir and no library there yet, it is built
     /// from the BEIR corpus first (title + ". " + text).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "PAPERSIM_LIBRARY")]
     library: PathBuf,
     /// A BEIR dataset folder: corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv.
     #[arg(long, value_name = "DIR")]
@@ -39,6 +39,7 @@ pub struct EvalArgs {
     run: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
+    /// Print the result as JSON (an error too, on standard output).
     #[arg(long)]
     json: bool,
 }

@@ -26,7 +26,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     corpus: PathBuf,
     /// Library directory to create or replace.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "PAPERSIM_LIBRARY")]
     library: PathBuf,
     /// Corpus format, when auto-detection guesses wrong: arxiv, beir, csv,
     /// tsv, hf-daily, bibtex, ris, openalex, s2.
@@ -56,7 +56,7 @@ pub struct BuildArgs {
     ef_construction: usize,
     #[command(flatten)]
     model: ModelArgs,
-    /// Print the summary as JSON.
+    /// Print the summary as JSON (an error too, on standard output).
     #[arg(long)]
     json: bool,
 }
@@ -92,7 +92,7 @@ pub fn build(a: BuildArgs) -> Result<ExitCode> {
 #[derive(Args)]
 pub struct AddArgs {
     /// Library directory (an existing library).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "PAPERSIM_LIBRARY")]
     library: PathBuf,
     /// Papers to add, in any format `build` reads. Papers whose id the
     /// library has, unchanged, are skipped.
@@ -113,6 +113,7 @@ pub struct AddArgs {
     checkpoint_every: usize,
     #[command(flatten)]
     model: ModelArgs,
+    /// Print the result as JSON (an error too, on standard output).
     #[arg(long)]
     json: bool,
 }
@@ -143,12 +144,13 @@ pub fn add(a: AddArgs) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct RemoveArgs {
-    #[arg(long, value_name = "DIR")]
+    /// Library directory.
+    #[arg(long, value_name = "DIR", env = "PAPERSIM_LIBRARY")]
     library: PathBuf,
     /// Ids of the papers to remove. An unknown id is an error and nothing is removed.
     #[arg(required = true, value_name = "ID")]
     ids: Vec<String>,
-    /// Print the result as JSON.
+    /// Print the result as JSON (an error too, on standard output).
     #[arg(long)]
     json: bool,
 }
@@ -184,7 +186,8 @@ pub fn remove(a: RemoveArgs) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct CompactArgs {
-    #[arg(long, value_name = "DIR")]
+    /// Library directory.
+    #[arg(long, value_name = "DIR", env = "PAPERSIM_LIBRARY")]
     library: PathBuf,
     /// Compact only when dead rows are at least this fraction of all rows.
     #[arg(long, default_value_t = 0.1, value_name = "FRACTION")]
@@ -192,7 +195,7 @@ pub struct CompactArgs {
     /// Compact whatever the fraction.
     #[arg(long)]
     force: bool,
-    /// Print the result as JSON.
+    /// Print the result as JSON (an error too, on standard output).
     #[arg(long)]
     json: bool,
 }
@@ -242,7 +245,8 @@ pub fn compact(a: CompactArgs) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct ExportArgs {
-    #[arg(long, value_name = "DIR")]
+    /// Library directory.
+    #[arg(long, value_name = "DIR", env = "PAPERSIM_LIBRARY")]
     library: PathBuf,
     /// Output .npy file: live rows x dim, float32, rows L2-normalised.
     #[arg(long, value_name = "OUT.npy")]
@@ -250,7 +254,7 @@ pub struct ExportArgs {
     /// Output JSON lines: the paper of each vector row, in the same order.
     #[arg(long, value_name = "OUT.jsonl")]
     metadata: Option<PathBuf>,
-    /// Print the result as JSON.
+    /// Print the result as JSON (an error too, on standard output).
     #[arg(long)]
     json: bool,
 }
@@ -276,8 +280,10 @@ pub fn export(a: ExportArgs) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct InfoArgs {
-    #[arg(long, value_name = "DIR")]
+    /// Library directory.
+    #[arg(long, value_name = "DIR", env = "PAPERSIM_LIBRARY")]
     library: PathBuf,
+    /// Print the result as JSON (an error too, on standard output).
     #[arg(long)]
     json: bool,
 }
@@ -298,11 +304,13 @@ pub fn info(a: InfoArgs) -> Result<ExitCode> {
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    #[arg(long, value_name = "DIR")]
+    /// Library directory.
+    #[arg(long, value_name = "DIR", env = "PAPERSIM_LIBRARY")]
     library: PathBuf,
     /// When only the HNSW graph or keyword index is damaged, rebuild them.
     #[arg(long)]
     repair: bool,
+    /// Print the result as JSON (an error too, on standard output).
     #[arg(long)]
     json: bool,
 }

@@ -7,6 +7,7 @@ pub mod embed;
 pub mod eval;
 pub mod library;
 pub mod query;
+pub mod scripting;
 #[cfg(feature = "serve")]
 pub mod serve;
 

@@ -15,7 +15,7 @@ use papersim::report::{self, Format as OutFormat};
 #[derive(Args)]
 pub struct QueryArgs {
     /// Library directory.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", env = "PAPERSIM_LIBRARY")]
     library: PathBuf,
     /// Number of results.
     #[arg(short, long, default_value_t = 10)]

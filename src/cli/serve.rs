@@ -12,7 +12,8 @@ use papersim::serve::{self, Limits, ServeOptions};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    #[arg(long, value_name = "DIR")]
+    /// Library directory.
+    #[arg(long, value_name = "DIR", env = "PAPERSIM_LIBRARY")]
     library: PathBuf,
     /// Address to listen on (loopback by default; port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
@@ -40,6 +41,11 @@ pub struct ServeArgs {
     poll_ms: u64,
     #[command(flatten)]
     model: ModelArgs,
+    /// Startup and shutdown as JSON lines on standard output:
+    /// {"event":"listening","addr":"HOST:PORT","url":...,"library":...} and
+    /// {"event":"stopped"}.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn serve(a: ServeArgs) -> Result<ExitCode> {
@@ -66,11 +72,31 @@ pub fn serve(a: ServeArgs) -> Result<ExitCode> {
     serve::run(opts, &|addr| {
         // Scripts and tests read this line to learn the port. A closed
         // stdout must not stop the server, so the result is not checked.
-        let _ = super::emit(&format!(
-            "papersim: serving {} on http://{addr}\n",
-            a.library.display()
-        ));
+        let line = if a.json {
+            /// The startup event; a struct so that `event` comes first.
+            #[derive(serde::Serialize)]
+            struct Listening<'a> {
+                event: &'static str,
+                addr: String,
+                url: String,
+                library: &'a std::path::Path,
+            }
+            serde_json::to_string(&Listening {
+                event: "listening",
+                addr: addr.to_string(),
+                url: format!("http://{addr}"),
+                library: &a.library,
+            })
+            .unwrap_or_default()
+        } else {
+            format!("papersim: serving {} on http://{addr}", a.library.display())
+        };
+        let _ = super::emit(&format!("{line}\n"));
     })?;
-    eprintln!("papersim: stopped");
+    if a.json {
+        let _ = super::emit("{\"event\":\"stopped\"}\n");
+    } else {
+        eprintln!("papersim: stopped");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 
 pub use template::TextTemplate;
 
+pub(crate) use fields::is_arxiv_id;
+
 use input::{Input, LineReader};
 
 /// Longest record accepted, in bytes (1 MiB): one line of a JSON-lines file,

@@ -168,26 +168,38 @@ const FUSION_DEPTH: usize = 100;
 /// One result row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Hit {
-    /// 1-based position in the results, best first.
+    /// 1-based position in the results.
     pub rank: usize,
-    /// The paper's id in the library.
+    /// The paper's id in its library.
     pub id: String,
-    /// The paper's title.
+    /// Its title.
     pub title: String,
     /// Cosine similarity (dense), BM25 (keyword), or fused score (hybrid).
     pub score: f32,
-    /// Author names in source order; may be empty.
+    /// Its authors, in source order.
     pub authors: Vec<String>,
-    /// Subject categories (e.g. arXiv `cs.CL`); may be empty.
+    /// Its subject categories, as the corpus gave them.
     pub categories: Vec<String>,
-    /// `YYYY-MM-DD` when the source's date parsed, else as given.
+    /// Its date (`YYYY-MM-DD`, or the source's text).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub date: Option<String>,
-    /// Link to the paper, when known.
+    /// A link to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// Why the paper matched; filled in only when an explanation was asked
-    /// for.
+    /// The paper's DOI (`10.…`), when its corpus record has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub doi: Option<String>,
+    /// The journal it appeared in, when its corpus record names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal: Option<String>,
+    /// The proceedings (conference, workshop) it appeared in, when its
+    /// corpus record names them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub booktitle: Option<String>,
+    /// Its arXiv id when that is not its `id` (a BibTeX record's `eprint`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eprint: Option<String>,
+    /// Why it matched, when asked for (`related`, or `"why": true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<Why>,
 }
@@ -203,6 +215,10 @@ impl Hit {
             categories: p.categories.clone(),
             date: p.date.clone(),
             url: p.url.clone(),
+            doi: p.doi.clone(),
+            journal: p.journal.clone(),
+            booktitle: p.booktitle.clone(),
+            eprint: p.eprint.clone(),
             why: None,
         }
     }
