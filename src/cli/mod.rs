@@ -9,6 +9,7 @@ pub mod library;
 pub mod query;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod shard;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
