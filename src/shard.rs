@@ -463,7 +463,10 @@ pub fn build(
                 && m.text_template == opts.template
                 && m.corpus.sha256 == sha256
                 && m.corpus.limit == opts.limit
-                && opts.read.format.is_none_or(|f| f.to_string() == m.corpus.format);
+                && opts
+                    .read
+                    .format
+                    .is_none_or(|f| f.to_string() == m.corpus.format);
             if same && load(out, &m).is_ok() {
                 let mut r = report(m.papers, m.corpus.papers);
                 r.up_to_date = true;
@@ -499,8 +502,13 @@ pub fn build(
     let texts: Vec<String> = mine.iter().map(|(_, p)| opts.template.render(p)).collect();
     let dim = model.dim;
     let mut cache = EmbedCache::open(out, dim, &model.weights_sha256)?;
-    let (vectors, stats, resumed) =
-        embed_resumable(embedder, &texts, &mut cache, opts.checkpoint_texts, progress)?;
+    let (vectors, stats, resumed) = embed_resumable(
+        embedder,
+        &texts,
+        &mut cache,
+        opts.checkpoint_texts,
+        progress,
+    )?;
 
     let mut kept = Vec::with_capacity(mine.len());
     let mut kept_vectors = Vec::with_capacity(vectors.len());
@@ -605,10 +613,11 @@ fn load(dir: &Path, m: &ShardManifest) -> Result<Loaded, ShardError> {
     let vectors_bytes = read_checked(dir, &m.files.vectors)?;
     let ppath = dir.join(&m.files.papers.name);
     let vpath = dir.join(&m.files.vectors.name);
-    let (positions, papers) = parse_papers(&papers_bytes).map_err(|reason| ShardError::Damaged {
-        path: ppath.clone(),
-        reason,
-    })?;
+    let (positions, papers) =
+        parse_papers(&papers_bytes).map_err(|reason| ShardError::Damaged {
+            path: ppath.clone(),
+            reason,
+        })?;
     let vectors =
         parse_vectors(&vectors_bytes, m.model.dim).map_err(|reason| ShardError::Damaged {
             path: vpath.clone(),
@@ -968,7 +977,10 @@ pub fn merge(
             let mismatch = if lm.model.weights_sha256 != first.model.weights_sha256 {
                 Some(format!(
                     "the library's model is {} (weights sha256 {}), the shards' {} ({})",
-                    lm.model.id, lm.model.weights_sha256, first.model.id, first.model.weights_sha256
+                    lm.model.id,
+                    lm.model.weights_sha256,
+                    first.model.id,
+                    first.model.weights_sha256
                 ))
             } else if lm.model.precision != first.model.precision {
                 Some(format!(
@@ -1059,7 +1071,10 @@ mod tests {
         for id in &ids {
             counts[shard_of(id, 4)] += 1;
         }
-        assert!(counts.iter().all(|&c| (850..1150).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (850..1150).contains(&c)),
+            "{counts:?}"
+        );
         assert!(ids.iter().all(|id| shard_of(id, 1) == 0));
     }
 
@@ -1084,6 +1099,9 @@ mod tests {
         let mut flipped = v.clone();
         flipped[20] ^= 1;
         assert!(parse_vectors(&flipped, 2).unwrap_err().contains("checksum"));
-        assert!(parse_papers(&v).is_err(), "a vectors file is not a papers file");
+        assert!(
+            parse_papers(&v).is_err(),
+            "a vectors file is not a papers file"
+        );
     }
 }

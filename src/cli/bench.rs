@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 
 use super::{emit, emit_json, model_source, spinner};
 use papersim::bench;
-use papersim::embed::{BatchLimits, DeviceSpec, Embedder, Precision};
 use papersim::bench::index as index_bench;
+use papersim::embed::{BatchLimits, DeviceSpec, Embedder, Precision};
 use papersim::index::HnswParams;
 use papersim::report;
 use papersim::store;

@@ -25,7 +25,12 @@ pub struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     pub(super) corpus: PathBuf,
     /// Library directory to create or replace.
-    #[arg(long, value_name = "DIR", required_unless_present = "out", conflicts_with = "out")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "out",
+        conflicts_with = "out"
+    )]
     pub(super) library: Option<PathBuf>,
     /// Embed only shard K of N (K from 0): the papers whose id hashes to K,
     /// whatever the file order. Default with --out: SLURM_ARRAY_TASK_ID /
