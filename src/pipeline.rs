@@ -442,7 +442,7 @@ pub fn remove(library: &Path, ids: &[String]) -> Result<Manifest, PipelineError>
 }
 
 /// The first `limit` good papers of a corpus, and what the reader reported.
-pub(crate) fn read_corpus(
+fn read_corpus(
     path: &Path,
     read: &ReadOptions,
     limit: Option<usize>,

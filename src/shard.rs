@@ -34,7 +34,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::corpus::{Issue, Paper, ReadOptions, TextTemplate};
+use crate::corpus::{self, Issue, Paper, ReadOptions, TextTemplate};
 use crate::embed::{is_unit, EmbedStats, Embedder, ModelInfo};
 use crate::format::{self, SealedWriter};
 use crate::index::HnswParams;
@@ -481,8 +481,23 @@ pub fn build(
         Err(_) => remove_manifest(out)?,
     }
 
-    let (papers, summary) = pipeline::read_corpus(corpus_path, &opts.read, opts.limit)?;
-    if papers.is_empty() {
+    // Streamed: a task keeps only its own papers in memory, whatever the
+    // corpus size.
+    let mut reader = corpus::open(corpus_path, &opts.read).map_err(PipelineError::from)?;
+    let mut mine: Vec<(u64, Paper)> = Vec::new();
+    let mut corpus_papers = 0usize;
+    for p in reader.by_ref() {
+        let p = p.map_err(PipelineError::from)?;
+        if spec.holds(&p.id) {
+            mine.push((corpus_papers as u64, p));
+        }
+        corpus_papers += 1;
+        if opts.limit.is_some_and(|l| corpus_papers >= l) {
+            break;
+        }
+    }
+    let summary = reader.into_summary();
+    if corpus_papers == 0 {
         return Err(PipelineError::Empty {
             path: corpus_path.to_path_buf(),
             read: summary.read,
@@ -490,14 +505,7 @@ pub fn build(
         }
         .into());
     }
-    let corpus_papers = papers.len();
     let mut issues = summary.issues;
-    let mine: Vec<(u64, Paper)> = papers
-        .into_iter()
-        .enumerate()
-        .filter(|(_, p)| spec.holds(&p.id))
-        .map(|(i, p)| (i as u64, p))
-        .collect();
     progress(Progress::Read(mine.len()));
     let texts: Vec<String> = mine.iter().map(|(_, p)| opts.template.render(p)).collect();
     let dim = model.dim;
