@@ -5,7 +5,8 @@
 //! [`store`] (a library on disk) → [`index`] (nearest neighbours) →
 //! [`query`] (search, similar, related) → [`report`] (tables, markdown,
 //! BibTeX, CSV). [`eval`] scores retrieval quality. [`pipeline`] strings the first stages
-//! together for `papersim build`.
+//! together for `papersim build`;
+//! [`shard`] splits a build over a cluster's array tasks and merges the shards.
 //! [`serve`] answers the same queries over HTTP. [`bench`](mod@bench) measures embedding
 //! and the graph. [`format`](mod@format) is the sealed binary file shared by the store's
 //! and the index's files.
@@ -24,5 +25,6 @@ pub mod query;
 pub mod report;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod shard;
 pub mod store;
 pub mod threads;

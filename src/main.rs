@@ -9,7 +9,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[cfg(feature = "serve")]
 use cli::serve;
-use cli::{bench, embed, eval, library, query, scripting};
+use cli::{bench, embed, eval, library, query, scripting, shard};
 
 const AFTER_HELP: &str = "\
 Quick start:
@@ -40,8 +40,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Embed a corpus and write a library (replacing any library at DIR atomically).
+    /// Embed a corpus and write a library (replacing any library at DIR
+    /// atomically); with --shard K/N --out DIR, one shard of it (a Slurm array task).
     Build(library::BuildArgs),
+    /// Build a library (or add to one) from the N shards of a sharded build,
+    /// without embedding: every shard is checked before anything is written.
+    Merge(shard::MergeArgs),
     /// Add new and changed papers of a corpus to a library: only their
     /// abstracts are embedded; a changed paper's old version is marked dead.
     Add(library::AddArgs),
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
     };
     let result = match command {
         Command::Build(a) => library::build(a),
+        Command::Merge(a) => shard::merge(a),
         Command::Add(a) => library::add(a),
         Command::Remove(a) => library::remove(a),
         Command::Compact(a) => library::compact(a),

@@ -460,7 +460,7 @@ fn read_corpus(
 
 /// A paper the model embedded as a zero or NaN vector: reported and left
 /// out, like any other bad record (it would poison the index).
-fn degenerate(corpus: &Path, p: &Paper) -> Issue {
+pub(crate) fn degenerate(corpus: &Path, p: &Paper) -> Issue {
     Issue {
         path: corpus.to_path_buf(),
         line: 0,

@@ -14,6 +14,7 @@ use papersim::index::HnswParams;
 use papersim::pipeline::{self, BuildOptions};
 use papersim::query::Session;
 use papersim::report;
+use papersim::shard::ShardSpec;
 use papersim::store::{self, Library};
 
 #[derive(Args)]
@@ -24,44 +25,64 @@ pub struct BuildArgs {
     /// works JSONL, or a folder of Semantic Scholar papers + abstracts files.
     /// Gzip is read transparently.
     #[arg(long, value_name = "FILE")]
-    corpus: PathBuf,
-    /// Library directory to create or replace.
-    #[arg(long, value_name = "DIR", env = "PAPERSIM_LIBRARY")]
-    library: PathBuf,
+    pub(super) corpus: PathBuf,
+    /// Library directory to create or replace. Never taken from
+    /// PAPERSIM_LIBRARY: replacing a library is something to name.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "out",
+        conflicts_with = "out"
+    )]
+    pub(super) library: Option<PathBuf>,
+    /// Embed only shard K of N (K from 0): the papers whose id hashes to K,
+    /// whatever the file order. Default with --out: SLURM_ARRAY_TASK_ID /
+    /// SLURM_ARRAY_TASK_COUNT. `papersim merge` joins the N shards into a library.
+    #[arg(long, value_name = "K/N", requires = "out")]
+    pub(super) shard: Option<ShardSpec>,
+    /// Shard folder to write (with --shard): rerunning a finished shard does
+    /// nothing, a killed one resumes from its checkpoint.
+    #[arg(long, value_name = "DIR")]
+    pub(super) out: Option<PathBuf>,
     /// Corpus format, when auto-detection guesses wrong: arxiv, beir, csv,
     /// tsv, hf-daily, bibtex, ris, openalex, s2.
     #[arg(long, value_name = "FORMAT")]
-    format: Option<Format>,
+    pub(super) format: Option<Format>,
     /// Stop at the first bad record instead of reporting and skipping it.
     #[arg(long)]
-    strict: bool,
+    pub(super) strict: bool,
     /// How a paper becomes the embedded text. Placeholders: {title} {abstract}
     /// {authors} {categories}. A paper with an empty title or abstract is
     /// embedded as the other field alone.
     #[arg(long, default_value = "{title}. {abstract}", value_name = "TEMPLATE")]
-    template: TextTemplate,
+    pub(super) template: TextTemplate,
     /// Index only the first N good papers.
     #[arg(long, value_name = "N")]
-    limit: Option<usize>,
+    pub(super) limit: Option<usize>,
     /// Save the vectors every N embedded papers. An interrupted build (Ctrl-C,
     /// kill, crash) rerun with the same corpus and model continues from the
     /// last save (LIBRARY/embed-cache.bin) instead of starting over.
     #[arg(long, default_value_t = pipeline::CHECKPOINT_TEXTS, value_name = "N")]
-    checkpoint_every: usize,
+    pub(super) checkpoint_every: usize,
     /// HNSW links per node.
     #[arg(long, default_value_t = HnswParams::default().m)]
-    hnsw_m: usize,
+    pub(super) hnsw_m: usize,
     /// HNSW construction breadth.
     #[arg(long, default_value_t = HnswParams::default().ef_construction)]
-    ef_construction: usize,
+    pub(super) ef_construction: usize,
     #[command(flatten)]
-    model: ModelArgs,
+    pub(super) model: ModelArgs,
     /// Print the summary as JSON (an error too, on standard output).
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 pub fn build(a: BuildArgs) -> Result<ExitCode> {
+    let library = match (&a.library, &a.out) {
+        (_, Some(_)) => return super::shard::build(a),
+        (Some(l), None) => l.clone(),
+        (None, None) => anyhow::bail!("--library DIR (or --out DIR for a shard) is required"),
+    };
     let embedder = a.model.load()?;
     let opts = BuildOptions {
         read: ReadOptions {
@@ -78,7 +99,7 @@ pub fn build(a: BuildArgs) -> Result<ExitCode> {
         checkpoint_texts: a.checkpoint_every,
     };
     let report = with_pipeline_bar(|progress| {
-        pipeline::build(&a.corpus, &a.library, &embedder, &opts, progress)
+        pipeline::build(&a.corpus, &library, &embedder, &opts, progress)
     })?;
     print_issues(&report.issues);
     if a.json {

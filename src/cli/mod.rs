@@ -10,6 +10,7 @@ pub mod query;
 pub mod scripting;
 #[cfg(feature = "serve")]
 pub mod serve;
+pub mod shard;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
