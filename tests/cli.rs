@@ -578,7 +578,10 @@ fn a_library_built_in_the_repo_answers_from_any_folder() {
     let lib = tmp.path().join("lib");
     build_ok(&hf_daily(), &lib, &["--limit", "20"]);
     let info = common::info(&lib);
-    assert_eq!(info["model"]["id"], "sentence-transformers/all-MiniLM-L6-v2");
+    assert_eq!(
+        info["model"]["id"],
+        "sentence-transformers/all-MiniLM-L6-v2"
+    );
 
     let hf = tmp.path().join("hf");
     let repo = hf.join("hub/models--sentence-transformers--all-MiniLM-L6-v2");
@@ -602,7 +605,14 @@ fn a_library_built_in_the_repo_answers_from_any_folder() {
     let empty_hf = tmp.path().join("empty-hf");
     for home in [&hf, &empty_hf] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_papersim"))
-            .args(["search", "--library", s(&lib), "mixture of experts", "-k", "3"])
+            .args([
+                "search",
+                "--library",
+                s(&lib),
+                "mixture of experts",
+                "-k",
+                "3",
+            ])
             .arg("--json")
             .current_dir(&elsewhere)
             .env("HF_HOME", home)

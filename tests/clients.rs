@@ -120,8 +120,7 @@ impl Drop for Server {
 #[test]
 fn openai_and_huggingface_hub_clients_work_unchanged() {
     static LIB: OnceLock<PathBuf> = OnceLock::new();
-    let Some(lib) = common::library_once(&LIB, &common::arxiv_sample(), &["--limit", "40"])
-    else {
+    let Some(lib) = common::library_once(&LIB, &common::arxiv_sample(), &["--limit", "40"]) else {
         return;
     };
     let Some(python) = venv_python() else {
