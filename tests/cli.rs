@@ -603,7 +603,7 @@ fn a_library_built_in_the_repo_answers_from_any_folder() {
     let elsewhere = tmp.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
     let empty_hf = tmp.path().join("empty-hf");
-    for home in [&hf, &empty_hf] {
+    let search_from_elsewhere = |home: &Path| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_papersim"))
             .args([
                 "search",
@@ -622,5 +622,19 @@ fn a_library_built_in_the_repo_answers_from_any_folder() {
         let v = json(&ok(out));
         let top = &v["results"][0];
         assert!(top["score"].as_f64().unwrap() > 0.2, "{top}");
-    }
+    };
+    search_from_elsewhere(&hf);
+    search_from_elsewhere(&empty_hf);
+
+    // A library from before: the model recorded as the relative path it was
+    // built with (same checksum rule, resealed as read_manifest checks it).
+    let path = lib.join(papersim::store::MANIFEST);
+    let mut m: papersim::store::Manifest =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    m.model.id = "models/all-MiniLM-L6-v2".into();
+    m.checksum = 0;
+    m.checksum = crc32fast::hash(&serde_json::to_vec(&m).unwrap());
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    search_from_elsewhere(&hf);
+    search_from_elsewhere(&empty_hf);
 }
