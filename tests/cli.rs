@@ -56,11 +56,16 @@ fn hf_daily_papers_similar_finds_the_value_gradient_paper_first() {
             "{strategy}"
         );
         assert!(results.iter().all(|r| r["id"] != OBJECTIVE_MISMATCH));
-        let scores: Vec<f64> = results
+        // Hybrid ranks by the fused value; the headline score is the cosine.
+        let fused: Vec<f64> = results
             .iter()
-            .map(|r| r["score"].as_f64().unwrap())
+            .map(|r| r["fused"].as_f64().unwrap())
             .collect();
-        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+        assert!(fused.windows(2).all(|w| w[0] >= w[1]), "{fused:?}");
+        assert!(results.iter().all(|r| {
+            let s = r["score"].as_f64().unwrap();
+            (-1.0..=1.0).contains(&s)
+        }));
     }
 
     // A free-text search lands on the paper it paraphrases.
@@ -74,6 +79,11 @@ fn hf_daily_papers_similar_finds_the_value_gradient_paper_first() {
         "--json",
     ])));
     assert_eq!(v["results"][0]["id"], OBJECTIVE_MISMATCH);
+    // Scores people can read: a paraphrase of the paper scores as a cosine
+    // (well above the ~0.03 of a reciprocal-rank value), fusion kept apart.
+    let top = &v["results"][0];
+    assert!(top["score"].as_f64().unwrap() > 0.4, "{top}");
+    assert!(top["fused"].as_f64().unwrap() < 0.05, "{top}");
 
     // The human table names the paper too.
     let table = ok(papersim(&[
@@ -553,4 +563,78 @@ fn int8_queries_on_an_f32_library_are_refused_with_what_to_do() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("--precision int8"), "{err}");
     assert!(err.contains("leave --precision out"), "{err}");
+}
+
+/// A library built in the repo records the default model by its hub id and
+/// answers `papersim search` run from a folder outside the repo: through a
+/// Hugging Face cache laid out as scripts/fetch-model.sh lays it out
+/// (HF_HOME), and, with an empty cache, through the checkout's models/.
+#[test]
+fn a_library_built_in_the_repo_answers_from_any_folder() {
+    let Some(model) = common::model_dir() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    build_ok(&hf_daily(), &lib, &["--limit", "20"]);
+    let info = common::info(&lib);
+    assert_eq!(
+        info["model"]["id"],
+        "sentence-transformers/all-MiniLM-L6-v2"
+    );
+
+    let hf = tmp.path().join("hf");
+    let repo = hf.join("hub/models--sentence-transformers--all-MiniLM-L6-v2");
+    let snap = repo.join("snapshots/0123456789abcdef");
+    for f in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "1_Pooling/config.json",
+        "sentence_bert_config.json",
+    ] {
+        let to = snap.join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(model.join(f), &to).unwrap();
+    }
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123456789abcdef").unwrap();
+
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let empty_hf = tmp.path().join("empty-hf");
+    let search_from_elsewhere = |home: &Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_papersim"))
+            .args([
+                "search",
+                "--library",
+                s(&lib),
+                "mixture of experts",
+                "-k",
+                "3",
+            ])
+            .arg("--json")
+            .current_dir(&elsewhere)
+            .env("HF_HOME", home)
+            .env_remove("PAPERSIM_LIBRARY")
+            .output()
+            .unwrap();
+        let v = json(&ok(out));
+        let top = &v["results"][0];
+        assert!(top["score"].as_f64().unwrap() > 0.2, "{top}");
+    };
+    search_from_elsewhere(&hf);
+    search_from_elsewhere(&empty_hf);
+
+    // A library from before: the model recorded as the relative path it was
+    // built with (same checksum rule, resealed as read_manifest checks it).
+    let path = lib.join(papersim::store::MANIFEST);
+    let mut m: papersim::store::Manifest =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    m.model.id = "models/all-MiniLM-L6-v2".into();
+    m.checksum = 0;
+    m.checksum = crc32fast::hash(&serde_json::to_vec(&m).unwrap());
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    search_from_elsewhere(&hf);
+    search_from_elsewhere(&empty_hf);
 }

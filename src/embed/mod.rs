@@ -24,8 +24,8 @@ pub use cpu_bert::CpuBert;
 #[doc(hidden)]
 pub use cpu_bert::DenseBench;
 pub use model::{
-    from_dir, resolve_in_cache, weights_sha256, ModelFiles, ModelSource, DEFAULT_HUB_ID,
-    DEFAULT_MODEL_DIR, FETCH_HINT,
+    from_dir, model_name, resolve_in_cache, weights_sha256, ModelFiles, ModelSource,
+    DEFAULT_HUB_ID, DEFAULT_MODEL_DIR, DEFAULT_WEIGHTS_SHA256, FETCH_HINT,
 };
 pub use pooling::{normalize, Pooling};
 
@@ -125,7 +125,9 @@ impl std::fmt::Display for Precision {
 /// What a library records about the model that embedded it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelInfo {
-    /// How the user named the model (a directory path or a hub id).
+    /// The model's hub id (always `sentence-transformers/all-MiniLM-L6-v2`
+    /// for the default weights), else its directory's absolute path
+    /// (libraries built before this recorded the path as given).
     pub id: String,
     /// Hex SHA-256 of `model.safetensors`; queries must be embedded by the
     /// model with this digest.
@@ -142,6 +144,22 @@ pub struct ModelInfo {
     /// what older papersims wrote and check.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+}
+
+/// One token of a tokenized text (text-embeddings-inference's `/tokenize`
+/// shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenSpan {
+    /// Its id in the vocabulary.
+    pub id: u32,
+    /// The text it covers, or the token itself for a special token.
+    pub text: String,
+    /// Whether the tokenizer added it (`[CLS]`, `[SEP]`).
+    pub special: bool,
+    /// Byte offset of its first byte in the text (none when special).
+    pub start: Option<usize>,
+    /// Byte offset just past it (none when special).
+    pub stop: Option<usize>,
 }
 
 /// Throughput figures of one `embed` call.
@@ -284,9 +302,17 @@ impl Embedder {
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         // We pad per batch ourselves; tokenizer.json pads every text to 128.
         tokenizer.with_padding(None);
+        let sha = weights_sha256(&files.weights)?;
+        // The default weights are recorded by their hub id wherever they were
+        // read from, so a library finds them again from any folder or machine.
+        let id = if sha == DEFAULT_WEIGHTS_SHA256 {
+            DEFAULT_HUB_ID.to_string()
+        } else {
+            files.id.clone()
+        };
         let info = ModelInfo {
-            id: files.id.clone(),
-            weights_sha256: weights_sha256(&files.weights)?,
+            id,
+            weights_sha256: sha,
             dim: backend.dim(),
             pooling: files.pooling,
             max_seq_length,
@@ -328,6 +354,43 @@ impl Embedder {
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         Ok(enc.into_iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    /// Each text's tokens as the model sees them (truncated to its window),
+    /// with byte offsets into the text; `special` tokens (`[CLS]`, `[SEP]`)
+    /// have no span. `add_special` false leaves them out.
+    pub fn token_spans(
+        &self,
+        texts: &[&str],
+        add_special: bool,
+    ) -> Result<Vec<Vec<TokenSpan>>, EmbedError> {
+        let enc = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), add_special)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(enc
+            .iter()
+            .zip(texts)
+            .map(|(e, text)| {
+                e.get_ids()
+                    .iter()
+                    .zip(e.get_tokens())
+                    .zip(e.get_offsets())
+                    .zip(e.get_special_tokens_mask())
+                    .map(|(((&id, token), &(start, stop)), &special)| {
+                        let special = special == 1;
+                        let span = text.get(start..stop).filter(|_| !special);
+                        TokenSpan {
+                            id,
+                            text: span.map_or_else(|| token.clone(), str::to_string),
+                            special,
+                            start: span.map(|_| start),
+                            stop: span.map(|_| stop),
+                        }
+                    })
+                    .collect()
+            })
+            .collect())
     }
 
     /// Per text: the tokens it is embedded with (special tokens included,

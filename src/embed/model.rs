@@ -16,6 +16,35 @@ use super::EmbedError;
 pub const DEFAULT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
 /// What the default resolves to when that directory is absent.
 pub const DEFAULT_HUB_ID: &str = "sentence-transformers/all-MiniLM-L6-v2";
+/// sha256 of the default model's `model.safetensors`: a library embedded by
+/// these weights records the model as [`DEFAULT_HUB_ID`], wherever its
+/// files were read from.
+pub const DEFAULT_WEIGHTS_SHA256: &str =
+    "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db";
+
+/// The name clients see for a model recorded as `id` with weights `sha256`
+/// (OpenAI's `model`, TEI's `model_id`): the hub id for the default
+/// weights or a hub id, `ORG/NAME` for a Hugging Face cache snapshot,
+/// else the directory's own name; never a whole filesystem path.
+pub fn model_name(id: &str, sha256: &str) -> String {
+    if sha256 == DEFAULT_WEIGHTS_SHA256 {
+        return DEFAULT_HUB_ID.to_string();
+    }
+    let path = Path::new(id);
+    let hub_like = !id.starts_with(['.', '/', '~']) && id.matches('/').count() == 1;
+    if hub_like && !path.is_dir() {
+        return id.to_string();
+    }
+    for c in path.components().rev() {
+        let c = c.as_os_str().to_string_lossy();
+        if let Some(repo) = c.strip_prefix("models--") {
+            return repo.replacen("--", "/", 1);
+        }
+    }
+    path.file_name()
+        .map_or_else(|| id.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
 /// The command that fetches the default model, named in every "model missing" error.
 pub const FETCH_HINT: &str = "run scripts/fetch-model.sh (it installs models/all-MiniLM-L6-v2)";
 
@@ -65,24 +94,55 @@ impl ModelSource {
         }
     }
 
-    /// `models/all-MiniLM-L6-v2` when it exists, else the hub id.
+    /// The default model, wherever it is installed: `models/all-MiniLM-L6-v2`
+    /// in the working directory, else the Hugging Face cache's copy, else the
+    /// `models/all-MiniLM-L6-v2` of the checkout papersim was built from or
+    /// installed out of (see [`default_dirs`]), else the hub id (downloaded
+    /// with the `hub` feature, or an error naming [`FETCH_HINT`]).
     pub fn default_source() -> Self {
-        let dir = Path::new(DEFAULT_MODEL_DIR);
-        if dir.is_dir() {
-            ModelSource::Dir(dir.to_path_buf())
-        } else {
-            ModelSource::Hub(DEFAULT_HUB_ID.to_string())
+        let local = Path::new(DEFAULT_MODEL_DIR);
+        if local.is_dir() {
+            return ModelSource::Dir(local.to_path_buf());
+        }
+        if resolve_in_cache(&hf_hub::Cache::from_env(), DEFAULT_HUB_ID).is_ok() {
+            return ModelSource::Hub(DEFAULT_HUB_ID.to_string());
+        }
+        match default_dirs()
+            .into_iter()
+            .find(|d| d.join("config.json").is_file())
+        {
+            Some(d) => ModelSource::Dir(d),
+            None => ModelSource::Hub(DEFAULT_HUB_ID.to_string()),
         }
     }
 
     /// Finds the model's files: reads the directory, or looks the hub id up in
-    /// the Hugging Face cache (downloading first with the `hub` feature).
+    /// the Hugging Face cache (downloading first with the `hub` feature). A
+    /// directory's id is its absolute path, so that a library records where
+    /// its model is whatever folder it was built from.
     pub fn resolve(&self) -> Result<ModelFiles, EmbedError> {
         match self {
-            ModelSource::Dir(dir) => from_dir(dir, &dir.display().to_string()),
+            ModelSource::Dir(dir) => {
+                let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+                from_dir(dir, &abs.display().to_string())
+            }
             ModelSource::Hub(id) => resolve_hub(id),
         }
     }
+}
+
+/// Where the default model may sit outside the working directory: the
+/// `models/all-MiniLM-L6-v2` beside the executable's folders
+/// (`target/release/papersim` → the checkout's `models/`), then the one in the
+/// checkout papersim was compiled from (`cargo install --path .` keeps it).
+pub fn default_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        let exe = fs::canonicalize(&exe).unwrap_or(exe);
+        dirs.extend(exe.ancestors().skip(1).map(|a| a.join(DEFAULT_MODEL_DIR)));
+    }
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL_DIR));
+    dirs
 }
 
 impl std::fmt::Display for ModelSource {
@@ -171,10 +231,14 @@ pub fn resolve_in_cache(cache: &hf_hub::Cache, id: &str) -> Result<ModelFiles, E
 
 #[cfg(feature = "hub")]
 fn download(id: &str) -> Result<ModelFiles, EmbedError> {
-    let api = hf_hub::api::sync::Api::new().map_err(|e| EmbedError::ModelMissing {
-        model: id.to_string(),
-        reason: format!("cannot reach the hub: {e}"),
-    })?;
+    // from_env: HF_HOME and HF_ENDPOINT, as the cache lookup reads them, so a
+    // download lands where lookup finds it.
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .build()
+        .map_err(|e| EmbedError::ModelMissing {
+            model: id.to_string(),
+            reason: format!("cannot reach the hub: {e}"),
+        })?;
     let repo = api.model(id.to_string());
     let mut config = None;
     for f in REQUIRED

@@ -174,8 +174,16 @@ pub struct Hit {
     pub id: String,
     /// Its title.
     pub title: String,
-    /// Cosine similarity (dense), BM25 (keyword), or fused score (hybrid).
+    /// Cosine similarity of the paper to the query, in every mode that has
+    /// a query vector; BM25 only in keyword mode run without a model.
     pub score: f32,
+    /// Hybrid's reciprocal-rank fusion value (what hybrid ranks by;
+    /// `related`'s fusion of its positives likewise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fused: Option<f32>,
+    /// The BM25 score (keyword mode).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bm25: Option<f32>,
     /// Its authors, in source order.
     pub authors: Vec<String>,
     /// Its subject categories, as the corpus gave them.
@@ -211,6 +219,8 @@ impl Hit {
             id: p.id.clone(),
             title: p.title.clone(),
             score,
+            fused: None,
+            bm25: None,
             authors: p.authors.clone(),
             categories: p.categories.clone(),
             date: p.date.clone(),
@@ -348,11 +358,29 @@ fn rrf(lists: &[Vec<Neighbor>]) -> Vec<Neighbor> {
     out
 }
 
-fn hits(lib: &Library, ranked: &[Neighbor]) -> Result<Vec<Hit>, QueryError> {
+/// Result rows for a ranking made in `mode`: the headline `score` is the
+/// cosine to `vector` when there is one, the ranking's own value otherwise;
+/// the ranking's value is kept as `fused` (hybrid) or `bm25` (keyword).
+fn hits(
+    lib: &Library,
+    ranked: &[Neighbor],
+    vector: Option<&[f32]>,
+    mode: Mode,
+) -> Result<Vec<Hit>, QueryError> {
+    let vectors = lib.vectors();
     ranked
         .iter()
         .enumerate()
-        .map(|(i, n)| Ok(Hit::new(i + 1, &*lib.paper(n.row)?, n.score)))
+        .map(|(i, n)| {
+            let cosine = vector.map(|v| crate::index::dot(vectors.row(n.row), v));
+            let mut h = Hit::new(i + 1, &*lib.paper(n.row)?, cosine.unwrap_or(n.score));
+            match mode {
+                Mode::Dense => {}
+                Mode::Hybrid => h.fused = Some(n.score),
+                Mode::Keyword => h.bm25 = Some(n.score),
+            }
+            Ok(h)
+        })
         .collect()
 }
 
@@ -373,7 +401,7 @@ pub fn similar(lib: &Library, id: &str, opts: &Options) -> Result<Vec<Hit>, Quer
         opts,
         &[row],
     )?;
-    hits(lib, &ranked)
+    hits(lib, &ranked, Some(lib.vectors().row(row)), opts.mode)
 }
 
 /// Papers most like a free-text query. The embedder is needed only for
@@ -387,9 +415,11 @@ pub fn search(
     if text.trim().is_empty() {
         return Err(QueryError::EmptyQuery);
     }
+    // Embedded in keyword mode too when a model is at hand: the cosine is
+    // the score shown.
     let v = match embedder {
-        Some(e) if opts.mode != Mode::Keyword => Some(embed_one(e, text)?),
-        _ => None,
+        Some(e) => Some(embed_one(e, text)?),
+        None => None,
     };
     search_embedded(lib, v.as_deref(), text, opts)
 }
@@ -409,7 +439,7 @@ pub fn search_embedded(
         return Err(QueryError::DegenerateQuery);
     }
     let ranked = rank(lib, vector, Some(text), opts.k, opts, &[])?;
-    hits(lib, &ranked)
+    hits(lib, &ranked, vector, opts.mode)
 }
 
 /// Explains search hits: for each, the sentence of the paper closest to the

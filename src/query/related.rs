@@ -116,7 +116,20 @@ pub fn related(
     let mut hits: Vec<Hit> = chosen
         .iter()
         .enumerate()
-        .map(|(i, n)| Ok(Hit::new(i + 1, &*lib.paper(n.row)?, n.score)))
+        .map(|(i, n)| {
+            // The headline score is the cosine to the closest positive; the
+            // fusion value that ranked it is kept as `fused`.
+            let v = vectors.row(n.row);
+            let cosine = pos_vectors
+                .iter()
+                .map(|p| dot(v, p))
+                .fold(None, |best: Option<f32>, c| {
+                    Some(best.map_or(c, |b| b.max(c)))
+                });
+            let mut h = Hit::new(i + 1, &*lib.paper(n.row)?, cosine.unwrap_or(n.score));
+            h.fused = Some(n.score);
+            Ok(h)
+        })
         .collect::<Result<_, QueryError>>()?;
     if let (true, Some(e)) = (req.explain, embedder) {
         let sources: Vec<Source> = positives

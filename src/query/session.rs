@@ -4,7 +4,10 @@
 
 use std::path::Path;
 
-use crate::embed::{DeviceSpec, Embedder, ModelSource, Precision};
+use crate::embed::{
+    resolve_in_cache, DeviceSpec, Embedder, ModelFiles, ModelSource, Precision, DEFAULT_MODEL_DIR,
+    DEFAULT_WEIGHTS_SHA256,
+};
 use crate::store::{self, Library, Manifest};
 
 use super::QueryError;
@@ -12,8 +15,8 @@ use super::QueryError;
 /// The model a session should use, as the user named it.
 #[derive(Debug, Clone, Default)]
 pub struct ModelChoice {
-    /// None: the model the library records (or the default one when the
-    /// recorded folder is not there, e.g. a library built elsewhere).
+    /// None: the model the library records, found from any folder (see
+    /// `load_embedder`).
     pub source: Option<ModelSource>,
     /// Where the model runs.
     pub device: DeviceSpec,
@@ -103,14 +106,10 @@ pub fn load_embedder(manifest: &Manifest, choice: &ModelChoice) -> Result<Embedd
     if let Some(asked) = choice.precision.filter(|&p| p != built) {
         return Err(QueryError::PrecisionMismatch { asked, built });
     }
-    let source = match &choice.source {
-        Some(m) => m.clone(),
-        None => match ModelSource::parse(&manifest.model.id) {
-            ModelSource::Dir(d) if !d.is_dir() => ModelSource::default_source(),
-            s => s,
-        },
+    let (source, files) = match &choice.source {
+        Some(m) => (m.clone(), m.resolve()?),
+        None => locate(&manifest.model)?,
     };
-    let files = source.resolve()?;
     let embedder = Embedder::load(&files, choice.device, built)?;
     let got = &embedder.info().weights_sha256;
     if *got != manifest.model.weights_sha256 {
@@ -122,4 +121,35 @@ pub fn load_embedder(manifest: &Manifest, choice: &ModelChoice) -> Result<Embedd
         });
     }
     Ok(embedder)
+}
+
+/// Finds the model a library records, from any working directory: the
+/// recorded directory when it exists; the hub id in the Hugging Face cache;
+/// for the default weights (by sha256, whatever the id says, so libraries
+/// that recorded `models/all-MiniLM-L6-v2` keep opening) the default
+/// model's usual places ([`ModelSource::default_source`]); last, the
+/// recorded id resolved as given (a download with the `hub` feature), whose
+/// error is the one reported. The caller checks the weights' sha256.
+fn locate(model: &crate::embed::ModelInfo) -> Result<(ModelSource, ModelFiles), QueryError> {
+    let id = model.id.as_str();
+    let dir = Path::new(id);
+    if dir.is_dir() {
+        let source = ModelSource::Dir(dir.to_path_buf());
+        return Ok((source.clone(), source.resolve()?));
+    }
+    let hub_like = !id.starts_with(['.', '/', '~']) && id.matches('/').count() == 1;
+    if hub_like {
+        if let Ok(files) = resolve_in_cache(&hf_hub::Cache::from_env(), id) {
+            return Ok((ModelSource::Hub(id.to_string()), files));
+        }
+    }
+    let last = if model.weights_sha256 == DEFAULT_WEIGHTS_SHA256 || id == DEFAULT_MODEL_DIR {
+        ModelSource::default_source()
+    } else if hub_like {
+        ModelSource::Hub(id.to_string())
+    } else {
+        ModelSource::Dir(dir.to_path_buf())
+    };
+    let files = last.resolve()?;
+    Ok((last, files))
 }

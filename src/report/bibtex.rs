@@ -474,6 +474,8 @@ mod tests {
             id: id.into(),
             title: title.into(),
             score: 0.5,
+            fused: None,
+            bm25: None,
             authors: authors.iter().map(|a| a.to_string()).collect(),
             categories: vec!["cs.LG".into()],
             date: Some(date.into()),

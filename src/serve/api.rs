@@ -14,11 +14,11 @@ use serde_json::{json, Value};
 
 use super::error::{body_error, ApiError};
 use super::request::{
-    parse_embed_openai, parse_embed_tei, parse_related, parse_search, parse_similar, ParseLimits,
-    RelatedQuery,
+    is_similarity, parse_embed_openai, parse_embed_tei, parse_related, parse_search, parse_similar,
+    parse_similarity, parse_tokenize, ParseLimits, RelatedQuery,
 };
 use super::Shared;
-use crate::query::{self, Mode};
+use crate::query;
 use crate::report;
 
 /// Admission weight of a related-work task in the embedding queue: a draft
@@ -61,7 +61,23 @@ pub async fn health(State(s): State<Shared>) -> Json<Value> {
 pub async fn info(State(s): State<Shared>) -> Json<Value> {
     let lib = s.library();
     let m = lib.manifest();
+    let e = s.embedder.info();
     Json(json!({
+        // text-embeddings-inference's `/info` fields, as its clients read them.
+        "model_id": s.model_name,
+        "model_sha": null,
+        "model_dtype": "float32",
+        "model_type": {"embedding": {"pooling": e.pooling}},
+        "max_concurrent_requests": s.limits.max_waiting_queries,
+        "max_input_length": e.max_seq_length,
+        "tokenization_workers": 1,
+        "max_batch_tokens": s.limits.batch_tokens,
+        "max_batch_requests": null,
+        "max_client_batch_size": s.limits.max_inputs,
+        "auto_truncate": true,
+        "sha": null,
+        "docker_label": null,
+        // papersim's own.
         "library": lib.dir(),
         "generation": m.generation,
         "papers": lib.len(),
@@ -151,9 +167,8 @@ pub async fn search(
     let req = parse_search(&body.map_err(body_error)?, &parse_limits(&s))?;
     let opts = req.opts;
     let lib = s.library();
-    let vector = if opts.mode == Mode::Keyword {
-        None
-    } else {
+    // Embedded in keyword mode too: the cosine is the score every mode shows.
+    let vector = {
         let (mut v, _) = embed_texts(&s, vec![req.query.clone()], true, "query").await?;
         v.pop()
     };
@@ -263,6 +278,82 @@ pub async fn embed_tei(
     Ok(Json(vectors))
 }
 
+/// text-embeddings-inference's `POST /`: texts to embed, or a sentence pair
+/// (`{"inputs": {"source_sentence", "sentences"}}`) to compare, as
+/// `huggingface_hub`'s `feature_extraction` and `sentence_similarity` send
+/// them to a TEI url.
+pub async fn tei_root(
+    State(s): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(body_error)?;
+    if is_similarity(&body) {
+        return similarity(&s, &body).await.map(|v| Json(json!(v)));
+    }
+    let req = parse_embed_tei(&body, &parse_limits(&s))?;
+    let (vectors, _) = embed_texts(&s, req.texts, req.truncate, "inputs").await?;
+    Ok(Json(json!(vectors)))
+}
+
+/// text-embeddings-inference's `POST /similarity`: the cosine of
+/// `source_sentence` to each of `sentences`.
+pub async fn similarity_tei(
+    State(s): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Vec<f32>>, ApiError> {
+    similarity(&s, &body.map_err(body_error)?).await.map(Json)
+}
+
+async fn similarity(s: &Shared, body: &[u8]) -> Result<Vec<f32>, ApiError> {
+    let q = parse_similarity(body, &parse_limits(s))?;
+    let mut texts = Vec::with_capacity(q.others.len() + 1);
+    texts.push(q.source);
+    texts.extend(q.others);
+    let (vectors, _) = embed_texts(s, texts, q.truncate, "inputs").await?;
+    let (source, others) = vectors
+        .split_first()
+        .ok_or_else(|| ApiError::internal("no vectors came back"))?;
+    Ok(others
+        .iter()
+        .map(|v| crate::index::dot(source, v))
+        .collect())
+}
+
+/// text-embeddings-inference's `POST /tokenize`: per input, its tokens as
+/// `{id, text, special, start, stop}` (byte offsets; none for special tokens).
+pub async fn tokenize_tei(
+    State(s): State<Shared>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let q = parse_tokenize(&body.map_err(body_error)?, &parse_limits(&s))?;
+    let e = s.embedder.clone();
+    let spans = s
+        .blocking(move || {
+            let refs: Vec<&str> = q.texts.iter().map(String::as_str).collect();
+            e.token_spans(&refs, q.add_special_tokens)
+        })
+        .await?
+        .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Tokenizer", e.to_string()))?;
+    Ok(Json(json!(spans)))
+}
+
+/// OpenAI's `GET /v1/models`: the one model served.
+pub async fn models_openai(State(s): State<Shared>) -> Json<Value> {
+    let started = std::time::SystemTime::now()
+        .checked_sub(s.started.elapsed())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    Json(json!({
+        "object": "list",
+        "data": [{
+            "id": s.model_name,
+            "object": "model",
+            "created": started,
+            "owned_by": "papersim",
+        }],
+    }))
+}
+
 /// OpenAI's `POST /v1/embeddings`.
 pub async fn embed_openai(
     State(s): State<Shared>,
@@ -281,6 +372,7 @@ pub async fn embed_openai(
 async fn openai(s: &Shared, body: &[u8]) -> Result<Value, ApiError> {
     let req = parse_embed_openai(body, &parse_limits(s))?;
     let base64 = req.base64;
+    let model = req.model.unwrap_or_else(|| s.model_name.clone());
     let (vectors, tokens) = embed_texts(s, req.texts, true, "input").await?;
     let data: Vec<Value> = vectors
         .into_iter()
@@ -298,7 +390,7 @@ async fn openai(s: &Shared, body: &[u8]) -> Result<Value, ApiError> {
     Ok(json!({
         "object": "list",
         "data": data,
-        "model": s.embedder.info().id,
+        "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
     }))
 }

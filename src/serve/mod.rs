@@ -1,6 +1,7 @@
 //! `papersim serve`: an HTTP API over a library (axum + tokio), speaking
-//! text-embeddings-inference's `/embed` and OpenAI's `/v1/embeddings` besides
-//! its own search endpoints, and a search page at `/`.
+//! text-embeddings-inference's `POST /`, `/embed`, `/similarity`,
+//! `/tokenize` and `/info`, and OpenAI's `/v1/embeddings` and `/v1/models`,
+//! besides its own search endpoints, and a search page at `GET /`.
 //!
 //! Threads: tokio's workers parse requests and route them; one queue worker
 //! ([`queue`]) owns the model's compute and merges concurrent embeddings
@@ -127,6 +128,9 @@ pub(crate) struct AppState {
     cores: Semaphore,
     waiting: AtomicUsize,
     started: Instant,
+    /// The model's name as clients see it (OpenAI's `model`, TEI's
+    /// `model_id`): see [`crate::embed::model_name`].
+    model_name: String,
 }
 
 type Shared = Arc<AppState>;
@@ -194,6 +198,10 @@ pub fn run(opts: ServeOptions, on_ready: &dyn Fn(SocketAddr)) -> Result<(), Serv
     .map_err(io_err("starting the embedding worker"))?;
     let cores = crate::threads::threads(None).unwrap_or_else(|_| crate::threads::cores());
     note_library(&metrics, &lib);
+    let model_name = {
+        let m = &lib.manifest().model;
+        crate::embed::model_name(&m.id, &m.weights_sha256)
+    };
     let state = Arc::new(AppState {
         library: RwLock::new(Arc::new(lib)),
         embedder,
@@ -203,6 +211,7 @@ pub fn run(opts: ServeOptions, on_ready: &dyn Fn(SocketAddr)) -> Result<(), Serv
         cores: Semaphore::new(cores),
         waiting: AtomicUsize::new(0),
         started: Instant::now(),
+        model_name,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -278,7 +287,7 @@ async fn shutdown_signal() {
 
 fn router(state: Shared) -> Router {
     Router::new()
-        .route("/", get(api::page_index))
+        .route("/", get(api::page_index).post(api::tei_root))
         .route("/app.js", get(api::page_js))
         .route("/style.css", get(api::page_css))
         .route("/health", get(api::health))
@@ -289,6 +298,9 @@ fn router(state: Shared) -> Router {
         .route("/papers/{id}/similar", get(api::similar))
         .route("/related", post(api::related))
         .route("/embed", post(api::embed_tei))
+        .route("/similarity", post(api::similarity_tei))
+        .route("/tokenize", post(api::tokenize_tei))
+        .route("/v1/models", get(api::models_openai))
         .route("/v1/embeddings", post(api::embed_openai))
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track))

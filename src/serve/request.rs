@@ -420,8 +420,7 @@ pub fn parse_embed_tei(body: &[u8], limits: &ParseLimits) -> Result<EmbedQuery, 
 #[derive(Debug, Deserialize)]
 struct OpenAiBody {
     input: Inputs,
-    /// Accepted whatever it names: the server has one model.
-    #[allow(dead_code)]
+    /// Any name is accepted (the server has one model) and echoed back.
     model: Option<String>,
     encoding_format: Option<String>,
     dimensions: Option<usize>,
@@ -436,10 +435,13 @@ pub struct OpenAiQuery {
     pub texts: Vec<String>,
     /// Vectors as base64 of little-endian f32 (else JSON floats).
     pub base64: bool,
+    /// The model the client named, echoed in the response (None: the
+    /// served model's name).
+    pub model: Option<String>,
 }
 
-/// Parses an OpenAI `POST /v1/embeddings` body; `model` and `user` are
-/// accepted and ignored, token-id inputs and other `dimensions` refused.
+/// Parses an OpenAI `POST /v1/embeddings` body; `model` is accepted and
+/// echoed, `user` ignored, token-id inputs and other `dimensions` refused.
 pub fn parse_embed_openai(body: &[u8], limits: &ParseLimits) -> Result<OpenAiQuery, ApiError> {
     let req: OpenAiBody = parse_json(body)?;
     let base64 = match req.encoding_format.as_deref() {
@@ -455,7 +457,102 @@ pub fn parse_embed_openai(body: &[u8], limits: &ParseLimits) -> Result<OpenAiQue
     };
     check_dimensions(limits, req.dimensions)?;
     let texts = req.input.into_texts(limits, "input")?;
-    Ok(OpenAiQuery { texts, base64 })
+    let model = req.model.filter(|m| !m.trim().is_empty());
+    Ok(OpenAiQuery {
+        texts,
+        base64,
+        model,
+    })
+}
+
+/// text-embeddings-inference's `POST /similarity` (and `POST /` with a
+/// sentence pair, as `huggingface_hub`'s `sentence_similarity` sends it).
+#[derive(Debug, Deserialize)]
+struct SimilarityBody {
+    inputs: SimilarityInputs,
+    truncate: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SimilarityInputs {
+    source_sentence: String,
+    sentences: Vec<String>,
+}
+
+/// A sentence-similarity request: the cosine of `source` to each of `others`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimilarityQuery {
+    /// The sentence compared to the others.
+    pub source: String,
+    /// At least one, at most `max_inputs - 1`.
+    pub others: Vec<String>,
+    /// Cut texts past the model's window (true) or refuse them (false).
+    pub truncate: bool,
+}
+
+/// Parses a TEI `POST /similarity` body.
+pub fn parse_similarity(body: &[u8], limits: &ParseLimits) -> Result<SimilarityQuery, ApiError> {
+    let req: SimilarityBody = parse_json(body)?;
+    let others = req.inputs.sentences;
+    if others.is_empty() {
+        return Err(
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "Empty", "no sentences")
+                .with_field("inputs.sentences"),
+        );
+    }
+    if others.len() + 1 > limits.max_inputs {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Validation",
+            format!(
+                "{} sentences; at most {} per request",
+                others.len(),
+                limits.max_inputs.saturating_sub(1)
+            ),
+        )
+        .with_field("inputs.sentences"));
+    }
+    Ok(SimilarityQuery {
+        source: req.inputs.source_sentence,
+        others,
+        truncate: req.truncate.unwrap_or(true),
+    })
+}
+
+/// Whether a TEI `POST /` body is a sentence pair (`inputs` an object)
+/// rather than texts to embed.
+pub fn is_similarity(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Probe {
+        inputs: serde_json::Value,
+    }
+    serde_json::from_slice::<Probe>(body).is_ok_and(|p| p.inputs.is_object())
+}
+
+/// text-embeddings-inference's `POST /tokenize`.
+#[derive(Debug, Deserialize)]
+struct TokenizeBody {
+    inputs: Inputs,
+    #[serde(default = "yes")]
+    add_special_tokens: bool,
+}
+
+/// A `POST /tokenize`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizeQuery {
+    /// At least one, at most `max_inputs`.
+    pub texts: Vec<String>,
+    /// Include `[CLS]`/`[SEP]` (TEI's default).
+    pub add_special_tokens: bool,
+}
+
+/// Parses a TEI `POST /tokenize` body.
+pub fn parse_tokenize(body: &[u8], limits: &ParseLimits) -> Result<TokenizeQuery, ApiError> {
+    let req: TokenizeBody = parse_json(body)?;
+    Ok(TokenizeQuery {
+        texts: req.inputs.into_texts(limits, "inputs")?,
+        add_special_tokens: req.add_special_tokens,
+    })
 }
 
 #[cfg(test)]
@@ -511,9 +608,26 @@ mod tests {
             e,
             OpenAiQuery {
                 texts: vec!["a".into(), "b".into()],
-                base64: true
+                base64: true,
+                model: Some("m".into()),
             }
         );
+        let q = parse_similarity(
+            br#"{"inputs": {"source_sentence": "a", "sentences": ["b", "c"]}}"#,
+            &LIMITS,
+        )
+        .unwrap();
+        assert_eq!(
+            (q.source.as_str(), q.others.len(), q.truncate),
+            ("a", 2, true)
+        );
+        assert!(is_similarity(
+            br#"{"inputs": {"source_sentence": "a", "sentences": []}}"#
+        ));
+        assert!(!is_similarity(br#"{"inputs": "a"}"#));
+        let t =
+            parse_tokenize(br#"{"inputs": "hi", "add_special_tokens": false}"#, &LIMITS).unwrap();
+        assert_eq!((t.texts.len(), t.add_special_tokens), (1, false));
     }
 
     #[test]

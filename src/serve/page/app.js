@@ -53,6 +53,15 @@ function renderResults(heading, results) {
   if (!results.length) list.append(el("li", { class: "muted" }, "No results."));
 }
 
+// The headline score is the cosine to the query; the ranking's own value
+// (hybrid's fusion, keyword's BM25) goes in the tooltip.
+function scoreTitle(r) {
+  const parts = ["cosine similarity to the query"];
+  if (r.fused !== undefined) parts.push(`fused rank value ${r.fused.toFixed(4)}`);
+  if (r.bm25 !== undefined) parts.push(`BM25 ${r.bm25.toFixed(2)}`);
+  return parts.join(" · ");
+}
+
 function resultItem(r) {
   const year = (r.date || "").slice(0, 4);
   const authors = r.authors.length > 4 ? r.authors.slice(0, 4).join(", ") + " et al." : r.authors.join(", ");
@@ -67,7 +76,7 @@ function resultItem(r) {
   const seed = el("button", { class: "secondary add-seed", type: "button", onclick: () => addSeed(r.id, r.title) }, "Add as seed");
   const abs = el("button", { class: "secondary", type: "button", onclick: (e) => toggleAbstract(e.target, r.id) }, "Abstract");
   return el("li", { class: "result", "data-id": r.id },
-    el("span", { class: "score", title: "score" }, r.score.toFixed(3)),
+    el("span", { class: "score", title: scoreTitle(r) }, r.score.toFixed(3)),
     el("h3", {}, title),
     el("div", { class: "meta" }, [authors, year, r.categories.join(" "), r.id].filter(Boolean).join(" · ")),
     why,

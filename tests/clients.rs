@@ -1,0 +1,146 @@
+//! `papersim serve` driven by the clients people already run, installed from
+//! PyPI into a venv under `target/`: openai's `embeddings.create` (one input,
+//! a batch, an over-long one, a bad request) and `models.list`, and
+//! huggingface_hub's `InferenceClient(model=url)` `feature_extraction` and
+//! `sentence_similarity` as against a text-embeddings-inference server, plus
+//! TEI's `/info` and `/tokenize` shapes. The checks live in
+//! `tests/clients/drive.py`. Skipped with a printed reason where python3,
+//! venv or pip is missing, except under CI=true, where that is a failure.
+#![cfg(feature = "serve")]
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+/// Skips (prints why) or, under CI=true, fails.
+fn skip(why: &str) {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{why}; CI=true, so this is a failure");
+    }
+    eprintln!("SKIPPED: {why}");
+}
+
+/// target/client-venv with openai, huggingface_hub and numpy, made once;
+/// None (after [`skip`]) when python3, venv or pip cannot provide it.
+fn venv_python() -> Option<PathBuf> {
+    let venv = common::root().join("target/client-venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".papersim-clients-ready");
+    if ready.is_file() {
+        return Some(python);
+    }
+    let run = |cmd: &mut Command, what: &str| -> bool {
+        match cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output() {
+            Ok(o) if o.status.success() => true,
+            Ok(o) => {
+                skip(&format!(
+                    "{what} failed: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                ));
+                false
+            }
+            Err(e) => {
+                skip(&format!("{what}: {e}"));
+                false
+            }
+        }
+    };
+    if !run(
+        Command::new("python3").args(["-m", "venv", common::s(&venv)]),
+        "python3 -m venv target/client-venv",
+    ) {
+        return None;
+    }
+    if !run(
+        Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "openai",
+            "huggingface_hub",
+            "numpy",
+        ]),
+        "pip install openai huggingface_hub numpy",
+    ) {
+        return None;
+    }
+    std::fs::write(&ready, "").unwrap();
+    Some(python)
+}
+
+/// `papersim serve` on a free loopback port, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(lib: &Path) -> Server {
+        let mut child = common::command(&["serve", "--library", common::s(lib)])
+            .args(["--addr", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start papersim serve");
+        let mut out = child.stdout.take().unwrap();
+        // The "serving ... on http://ADDR" line, byte by byte.
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while out.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+            line.push(b[0]);
+        }
+        let line = String::from_utf8_lossy(&line).into_owned();
+        let addr = line
+            .rsplit("http://")
+            .next()
+            .map(str::trim)
+            .filter(|a| a.parse::<std::net::SocketAddr>().is_ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        Server {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn openai_and_huggingface_hub_clients_work_unchanged() {
+    static LIB: OnceLock<PathBuf> = OnceLock::new();
+    let Some(lib) = common::library_once(&LIB, &common::arxiv_sample(), &["--limit", "40"]) else {
+        return;
+    };
+    let Some(python) = venv_python() else {
+        return;
+    };
+    let server = Server::start(lib);
+    let out = Command::new(&python)
+        .arg(common::root().join("tests/clients/drive.py"))
+        .arg(&server.url)
+        .output()
+        .expect("run tests/clients/drive.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "drive.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a JSON summary");
+    eprintln!("clients: {summary}");
+    assert_eq!(summary["hf_too_long"], 413);
+    assert_eq!(summary["hf_bad_request"], 422);
+}
