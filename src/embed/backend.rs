@@ -142,6 +142,9 @@ struct Embeddings {
     positions: Embedding,
     token_types: Embedding,
     norm: LayerNorm,
+    /// Position id of the first token: `pad_token_id + 1` for RoBERTa and
+    /// XLM-R, 0 for BERT.
+    pos_offset: u32,
 }
 
 impl Embeddings {
@@ -152,12 +155,18 @@ impl Embeddings {
             positions: table(c.max_position_embeddings, "position_embeddings")?,
             token_types: table(c.type_vocab_size, "token_type_embeddings")?,
             norm: candle_nn::layer_norm(c.hidden_size, c.layer_norm_eps, vb.pp("LayerNorm"))?,
+            pos_offset: if super::modules::offsets_positions(c.model_type.as_deref()) {
+                c.pad_token_id as u32 + 1
+            } else {
+                0
+            },
         })
     }
 
     fn forward(&self, ids: &Tensor, types: &Tensor) -> candle_core::Result<Tensor> {
         let seq = ids.dim(1)?;
-        let positions = Tensor::arange(0u32, seq as u32, ids.device())?;
+        let o = self.pos_offset;
+        let positions = Tensor::arange(o, o + seq as u32, ids.device())?;
         let x = (self.words.forward(ids)? + self.token_types.forward(types)?)?;
         let x = x.broadcast_add(&self.positions.forward(&positions)?)?;
         self.norm.forward(&x)

@@ -91,6 +91,8 @@ struct Config {
     position_embedding_type: Option<String>,
     #[serde(default)]
     model_type: Option<String>,
+    #[serde(default)]
+    pad_token_id: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +102,9 @@ struct Dims {
     inter: usize,
     vocab: usize,
     max_pos: usize,
+    /// Position id of a text's first token: 0 for BERT, `pad_token_id + 1`
+    /// for RoBERTa and XLM-R.
+    pos_offset: usize,
     type_vocab: usize,
     eps: f32,
     act: Act,
@@ -425,6 +430,11 @@ impl CpuBert {
             inter: cfg.intermediate_size,
             vocab: cfg.vocab_size,
             max_pos: cfg.max_position_embeddings,
+            pos_offset: if super::modules::offsets_positions(cfg.model_type.as_deref()) {
+                cfg.pad_token_id.unwrap_or(1) + 1
+            } else {
+                0
+            },
             type_vocab: cfg.type_vocab_size,
             eps: cfg.layer_norm_eps as f32,
             act,
@@ -504,7 +514,7 @@ impl CpuBert {
             let (w, y, p) = (
                 &word[id * h..][..h],
                 &self.typ[ty * h..][..h],
-                &self.pos[t * h..][..h],
+                &self.pos[(t + d.pos_offset) * h..][..h],
             );
             for k in 0..h {
                 x[k * c.ld + i] = w[k] + y[k] + p[k];
@@ -628,15 +638,17 @@ impl CpuBert {
             )));
         }
         let d = &self.dims;
-        if b.seq > d.max_pos
+        let max_len = d.max_pos.saturating_sub(d.pos_offset);
+        if b.seq > max_len
             && b.mask
                 .iter()
                 .enumerate()
-                .any(|(i, &m)| m != 0 && i % b.seq >= d.max_pos)
+                .any(|(i, &m)| m != 0 && i % b.seq >= max_len)
         {
             return Err(EmbedError::Forward(format!(
-                "sequence of {} tokens exceeds max_position_embeddings {}",
-                b.seq, d.max_pos
+                "sequence of {} tokens exceeds max_position_embeddings {} (less {} for \
+                 the position offset)",
+                b.seq, d.max_pos, d.pos_offset
             )));
         }
         for ((&id, &ty), &m) in b.ids.iter().zip(&b.type_ids).zip(&b.mask) {

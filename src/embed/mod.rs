@@ -9,6 +9,7 @@ mod backend;
 pub mod batch;
 mod cpu_bert;
 mod model;
+pub mod modules;
 mod pooling;
 
 use std::path::PathBuf;
@@ -213,6 +214,8 @@ pub struct Embedder {
     info: ModelInfo,
     pad_id: u32,
     limits: BatchLimits,
+    /// The model's Dense layers after pooling (most models have none).
+    dense: Vec<modules::Dense>,
 }
 
 /// Texts tokenized at a time: bounds memory on big corpora (a tokenizers
@@ -288,9 +291,20 @@ impl Embedder {
         struct PosConfig {
             max_position_embeddings: Option<usize>,
             pad_token_id: Option<u32>,
+            model_type: Option<String>,
         }
         let cfg: PosConfig = model::read_json(&files.config)?;
-        let max_pos = cfg.max_position_embeddings.unwrap_or(512);
+        // RoBERTa's positions start after the padding id: its table has
+        // pad_token_id + 1 rows more than the longest text.
+        let offset = if modules::offsets_positions(cfg.model_type.as_deref()) {
+            cfg.pad_token_id.unwrap_or(1) as usize + 1
+        } else {
+            0
+        };
+        let max_pos = cfg
+            .max_position_embeddings
+            .unwrap_or(512)
+            .saturating_sub(offset);
         // sentence_bert_config.json wins; tokenizer.json's own truncation (128
         // for all-MiniLM-L6-v2) is not what sentence-transformers uses.
         let max_seq_length = files.max_seq_length.unwrap_or(max_pos).min(max_pos);
@@ -302,6 +316,18 @@ impl Embedder {
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         // We pad per batch ourselves; tokenizer.json pads every text to 128.
         tokenizer.with_padding(None);
+        if let Some(d) = files.dense.first() {
+            if d.in_features != backend.dim() {
+                return Err(EmbedError::BadModelFile {
+                    path: files.config.clone(),
+                    reason: format!(
+                        "the first Dense layer takes {} inputs; the transformer gives {}",
+                        d.in_features,
+                        backend.dim()
+                    ),
+                });
+            }
+        }
         let sha = weights_sha256(&files.weights)?;
         // The default weights are recorded by their hub id wherever they were
         // read from, so a library finds them again from any folder or machine.
@@ -313,7 +339,7 @@ impl Embedder {
         let info = ModelInfo {
             id,
             weights_sha256: sha,
-            dim: backend.dim(),
+            dim: files.dense.last().map_or(backend.dim(), |d| d.out_features),
             pooling: files.pooling,
             max_seq_length,
             precision: Precision::F32,
@@ -324,6 +350,7 @@ impl Embedder {
             info,
             pad_id: cfg.pad_token_id.unwrap_or(0),
             limits,
+            dense: files.dense.clone(),
         })
     }
 
@@ -427,7 +454,19 @@ impl Embedder {
                 let rows: Vec<&[u32]> = b.iter().map(|&i| ids[i].as_slice()).collect();
                 let tb = TokenBatch::pad(&rows, self.pad_id);
                 let hidden = self.backend.forward(&tb)?;
-                let pooled = self.info.pooling.pool(&hidden, &tb.mask, tb.seq, dim);
+                let pooled = if self.dense.is_empty() {
+                    self.info.pooling.pool(&hidden, &tb.mask, tb.seq, dim)
+                } else {
+                    let h = self.backend.dim();
+                    let mut x = self.info.pooling.pool_raw(&hidden, &tb.mask, tb.seq, h);
+                    for d in &self.dense {
+                        x = d.apply(&x);
+                    }
+                    x.chunks_mut(dim).for_each(|v| {
+                        normalize(v);
+                    });
+                    x
+                };
                 for (k, &i) in b.iter().enumerate() {
                     let row = c * TOKENIZE_CHUNK + i;
                     out[row * dim..(row + 1) * dim]

@@ -63,6 +63,8 @@ pub struct ModelFiles {
     pub weights: PathBuf,
     /// From `1_Pooling/config.json`; mean pooling when the file is absent.
     pub pooling: Pooling,
+    /// The `Dense` layers `modules.json` lists after pooling, in order.
+    pub dense: Vec<super::modules::Dense>,
     /// From sentence_bert_config.json; tokenizer.json's own truncation is not trusted
     /// (all-MiniLM-L6-v2's says 128 where sentence-transformers uses 256).
     pub max_seq_length: Option<usize>,
@@ -171,8 +173,12 @@ pub fn from_dir(dir: &Path, id: &str) -> Result<ModelFiles, EmbedError> {
             });
         }
     }
+    super::modules::check_model_type(&dir.join("config.json"))?;
+    let modules = super::modules::read(dir)?;
     let pooling_path = dir.join("1_Pooling/config.json");
-    let pooling = if pooling_path.is_file() {
+    let pooling = if let Some(p) = modules.pooling {
+        p
+    } else if pooling_path.is_file() {
         pooling_from_config(&pooling_path)?
     } else {
         // sentence-transformers' own default for a bare transformer.
@@ -195,6 +201,7 @@ pub fn from_dir(dir: &Path, id: &str) -> Result<ModelFiles, EmbedError> {
         tokenizer: dir.join("tokenizer.json"),
         weights: dir.join("model.safetensors"),
         pooling,
+        dense: modules.dense,
         max_seq_length,
     })
 }
@@ -288,21 +295,27 @@ pub fn pooling_from_config(path: &Path) -> Result<Pooling, EmbedError> {
         pooling_mode_max_tokens: bool,
         #[serde(default)]
         pooling_mode_mean_sqrt_len_tokens: bool,
+        #[serde(default)]
+        pooling_mode_lasttoken: bool,
+        #[serde(default)]
+        pooling_mode_weightedmean_tokens: bool,
     }
     let c: Config = read_json(path)?;
     let modes = [
         (c.pooling_mode_mean_tokens, Pooling::Mean),
         (c.pooling_mode_cls_token, Pooling::Cls),
         (c.pooling_mode_max_tokens, Pooling::Max),
+        (c.pooling_mode_lasttoken, Pooling::LastToken),
     ];
     let on: Vec<Pooling> = modes.iter().filter(|m| m.0).map(|m| m.1).collect();
-    match (on.as_slice(), c.pooling_mode_mean_sqrt_len_tokens) {
+    let unsupported = c.pooling_mode_mean_sqrt_len_tokens || c.pooling_mode_weightedmean_tokens;
+    match (on.as_slice(), unsupported) {
         ([one], false) => Ok(*one),
         _ => Err(EmbedError::BadModelFile {
             path: path.to_path_buf(),
             reason: "exactly one of pooling_mode_mean_tokens, pooling_mode_cls_token, \
-                     pooling_mode_max_tokens must be true (combined or mean_sqrt_len \
-                     pooling is not supported)"
+                     pooling_mode_max_tokens, pooling_mode_lasttoken must be true \
+                     (combined, mean_sqrt_len or weightedmean pooling is not supported)"
                 .into(),
         }),
     }

@@ -14,12 +14,25 @@ pub enum Pooling {
     Cls,
     /// Element-wise max over kept tokens.
     Max,
+    /// The last kept token (decoder-style embedding models).
+    #[serde(rename = "lasttoken")]
+    LastToken,
 }
 
 impl Pooling {
     /// Pools `hidden` (`[batch, seq, dim]`, row-major) under `mask`
     /// (`[batch, seq]`, 1 = real token) into `[batch, dim]`, L2-normalised.
     pub fn pool(&self, hidden: &[f32], mask: &[u32], seq: usize, dim: usize) -> Vec<f32> {
+        let mut out = self.pool_raw(hidden, mask, seq, dim);
+        for o in out.chunks_mut(dim.max(1)) {
+            normalize(o);
+        }
+        out
+    }
+
+    /// [`pool`](Self::pool) without the L2 normalisation, for models whose
+    /// `Dense` layers come after pooling.
+    pub fn pool_raw(&self, hidden: &[f32], mask: &[u32], seq: usize, dim: usize) -> Vec<f32> {
         let batch = mask.len() / seq.max(1);
         let mut out = vec![0f32; batch * dim];
         for b in 0..batch {
@@ -28,6 +41,11 @@ impl Pooling {
             let h = &hidden[b * seq * dim..(b + 1) * seq * dim];
             match self {
                 Pooling::Cls => o.copy_from_slice(&h[..dim]),
+                Pooling::LastToken => {
+                    if let Some(t) = m.iter().rposition(|&k| k != 0) {
+                        o.copy_from_slice(&h[t * dim..(t + 1) * dim]);
+                    }
+                }
                 Pooling::Mean => {
                     let mut n = 0f32;
                     for (t, _) in m.iter().enumerate().filter(|(_, &k)| k != 0) {
@@ -50,7 +68,6 @@ impl Pooling {
                     }
                 }
             }
-            normalize(o);
         }
         out
     }

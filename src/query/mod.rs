@@ -15,7 +15,7 @@ use crate::embed::{EmbedError, Embedder, Precision};
 use crate::index::{exact_search, IndexError, Neighbor};
 use crate::store::{Library, StoreError};
 
-pub use explain::{split_sentences, Why};
+pub use explain::{split_sentences, SentenceCache, Why};
 pub use filter::{parse_date_bound, Filter};
 pub use related::{related, RelatedRequest};
 pub use session::{load_embedder, ModelChoice, Needs, Session};

@@ -27,6 +27,9 @@ pub struct Library {
     graph: FlatGraph,
     /// Loaded on first use: a dense search never needs it.
     keyword: OnceLock<KeywordIndex>,
+    /// Sentence vectors of papers already explained (`why`), by row: a
+    /// paper that comes back in another result list is not embedded again.
+    sentences: crate::query::SentenceCache,
 }
 
 impl Library {
@@ -59,6 +62,7 @@ impl Library {
             vectors,
             graph,
             keyword: OnceLock::new(),
+            sentences: crate::query::SentenceCache::default(),
         })
     }
 
@@ -125,6 +129,11 @@ impl Library {
     /// them out).
     pub fn graph(&self) -> &FlatGraph {
         &self.graph
+    }
+
+    /// Sentence vectors kept for explanations, by row.
+    pub(crate) fn sentence_cache(&self) -> &crate::query::SentenceCache {
+        &self.sentences
     }
 
     /// The keyword index, loaded (and its files checked) now if it was not yet.

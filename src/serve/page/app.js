@@ -62,16 +62,18 @@ function scoreTitle(r) {
   return parts.join(" · ");
 }
 
+function whyBlock(w) {
+  return el("div", { class: "why" },
+    el("span", { class: "muted" }, `why (${w.source}): `),
+    `“${w.paper_sentence}”`,
+    w.shared_terms.length ? el("span", { class: "muted" }, ` — shared: ${w.shared_terms.join(", ")}`) : null);
+}
+
 function resultItem(r) {
   const year = (r.date || "").slice(0, 4);
   const authors = r.authors.length > 4 ? r.authors.slice(0, 4).join(", ") + " et al." : r.authors.join(", ");
   const title = r.url ? el("a", { href: r.url, target: "_blank", rel: "noopener" }, r.title) : r.title;
-  const why = r.why
-    ? el("div", { class: "why" },
-        el("span", { class: "muted" }, `why (${r.why.source}): `),
-        `“${r.why.paper_sentence}”`,
-        r.why.shared_terms.length ? el("span", { class: "muted" }, ` — shared: ${r.why.shared_terms.join(", ")}`) : null)
-    : null;
+  const why = r.why ? whyBlock(r.why) : null;
   const more = el("button", { class: "secondary more-like-this", type: "button", onclick: () => moreLikeThis(r) }, "More like this");
   const seed = el("button", { class: "secondary add-seed", type: "button", onclick: () => addSeed(r.id, r.title) }, "Add as seed");
   const abs = el("button", { class: "secondary", type: "button", onclick: (e) => toggleAbstract(e.target, r.id) }, "Abstract");
@@ -95,20 +97,33 @@ async function toggleAbstract(button, id) {
   }
 }
 
+// Bumped by each search: answers to an older one are dropped.
+let searchSeq = 0;
+
 async function search(ev) {
   if (ev) ev.preventDefault();
   const query = $("q").value.trim();
   if (!query) return;
   setStatus("status", "Searching…");
   const t0 = performance.now();
+  const seq = ++searchSeq;
+  const body = { query, k: Number($("k").value) || 10, mode: $("mode").value, filters: filters() };
   try {
-    const data = await api("POST", "/search", {
-      query, k: Number($("k").value) || 10, mode: $("mode").value, filters: filters(), why: true,
-    });
+    // Results first; the explanations (which embed the hits' sentences, far
+    // slower than the search) are asked for next and filled in as they come.
+    const data = await api("POST", "/search", body);
+    if (seq !== searchSeq) return;
     renderResults(`Results for “${query}”`, data.results);
     setStatus("status", `${data.results.length} results (${data.mode}) in ${Math.round(performance.now() - t0)} ms`);
+    if (!data.results.length) return;
+    const explained = await api("POST", "/search", { ...body, why: true });
+    if (seq !== searchSeq) return;
+    for (const r of explained.results) {
+      const item = [...$("results").children].find((li) => li.dataset.id === r.id);
+      if (item && r.why && !item.querySelector(".why")) item.querySelector(".actions").before(whyBlock(r.why));
+    }
   } catch (e) {
-    setStatus("status", e.message, true);
+    if (seq === searchSeq) setStatus("status", e.message, true);
   }
 }
 
