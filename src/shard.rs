@@ -1096,6 +1096,7 @@ mod tests {
             categories: vec![],
             date: None,
             url: None,
+            ..Paper::default()
         };
         let mut b = Vec::new();
         write_papers(&mut b, &[(7, p.clone())]).unwrap();
