@@ -371,6 +371,30 @@ mod tests {
     }
 
     #[test]
+    fn long_queries_keep_their_rarest_terms_and_short_ones_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts: Vec<String> = (0..20)
+            .map(|i| format!("the model of paper {i}"))
+            .chain(["the spectral graph kernel".to_string()])
+            .collect();
+        KeywordIndex::build(dir.path(), &texts).unwrap();
+        let idx = KeywordIndex::open(dir.path()).unwrap();
+        // At most `max_terms` distinct terms: all of them, weight 1.
+        let short = idx.query_terms("the model model", 5);
+        assert_eq!(
+            short,
+            vec![("the".to_string(), 1.0), ("model".to_string(), 1.0)]
+        );
+        // Longer: the rarest terms; a term no paper has is dropped.
+        let long = idx.query_terms("the model of the spectral kernel zzz", 2);
+        let terms: Vec<&str> = long.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(terms, vec!["spectral", "kernel"]);
+        let sixty: String = (0..60).map(|i| format!("w{i} ")).collect();
+        assert!(idx.is_paper_query(&sixty));
+        assert!(!idx.is_paper_query("spectral graph kernels"));
+    }
+
+    #[test]
     fn idf_falls_with_document_frequency() {
         assert!(idf(1000.0, 1.0) > idf(1000.0, 10.0));
         assert!(idf(1000.0, 999.0) > 0.0);
