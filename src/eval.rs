@@ -12,7 +12,7 @@ use crate::embed::{is_unit, EmbedError, Embedder};
 use crate::index::HnswParams;
 use crate::index::Neighbor;
 use crate::pipeline::{self, BuildOptions};
-use crate::query::{rank, Mode, Options, QueryError, Strategy};
+use crate::query::{rank, rank_positives, Fusion, Mode, Options, Positive, QueryError, Strategy};
 use crate::store::Library;
 
 /// Everything that can go wrong while evaluating.
@@ -450,12 +450,131 @@ pub fn evaluate_sets(
     Ok(results)
 }
 
+/// Related-work lists judged by citations: how many of a paper's links a
+/// list built from its abstract (and `seeds` of its links) recovers.
+#[derive(Debug, Clone, Serialize)]
+pub struct RelatedResult {
+    /// How the positives were combined: `rrf` (what `related` does) or
+    /// `centroid`.
+    pub method: &'static str,
+    /// The retrieval mode each ranking used.
+    pub mode: Mode,
+    /// Links given as seeds (the lowest ids of the paper's links).
+    pub seeds: usize,
+    /// Papers the means are over: those with more links than `seeds`.
+    pub queries: usize,
+    /// Mean fraction of the other links in the top 10.
+    #[serde(rename = "recall@10")]
+    pub recall10: f64,
+    /// Mean fraction of the other links in the top 20.
+    #[serde(rename = "recall@20")]
+    pub recall20: f64,
+    /// Mean fraction of the other links in the top 50.
+    #[serde(rename = "recall@50")]
+    pub recall50: f64,
+}
+
+/// The fraction of `targets` among the first `k` of `ranked`.
+pub fn recall_at(ranked: &[&str], targets: &[&str], k: usize) -> f64 {
+    if targets.is_empty() {
+        return 0.0;
+    }
+    let found = ranked
+        .iter()
+        .take(k)
+        .filter(|id| targets.contains(id))
+        .count();
+    found as f64 / targets.len() as f64
+}
+
+/// For each judged paper of `qrels` in the library: the draft is the paper
+/// (its stored vector and text), the seeds are its `seeds` links of lowest
+/// id, the paper and the seeds are excluded, and the list of 50 is scored
+/// by recall of the paper's other links.
+pub fn evaluate_related(
+    lib: &Library,
+    qrels: &Qrels,
+    mode: Mode,
+    fusion: Fusion,
+    seeds: usize,
+) -> Result<RelatedResult, EvalError> {
+    let opts = Options {
+        k: 50,
+        mode,
+        strategy: Strategy::Exact,
+        ..Options::default()
+    };
+    let mut ids: Vec<&String> = qrels.keys().collect();
+    ids.sort();
+    let (mut n, mut r10, mut r20, mut r50) = (0usize, 0.0, 0.0, 0.0);
+    for id in ids {
+        let Some(row) = lib.row_of(id) else { continue };
+        let mut links: Vec<(&str, usize)> = qrels[id]
+            .iter()
+            .filter(|(_, &g)| g > 0)
+            .filter_map(|(d, _)| Some((d.as_str(), lib.row_of(d)?)))
+            .filter(|&(_, r)| r != row)
+            .collect();
+        if links.len() <= seeds {
+            continue;
+        }
+        links.sort();
+        let (seed_links, targets) = links.split_at(seeds);
+        let texts: Vec<String> = std::iter::once(row)
+            .chain(seed_links.iter().map(|l| l.1))
+            .map(|r| crate::query::paper_text(lib, r))
+            .collect::<Result<_, _>>()?;
+        let rows: Vec<usize> = std::iter::once(row)
+            .chain(seed_links.iter().map(|l| l.1))
+            .collect();
+        let positives: Vec<Positive> = rows
+            .iter()
+            .zip(&texts)
+            .map(|(&r, t)| Positive {
+                vector: Some(lib.vectors().row(r)),
+                text: t,
+            })
+            .collect();
+        let ranked = rank_positives(lib, &positives, fusion, &opts, &rows)?;
+        let ranked: Vec<&str> = ranked
+            .iter()
+            .filter_map(|x| lib.papers().id(x.row))
+            .collect();
+        let targets: Vec<&str> = targets.iter().map(|l| l.0).collect();
+        n += 1;
+        r10 += recall_at(&ranked, &targets, 10);
+        r20 += recall_at(&ranked, &targets, 20);
+        r50 += recall_at(&ranked, &targets, 50);
+    }
+    let d = n.max(1) as f64;
+    Ok(RelatedResult {
+        method: match fusion {
+            Fusion::Rrf => "rrf",
+            Fusion::Centroid => "centroid",
+        },
+        mode,
+        seeds,
+        queries: n,
+        recall10: r10 / d,
+        recall20: r20 / d,
+        recall50: r50 / d,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn judged(pairs: &[(&str, i32)]) -> HashMap<String, i32> {
         pairs.iter().map(|(d, g)| (d.to_string(), *g)).collect()
+    }
+
+    #[test]
+    fn recall_counts_targets_in_the_top_k() {
+        let ranked = ["a", "b", "c", "d"];
+        assert_eq!(recall_at(&ranked, &["b", "d"], 2), 0.5);
+        assert_eq!(recall_at(&ranked, &["b", "d"], 4), 1.0);
+        assert_eq!(recall_at(&ranked, &[], 4), 0.0);
     }
 
     #[test]

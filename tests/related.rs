@@ -314,3 +314,64 @@ fn eval_scores_paper_to_paper_judgements_and_writes_a_trec_run() {
     );
     assert_eq!(run.lines().count(), 3 * 60);
 }
+
+#[test]
+fn eval_related_scores_lists_built_from_a_papers_abstract_and_a_seed() {
+    let Some(lib) = library() else { return };
+    let other = papers(lib)
+        .iter()
+        .filter_map(|p| p["id"].as_str())
+        .find(|id| *id != MBRL && *id != VALUE_GRADIENT)
+        .unwrap()
+        .to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let qrels = tmp.path().join("qrels.txt");
+    std::fs::write(
+        &qrels,
+        format!("{MBRL} {VALUE_GRADIENT} 1\n{MBRL} {other} 1\n"),
+    )
+    .unwrap();
+    let v = json(&ok(papersim(&[
+        "eval",
+        "--library",
+        lib,
+        "--paper-qrels",
+        qrels.to_str().unwrap(),
+        "--modes",
+        "dense",
+        "--related",
+        "--json",
+    ])));
+    let rows = v.as_array().unwrap();
+    let related: Vec<&Value> = rows.iter().filter(|r| r["set"] == "related").collect();
+    // No seed: RRF only (one positive has no centroid to speak of); one
+    // seed: RRF and the centroid.
+    let settings: Vec<(String, u64)> = related
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().to_string(),
+                r["seeds"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        settings,
+        vec![
+            ("rrf".to_string(), 0),
+            ("rrf".to_string(), 1),
+            ("centroid".to_string(), 1)
+        ]
+    );
+    for r in &related {
+        assert_eq!(r["queries"], 1, "{r}");
+        let (r10, r50) = (
+            r["recall@10"].as_f64().unwrap(),
+            r["recall@50"].as_f64().unwrap(),
+        );
+        assert!((0.0..=1.0).contains(&r10) && r10 <= r50, "{r}");
+    }
+    // Without a seed the value-gradient paper (the query's nearest
+    // neighbour) is among the top 10.
+    assert!(related[0]["recall@10"].as_f64().unwrap() >= 0.5);
+}

@@ -9,7 +9,7 @@ use clap::Args;
 use super::{emit, emit_json, print_issues, with_pipeline_bar, ModelArgs};
 use papersim::eval;
 use papersim::pipeline;
-use papersim::query::{Mode, Needs, Session};
+use papersim::query::{Fusion, Mode, Needs, Session};
 use papersim::report;
 use papersim::store;
 
@@ -34,6 +34,12 @@ pub struct EvalArgs {
     /// Keep documents whose id equals the query id (the BEIR toolkit drops them).
     #[arg(long)]
     keep_identical_ids: bool,
+    /// With --paper-qrels, also score related-work lists judged by
+    /// citations: each paper's abstract as the draft (and, in a second
+    /// setting, its link of lowest id as a seed), recall@10/20/50 of its
+    /// other links, for RRF of the positives and for their centroid.
+    #[arg(long, requires = "paper_qrels")]
+    related: bool,
     /// Write a TREC run (qid Q0 docid rank score tag) of every mode to FILE.
     #[arg(long, value_name = "FILE")]
     run: Option<PathBuf>,
@@ -92,6 +98,21 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
         .as_ref()
         .map(|_| &mut run_out as &mut dyn std::io::Write);
     let results = eval::evaluate_sets(lib, &sets, &a.modes, run)?;
+    let mut related = Vec::new();
+    if let (true, Some(path)) = (a.related, &a.paper_qrels) {
+        let qrels = eval::read_qrels(path)?;
+        for seeds in [0, 1] {
+            for fusion in [Fusion::Rrf, Fusion::Centroid] {
+                // One positive: the centroid is the positive itself.
+                if seeds == 0 && fusion == Fusion::Centroid {
+                    continue;
+                }
+                for &mode in &a.modes {
+                    related.push(eval::evaluate_related(lib, &qrels, mode, fusion, seeds)?);
+                }
+            }
+        }
+    }
     if let Some(path) = &a.run {
         store::write_atomic(path, |w| w.write_all(&run_out))
             .with_context(|| format!("writing the run file {}", path.display()))?;
@@ -104,10 +125,39 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
                 v["set"] = set.clone().into();
                 Ok(v)
             })
+            .chain(related.iter().map(|r| {
+                let mut v = serde_json::to_value(r)?;
+                v["set"] = "related".into();
+                Ok(v)
+            }))
             .collect::<Result<Vec<serde_json::Value>>>()?;
         emit_json(&rows)?;
     } else {
         emit(&report::eval_table(&results))?;
+        if !related.is_empty() {
+            emit(&related_table(&related))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The related-work settings as a table.
+fn related_table(rows: &[eval::RelatedResult]) -> String {
+    let mut out = String::from(
+        "\nrelated-work lists (recall of the paper's other links)\n\
+         method    mode     seeds  papers  recall@10  recall@20  recall@50\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<9} {:<8} {:>5} {:>7} {:>10.4} {:>10.4} {:>10.4}\n",
+            r.method,
+            r.mode.to_string(),
+            r.seeds,
+            r.queries,
+            r.recall10,
+            r.recall20,
+            r.recall50
+        ));
+    }
+    out
 }

@@ -21,9 +21,11 @@ pub struct QueryArgs {
     #[arg(short, long, default_value_t = 10)]
     k: usize,
     /// Ranking: dense (embeddings), keyword (BM25) or hybrid (both, fused by
-    /// reciprocal rank; the best on SciFact, see docs/evaluation.md).
-    #[arg(long, default_value_t = query::DEFAULT_MODE)]
-    mode: Mode,
+    /// reciprocal rank). Default: hybrid, the best both on SciFact (search)
+    /// and on CiteSeer's citation links (similar, related); see
+    /// docs/evaluation.md.
+    #[arg(long)]
+    mode: Option<Mode>,
     /// Only papers dated on or after YYYY[-MM[-DD]].
     #[arg(long, value_name = "DATE", value_parser = query::parse_date_bound)]
     since: Option<String>,
@@ -49,10 +51,11 @@ pub struct QueryArgs {
 }
 
 impl QueryArgs {
-    fn options(&self) -> Options {
+    /// The options, with `default_mode` when no --mode was given.
+    fn options(&self, default_mode: Mode) -> Options {
         Options {
             k: self.k,
-            mode: self.mode,
+            mode: self.mode.unwrap_or(default_mode),
             strategy: match (self.exact, self.ann) {
                 (true, _) => Strategy::Exact,
                 (_, true) => Strategy::Ann,
@@ -105,7 +108,7 @@ pub struct SearchArgs {
 }
 
 pub fn search(a: SearchArgs) -> Result<ExitCode> {
-    let opts = a.q.options();
+    let opts = a.q.options(query::DEFAULT_MODE);
     let needs = Needs {
         model: opts.mode != Mode::Keyword,
         keyword: opts.mode != Mode::Dense,
@@ -126,7 +129,7 @@ pub struct SimilarArgs {
 pub fn similar(a: SimilarArgs) -> Result<ExitCode> {
     let session = Session::open(&a.q.library, &Default::default(), Needs::default())?;
     let lib = session.library();
-    let hits = query::similar(lib, &a.paper_id, &a.q.options())?;
+    let hits = query::similar(lib, &a.paper_id, &a.q.options(query::PAPER_DEFAULT_MODE))?;
     if a.q.format() == OutFormat::Table {
         if let Some(p) = lib.row_of(&a.paper_id).and_then(|r| lib.paper(r).ok()) {
             emit(&format!("Papers like {}: {}\n\n", p.id, p.title))?;
@@ -175,7 +178,7 @@ pub fn related(a: RelatedArgs) -> Result<ExitCode> {
         }
         Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?),
     };
-    let opts = a.q.options();
+    let opts = a.q.options(query::PAPER_DEFAULT_MODE);
     // The model embeds the draft or query text (dense and hybrid) and the
     // sentences that explain each result.
     let has_text = draft.is_some() || a.query.is_some();

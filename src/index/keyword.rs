@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use tantivy::collector::TopDocs;
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, BoostQuery, Occur, Query, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST};
 use tantivy::tokenizer::TokenStream;
 use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
@@ -196,25 +196,88 @@ impl KeywordIndex {
         scored.into_iter().take(n).map(|(_, w)| w).collect()
     }
 
-    /// Top `limit` rows by BM25, best first; `keep` filters rows.
+    /// The analysed terms of `text` with how often each occurs, in order of
+    /// first occurrence.
+    fn term_counts(&self, text: &str) -> Vec<(String, u32)> {
+        let Ok(mut analyzer) = self.index.tokenizer_for_field(self.text) else {
+            return Vec::new();
+        };
+        let mut stream = analyzer.token_stream(text);
+        let mut out: Vec<(String, u32)> = Vec::new();
+        while stream.advance() {
+            let t = &stream.token().text;
+            match out.iter_mut().find(|(s, _)| s == t) {
+                Some(e) => e.1 += 1,
+                None => out.push((t.clone(), 1)),
+            }
+        }
+        out
+    }
+
+    /// The query terms BM25 is asked for. A query of at most `max_terms`
+    /// distinct terms (a search phrase, a claim) keeps all of them, each
+    /// once, as before. A longer one (a whole abstract) keeps its
+    /// `max_terms` most distinctive terms by tf·idf against this index, each
+    /// weighted by its count in the query: an OR of every word of an
+    /// abstract is dominated by common words that match half the library.
+    pub fn query_terms(&self, text: &str, max_terms: usize) -> Vec<(String, f32)> {
+        let counts = self.term_counts(text);
+        if counts.len() <= max_terms {
+            return counts.into_iter().map(|(t, _)| (t, 1.0)).collect();
+        }
+        let searcher = self.reader.searcher();
+        let docs = searcher.num_docs() as f32;
+        let df = |t: &str| {
+            searcher
+                .doc_freq(&Term::from_field_text(self.text, t))
+                .unwrap_or(0) as f32
+        };
+        let scored: Vec<(String, u32, f32)> = counts
+            .into_iter()
+            .filter_map(|(t, tf)| {
+                let df = df(&t);
+                // A term no paper has cannot match anything.
+                (df > 0.0).then(|| {
+                    let w = tf as f32 * idf(docs, df);
+                    (t, tf, w)
+                })
+            })
+            .collect();
+        select_terms(scored, max_terms)
+    }
+
+    /// Whether `text` is long enough to be taken for a paper (more than
+    /// [`PAPER_QUERY_TERMS`] distinct analysed terms).
+    pub fn is_paper_query(&self, text: &str) -> bool {
+        self.term_counts(text).len() > PAPER_QUERY_TERMS
+    }
+
+    /// Top `limit` rows by BM25, best first; `keep` filters rows. Long
+    /// queries are cut to their [`PAPER_QUERY_TERMS`] most distinctive
+    /// terms ([`KeywordIndex::query_terms`]).
     pub fn search(
         &self,
         text: &str,
         limit: usize,
         keep: &dyn Fn(usize) -> bool,
     ) -> Result<Vec<Neighbor>, IndexError> {
-        let terms = self.terms(text);
+        let terms = self.query_terms(text, PAPER_QUERY_TERMS);
         if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
         let clauses: Vec<(Occur, Box<dyn Query>)> = terms
             .iter()
-            .map(|t| {
-                let q = TermQuery::new(
+            .map(|(t, w)| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
                     Term::from_field_text(self.text, t),
                     IndexRecordOption::WithFreqs,
-                );
-                (Occur::Should, Box::new(q) as Box<dyn Query>)
+                ));
+                let q = if *w == 1.0 {
+                    q
+                } else {
+                    Box::new(BoostQuery::new(q, *w))
+                };
+                (Occur::Should, q)
             })
             .collect();
         let query = BooleanQuery::new(clauses);
@@ -258,5 +321,82 @@ impl KeywordIndex {
             }
             want = total;
         }
+    }
+}
+
+/// A query with more distinct terms than this is taken for a paper and cut
+/// to this many distinctive terms (see [`KeywordIndex::query_terms`]).
+/// Search phrases and claims are well under it (SciFact's 1,109 claims have
+/// at most 32 distinct words, 12 on average), abstracts well over
+/// (CiteSeer's title + abstract: median 95). On CiteSeer's citation links
+/// (keyword nDCG@10) 20, 30, 40, 50 and 70 terms give 0.3321, 0.3413,
+/// 0.3467, 0.3505 and 0.3507, every term 0.3268 (docs/evaluation.md).
+pub const PAPER_QUERY_TERMS: usize = 50;
+
+/// BM25's (Lucene's) inverse document frequency of a term in `df` of `docs`
+/// documents.
+fn idf(docs: f32, df: f32) -> f32 {
+    (1.0 + (docs - df + 0.5) / (df + 0.5)).ln()
+}
+
+/// The `n` terms of highest weight, each boosted by its count in the query;
+/// ties go to the earlier term, so the choice is deterministic.
+fn select_terms(mut scored: Vec<(String, u32, f32)>, n: usize) -> Vec<(String, f32)> {
+    // A stable sort keeps first-occurrence order among equal weights.
+    scored.sort_by(|a, b| b.2.total_cmp(&a.2));
+    scored.truncate(n);
+    scored
+        .into_iter()
+        .map(|(t, tf, _)| (t, tf as f32))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn select_terms_keeps_the_heaviest_with_query_counts() {
+        let scored = vec![
+            ("the".to_string(), 5, 0.5),
+            ("graph".to_string(), 2, 4.0),
+            ("kernel".to_string(), 1, 3.0),
+            ("walk".to_string(), 1, 3.0),
+        ];
+        let got = select_terms(scored, 2);
+        assert_eq!(
+            got,
+            vec![("graph".to_string(), 2.0), ("kernel".to_string(), 1.0)]
+        );
+    }
+
+    #[test]
+    fn long_queries_keep_their_rarest_terms_and_short_ones_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts: Vec<String> = (0..20)
+            .map(|i| format!("the model of paper {i}"))
+            .chain(["the spectral graph kernel".to_string()])
+            .collect();
+        KeywordIndex::build(dir.path(), &texts).unwrap();
+        let idx = KeywordIndex::open(dir.path()).unwrap();
+        // At most `max_terms` distinct terms: all of them, weight 1.
+        let short = idx.query_terms("the model model", 5);
+        assert_eq!(
+            short,
+            vec![("the".to_string(), 1.0), ("model".to_string(), 1.0)]
+        );
+        // Longer: the rarest terms; a term no paper has is dropped.
+        let long = idx.query_terms("the model of the spectral kernel zzz", 2);
+        let terms: Vec<&str> = long.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(terms, vec!["spectral", "kernel"]);
+        let sixty: String = (0..60).map(|i| format!("w{i} ")).collect();
+        assert!(idx.is_paper_query(&sixty));
+        assert!(!idx.is_paper_query("spectral graph kernels"));
+    }
+
+    #[test]
+    fn idf_falls_with_document_frequency() {
+        assert!(idf(1000.0, 1.0) > idf(1000.0, 10.0));
+        assert!(idf(1000.0, 999.0) > 0.0);
     }
 }

@@ -22,7 +22,7 @@ pub use build::{build, extend};
 pub use distance::dot;
 pub use exact::{exact_search, recall, synthetic, Neighbor};
 pub use graph::FlatGraph;
-pub use keyword::KeywordIndex;
+pub use keyword::{KeywordIndex, PAPER_QUERY_TERMS};
 pub use params::{HnswParams, DEFAULT_SEED};
 
 /// Why an index operation failed.

@@ -17,7 +17,7 @@ use crate::store::{Library, StoreError};
 
 pub use explain::{split_sentences, SentenceCache, Why};
 pub use filter::{parse_date_bound, Filter};
-pub use related::{related, RelatedRequest};
+pub use related::{rank_positives, related, Fusion, Positive, RelatedRequest};
 pub use session::{load_embedder, ModelChoice, Needs, Session};
 
 /// Why a query could not be answered.
@@ -116,9 +116,14 @@ pub enum Mode {
     Hybrid,
 }
 
-/// The default mode: the one `papersim eval` measured best on SciFact
-/// (see the README's retrieval-quality table).
+/// The default mode of `search` (a short query: a phrase, a claim): the
+/// one `papersim eval` measured best on SciFact (docs/evaluation.md).
 pub const DEFAULT_MODE: Mode = Mode::Hybrid;
+
+/// The default mode of `similar` and `related` (the query is a paper or a
+/// draft abstract): the one `papersim eval --paper-qrels` measured best on
+/// CiteSeer's citation links (docs/evaluation.md).
+pub const PAPER_DEFAULT_MODE: Mode = Mode::Hybrid;
 
 impl FromStr for Mode {
     type Err = String;
@@ -161,6 +166,14 @@ const SELECTIVE_FILTER: usize = 20;
 /// but that weight has to be tuned per corpus (it was tuned on the test
 /// split here), while RRF has nothing to tune. So: RRF, the usual k.
 const RRF_K: f32 = 60.0;
+
+/// The keyword ranking's weight in hybrid fusion (dense weighs 1) when the
+/// query is a paper (more than
+/// [`PAPER_QUERY_TERMS`](crate::index::PAPER_QUERY_TERMS) distinct
+/// terms); short queries weigh both equally. Chosen on CiteSeer's citation
+/// links (hybrid nDCG@10 at keyword weight 0.5, 0.75, 1, 1.25, 1.5: 0.3807,
+/// 0.3827, 0.3823, 0.3812, 0.3815): flat, so equal weights, nothing tuned.
+pub const PAPER_KEYWORD_WEIGHT: f32 = 1.0;
 
 /// How deep each ranking is read before fusion.
 const FUSION_DEPTH: usize = 100;
@@ -293,7 +306,12 @@ pub fn rank(
         Mode::Keyword => keyword(depth)?,
         Mode::Hybrid => {
             let n = depth.max(FUSION_DEPTH);
-            let mut fused = rrf(&[dense(n), keyword(n)?]);
+            let paper = match text {
+                Some(t) => lib.keyword()?.is_paper_query(t),
+                None => false,
+            };
+            let w = if paper { PAPER_KEYWORD_WEIGHT } else { 1.0 };
+            let mut fused = rrf_weighted(&[(dense(n), 1.0), (keyword(n)?, w)]);
             fused.truncate(depth);
             fused
         }
@@ -344,10 +362,17 @@ fn dense(
 
 /// Reciprocal-rank fusion: each list contributes 1/(RRF_K + rank).
 fn rrf(lists: &[Vec<Neighbor>]) -> Vec<Neighbor> {
+    let weighted: Vec<(Vec<Neighbor>, f32)> = lists.iter().map(|l| (l.clone(), 1.0)).collect();
+    rrf_weighted(&weighted)
+}
+
+/// Weighted reciprocal-rank fusion: each list contributes
+/// weight/(RRF_K + rank).
+fn rrf_weighted(lists: &[(Vec<Neighbor>, f32)]) -> Vec<Neighbor> {
     let mut scores: std::collections::HashMap<usize, f32> = std::collections::HashMap::new();
-    for list in lists {
+    for (list, w) in lists {
         for (i, n) in list.iter().enumerate() {
-            *scores.entry(n.row).or_default() += 1.0 / (RRF_K + i as f32 + 1.0);
+            *scores.entry(n.row).or_default() += w / (RRF_K + i as f32 + 1.0);
         }
     }
     let mut out: Vec<Neighbor> = scores

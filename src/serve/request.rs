@@ -108,6 +108,7 @@ fn options(
     limits: &ParseLimits,
     k: usize,
     mode: Option<&str>,
+    default_mode: Mode,
     filters: &Filters,
     filter_prefix: &str,
 ) -> Result<Options, ApiError> {
@@ -118,7 +119,7 @@ fn options(
         ));
     }
     let mode = match mode {
-        None => query::DEFAULT_MODE,
+        None => default_mode,
         Some(m) => m.parse::<Mode>().map_err(|e| ApiError::field("mode", e))?,
     };
     Ok(Options {
@@ -171,7 +172,14 @@ pub struct SearchQuery {
 /// `filters` and `why`.
 pub fn parse_search(body: &[u8], limits: &ParseLimits) -> Result<SearchQuery, ApiError> {
     let req: SearchBody = parse_json(body)?;
-    let opts = options(limits, req.k, req.mode.as_deref(), &req.filters, "filters.")?;
+    let opts = options(
+        limits,
+        req.k,
+        req.mode.as_deref(),
+        query::DEFAULT_MODE,
+        &req.filters,
+        "filters.",
+    )?;
     if req.query.trim().is_empty() {
         return Err(ApiError::field("query", "the query is empty"));
     }
@@ -224,7 +232,14 @@ pub fn parse_similar(query: &str, limits: &ParseLimits) -> Result<Options, ApiEr
             .map(String::from)
             .collect(),
     };
-    options(limits, p.k, p.mode.as_deref(), &filters, "")
+    options(
+        limits,
+        p.k,
+        p.mode.as_deref(),
+        query::PAPER_DEFAULT_MODE,
+        &filters,
+        "",
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -278,7 +293,14 @@ impl RelatedQuery {
 /// given is checked later, against the library.
 pub fn parse_related(body: &[u8], limits: &ParseLimits) -> Result<RelatedQuery, ApiError> {
     let b: RelatedBody = parse_json(body)?;
-    let opts = options(limits, b.k, b.mode.as_deref(), &b.filters, "filters.")?;
+    let opts = options(
+        limits,
+        b.k,
+        b.mode.as_deref(),
+        query::PAPER_DEFAULT_MODE,
+        &b.filters,
+        "filters.",
+    )?;
     if !(0.0..=1.0).contains(&b.diversity) {
         return Err(ApiError::field(
             "diversity",
