@@ -99,7 +99,7 @@ impl ModelSource {
     /// The default model, wherever it is installed: `models/all-MiniLM-L6-v2`
     /// in the working directory, else the Hugging Face cache's copy, else the
     /// `models/all-MiniLM-L6-v2` of the checkout papersim was built from or
-    /// installed out of (see [`default_dirs`]), else the hub id (downloaded
+    /// installed out of (see `default_dirs`), else the hub id (downloaded
     /// with the `hub` feature, or an error naming [`FETCH_HINT`]).
     pub fn default_source() -> Self {
         let local = Path::new(DEFAULT_MODEL_DIR);
