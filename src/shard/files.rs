@@ -183,20 +183,7 @@ pub(super) fn file_sha256(path: &Path) -> Result<String, ShardError> {
 /// One writer per shard folder: a task resubmitted while the first is still
 /// running waits instead of writing the same files.
 pub(super) fn lock(dir: &Path) -> Result<File, ShardError> {
-    let path = dir.join("lock");
-    let f = File::create(&path).map_err(io_err(&path))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(fs::TryLockError::WouldBlock) => {
-            eprintln!(
-                "papersim: {}: another papersim is building this shard; waiting",
-                dir.display()
-            );
-            f.lock().map_err(io_err(&path))?;
-            Ok(f)
-        }
-        Err(fs::TryLockError::Error(e)) => Err(io_err(&path)(e)),
-    }
+    Ok(crate::store::lock_folder(dir, "building this shard")?)
 }
 
 pub(super) fn remove_manifest(dir: &Path) -> Result<(), ShardError> {

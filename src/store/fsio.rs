@@ -32,13 +32,21 @@ pub(crate) fn failpoint(name: &str) {
 /// generation and the second would silently drop the first's changes. Readers
 /// never lock. Released when the returned file is dropped, or the process dies.
 pub(super) fn lock(dir: &Path) -> Result<File, StoreError> {
+    lock_folder(dir, "updating this library")
+}
+
+/// Takes the writer lock of folder `dir` (its file `lock`), waiting, with a
+/// word on standard error, while another papersim holds it (`doing` says
+/// what that one is doing). Released when the returned file is dropped, or
+/// the process dies.
+pub fn lock_folder(dir: &Path, doing: &str) -> Result<File, StoreError> {
     let path = dir.join("lock");
     let f = File::create(&path).map_err(io_err(&path))?;
     match f.try_lock() {
         Ok(()) => Ok(f),
         Err(fs::TryLockError::WouldBlock) => {
             eprintln!(
-                "papersim: {}: another papersim is updating this library; waiting",
+                "papersim: {}: another papersim is {doing}; waiting",
                 dir.display()
             );
             f.lock().map_err(io_err(&path))?;

@@ -35,7 +35,7 @@ pub use cache::{text_hash, EmbedCache, TextHash, CACHE_FILE};
 pub use commit::{CommitSpec, Contents};
 pub use export::{export, npy_header, write_npy, ExportReport};
 pub(crate) use fsio::failpoint;
-pub use fsio::write_atomic;
+pub use fsio::{lock_folder, write_atomic};
 pub use library::Library;
 pub use manifest::{
     read_manifest, FileEntry, Manifest, ManifestFiles, FORMAT_NAME, FORMAT_VERSION, MANIFEST,
