@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -81,28 +80,7 @@ struct Server {
 
 impl Server {
     fn start(lib: &Path) -> Server {
-        let mut child = common::command(&["serve", "--library", common::s(lib)])
-            .args(["--addr", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start papersim serve");
-        let mut out = child.stdout.take().unwrap();
-        // The "serving ... on http://ADDR" line, byte by byte.
-        let mut line = Vec::new();
-        let mut b = [0u8; 1];
-        while out.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
-            line.push(b[0]);
-        }
-        let line = String::from_utf8_lossy(&line).into_owned();
-        let addr = line
-            .rsplit("http://")
-            .next()
-            .map(str::trim)
-            .filter(|a| a.parse::<std::net::SocketAddr>().is_ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let (child, addr) = common::start_server(lib, &[]);
         Server {
             child,
             url: format!("http://{addr}"),

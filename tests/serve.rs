@@ -10,7 +10,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -38,28 +38,8 @@ struct Server {
 
 impl Server {
     fn start(lib: &Path, extra: &[&str]) -> Server {
-        let mut child = common::command(&["serve", "--library", common::s(lib)])
-            .args(["--addr", "127.0.0.1:0", "--poll-ms", "100"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start papersim serve");
-        let mut out = child.stdout.take().unwrap();
-        // Read the "serving ... on http://ADDR" line byte by byte (no
-        // buffering past it: the pipe stays open for the server's life).
-        let mut line = Vec::new();
-        let mut b = [0u8; 1];
-        while out.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
-            line.push(b[0]);
-        }
-        let line = String::from_utf8_lossy(&line).into_owned();
-        let addr = line
-            .rsplit("http://")
-            .next()
-            .and_then(|a| a.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        let extra: Vec<&str> = ["--poll-ms", "100"].iter().chain(extra).copied().collect();
+        let (child, addr) = common::start_server(lib, &extra);
         Server { child, addr }
     }
 

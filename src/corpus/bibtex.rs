@@ -94,9 +94,10 @@ impl BibtexSource {
         // An `@type{` at the start of a line while an entry is open: the
         // open one lost its closing brace. Report it there rather than
         // swallow every entry after it.
-        if let Some((raw, _)) = &self.open {
-            if entry_start(text.trim_start()).is_some() && raw.kind != "comment" {
-                let (mut raw, _) = self.open.take().expect("checked above");
+        let unclosed = matches!(&self.open, Some((raw, _)) if raw.kind != "comment")
+            && entry_start(text.trim_start()).is_some();
+        if unclosed {
+            if let Some((mut raw, _)) = self.open.take() {
                 raw.problem.get_or_insert_with(|| {
                     format!("entry not closed before the next entry on line {number}")
                 });
@@ -149,14 +150,14 @@ impl BibtexSource {
                             }
                         }
                     }
-                    match end {
-                        Some(_) => {
-                            let (raw, _) = self.open.take().expect("matched Some");
-                            self.ready.push_back(raw);
-                            rest = &rest[taken..];
-                        }
-                        None => return,
+                    if end.is_none() {
+                        return;
                     }
+                    // The entry closed on this line: hand it on and scan on.
+                    if let Some((raw, _)) = self.open.take() {
+                        self.ready.push_back(raw);
+                    }
+                    rest = &rest[taken..];
                 }
             }
         }

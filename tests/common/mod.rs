@@ -239,3 +239,33 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Starts `papersim serve` on a free loopback port over `lib` (with `extra`
+/// flags) and returns the child and the address it printed. Its stdout keeps
+/// being drained so the server never blocks on a full pipe.
+pub fn start_server(lib: &Path, extra: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::Read;
+    let mut child = command(&["serve", "--library", s(lib)])
+        .args(["--addr", "127.0.0.1:0"])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("start papersim serve");
+    let mut out = child.stdout.take().expect("piped stdout");
+    // Read the "serving ... on http://ADDR" line byte by byte (no buffering
+    // past it: the pipe stays open for the server's life).
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while out.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    let line = String::from_utf8_lossy(&line).into_owned();
+    let addr = line
+        .rsplit("http://")
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    (child, addr)
+}
