@@ -48,14 +48,12 @@ use super::model::{read_json, weight_prefixes, ModelFiles};
 use super::{EmbedError, Precision};
 
 mod int8;
+mod kernel;
 mod weights;
 use int8::{par_qmatmul, quantize_cols, QBuf, QLinear};
+use kernel::{layer_norm, softmax_cols, Act, Init, Isa, Panel, MR, NR};
 use weights::{Table, Weights, WeightsFile};
 
-/// Rows (output features) and columns (tokens) per register tile: 6x16 = 12
-/// ymm accumulators, plus 2 for B and 1 for the broadcast A value (AVX2 has 16).
-const MR: usize = 6;
-const NR: usize = 16;
 /// Depth of one pass over K: a B panel of KC x 16 tokens (24 KiB) stays in
 /// L1 while every weight tile of the block streams past it from L2. 384 (one
 /// pass for hidden-size K) measured ~7% faster than 256, on par with 512:
@@ -64,16 +62,6 @@ const KC: usize = 384;
 /// Output features per block: MC x KC packed weights (288 KiB) stay in L2
 /// while all token panels pass.
 const MC: usize = 192;
-
-/// Activation after the intermediate dense layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Act {
-    None,
-    /// 0.5·x·(1 + erf(x/√2)): BERT's `gelu`.
-    GeluErf,
-    /// 0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))): `gelu_new`, `gelu_pytorch_tanh`.
-    GeluTanh,
-}
 
 /// The fields of a Hugging Face BERT config.json this encoder needs.
 #[derive(Debug, Deserialize)]
@@ -108,34 +96,6 @@ struct Dims {
     type_vocab: usize,
     eps: f32,
     act: Act,
-}
-
-/// Which kernels run. `Avx2Fma` is only built by [`Isa::detect`], after the
-/// CPU said it has both features: the `unsafe` calls into
-/// `#[target_feature(enable = "avx2,fma")]` functions rely on that.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    Scalar,
-    #[cfg(target_arch = "x86_64")]
-    Avx2Fma,
-}
-
-impl Isa {
-    fn detect() -> Self {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Isa::Avx2Fma;
-        }
-        Isa::Scalar
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Isa::Scalar => "scalar",
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => "avx2+fma",
-        }
-    }
 }
 
 /// The left operand of `C = A·B` (M x K): a weight matrix packed at load, or
@@ -440,6 +400,10 @@ impl CpuBert {
             act,
         };
 
+        let (isa, refused) = Isa::select().map_err(EmbedError::BadDevice)?;
+        for why in refused {
+            eprintln!("warning: cpu encoder: {why}");
+        }
         let threads =
             crate::threads::threads(threads).map_err(|e| EmbedError::BadDevice(e.to_string()))?;
         let pool = rayon::ThreadPoolBuilder::new()
@@ -476,7 +440,7 @@ impl CpuBert {
             typ: typ.into_owned(),
             emb_ln,
             layers,
-            isa: Isa::detect(),
+            isa,
             threads,
             pool,
             scratch: Mutex::new(Vec::new()),
@@ -783,7 +747,7 @@ impl DenseBench {
             k,
             cols,
             act: if gelu { Act::GeluErf } else { Act::None },
-            isa: Isa::detect(),
+            isa: Isa::select().map_err(EmbedError::BadDevice)?.0,
             x,
             c: Buf::default(),
             q: QBuf::default(),
@@ -818,36 +782,6 @@ enum Start<'a> {
     Bias(&'a [f32]),
     /// C's current values plus the bias: the residual connection.
     LoadBias(&'a [f32]),
-}
-
-/// How a panel's accumulators start: as [`Start`] for the first K block
-/// (the bias from the panel's first row), `Load` (C's partial sums) after it.
-#[derive(Clone, Copy)]
-enum Init<'a> {
-    Zero,
-    Bias(&'a [f32]),
-    Load,
-    LoadBias(&'a [f32]),
-}
-
-/// A column of MR x NR tiles of C (`rows` rows, one NR-wide panel of N) over
-/// one K block: the kernel's whole loop, so that the checks and dispatch
-/// happen once per panel rather than once per tile.
-struct Panel<'a> {
-    /// A from the panel's first row: element (t * MR + r, k) at
-    /// `a[t * tile_stride + k * a_ks + r]`.
-    a: &'a [f32],
-    tile_stride: usize,
-    a_ks: usize,
-    /// B: element (k, j) at `b[k * ldb + j]`.
-    b: &'a [f32],
-    ldb: usize,
-    kc: usize,
-    rows: usize,
-    init: Init<'a>,
-    /// Applied when storing: per-column scale, then the activation.
-    col_scale: Option<&'a [f32]>,
-    act: Act,
 }
 
 /// `C[m x n] = act(col_scale * (start + A·B))`, C row-major with stride `ldc`.
@@ -907,7 +841,7 @@ fn matmul(
                     .as_deref_mut()
                     .filter(|_| last)
                     .map(|m| &mut m[p * NR..][..NR]);
-                run_panel(isa, &panel, &mut c[t0 * MR * ldc + p * NR..], ldc, max);
+                kernel::panel(isa, &panel, &mut c[t0 * MR * ldc + p * NR..], ldc, max);
             }
         }
     }
@@ -941,62 +875,6 @@ fn par_matmul(
     });
 }
 
-/// One panel into C from `c[0]` (stride `ldc`), raising `col_max` (NR
-/// values) to the maximum of each column stored.
-fn run_panel(isa: Isa, p: &Panel<'_>, c: &mut [f32], ldc: usize, col_max: Option<&mut [f32]>) {
-    let tiles = p.rows.div_ceil(MR);
-    assert!(p.rows > 0 && p.kc > 0 && c.len() >= (p.rows - 1) * ldc + NR);
-    assert!(p.a.len() >= (tiles - 1) * p.tile_stride + (p.kc - 1) * p.a_ks + MR);
-    assert!(p.b.len() >= (p.kc - 1) * p.ldb + NR);
-    if let Init::Bias(bias) | Init::LoadBias(bias) = p.init {
-        assert!(bias.len() >= tiles * MR);
-    }
-    if let Some(s) = p.col_scale {
-        assert!(s.len() >= NR);
-    }
-    if let Some(s) = &col_max {
-        assert!(s.len() >= NR);
-    }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Isa::Avx2Fma exists only when the CPU has AVX2 and FMA;
-        // the asserts above bound every access the kernel makes.
-        Isa::Avx2Fma => unsafe { avx2::panel(p, c, ldc, col_max) },
-        Isa::Scalar => {
-            let mut col_max = col_max;
-            for t in 0..tiles {
-                let rows = MR.min(p.rows - t * MR);
-                let mut acc = [[0f32; NR]; MR];
-                for kk in 0..p.kc {
-                    let bk = &p.b[kk * p.ldb..][..NR];
-                    let ak = &p.a[t * p.tile_stride + kk * p.a_ks..][..MR];
-                    for (row, &av) in acc.iter_mut().zip(ak) {
-                        for (x, &bv) in row.iter_mut().zip(bk) {
-                            *x += av * bv;
-                        }
-                    }
-                }
-                for (r, row) in acc.iter().enumerate().take(rows) {
-                    let c_row = &mut c[(t * MR + r) * ldc..][..NR];
-                    let bias = match p.init {
-                        Init::Bias(b) | Init::LoadBias(b) => b[t * MR + r],
-                        Init::Zero | Init::Load => 0.0,
-                    };
-                    let load = matches!(p.init, Init::Load | Init::LoadBias(_));
-                    for (j, (o, &x)) in c_row.iter_mut().zip(row).enumerate() {
-                        let x = x + if load { *o + bias } else { bias };
-                        let x = p.col_scale.map_or(x, |s| x * s[j]);
-                        *o = act_scalar(p.act, x);
-                        if let Some(m) = col_max.as_deref_mut() {
-                            m[j] = m[j].max(*o);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Packs `m` rows of `src` (row stride `ld`, `k` values each) into MR-row
 /// tiles for [`Lhs`] (`tile_stride = k * MR`, `k_stride = MR`): per head,
 /// V's rows, a copy of hd x n values against an n x n x hd product.
@@ -1020,508 +898,6 @@ fn pack_rows<'a>(dst: &'a mut Buf, src: &[f32], m: usize, k: usize, ld: usize) -
     out
 }
 
-// ---------------------------------------------------------------------------
-// Element-wise maths. The scalar versions are the reference for the vector
-// ones (same constants, same order) and the fallback.
-
-/// log2(e), and ln(2) split in a part exact in f32 and the rest (Cephes).
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-/// Cephes expf polynomial for e^r on |r| <= ln2/2, highest degree first.
-const EXP_P: [f32; 6] = [
-    1.987_569_1e-4,
-    1.398_199_9e-3,
-    8.333_452e-3,
-    4.166_579_6e-2,
-    1.666_666_5e-1,
-    0.5,
-];
-/// erf(x) = x·P(x²)/Q(x²) on [-4, 4] (Eigen's / XLA's f32 erf), highest
-/// first. The rational itself is within 7e-8 of erf, but evaluated in f32
-/// its rounding reaches 4.5e-7 near |x| = 4, so it runs in f64 (two 4-lane
-/// halves: still ~1% of the time of the matmul that feeds it).
-const ERF_P: [f64; 7] = [
-    -2.726_142_258_013_06e-10,
-    2.770_681_424_959_02e-8,
-    -2.101_024_020_825_08e-6,
-    -5.692_506_394_623_46e-5,
-    -7.349_906_303_268_55e-4,
-    -2.954_599_808_540_25e-3,
-    -1.609_603_332_624_15e-2,
-];
-const ERF_Q: [f64; 5] = [
-    -1.456_607_184_649_96e-5,
-    -2.133_740_552_789_05e-4,
-    -1.682_826_974_382_03e-3,
-    -7.373_329_167_204_68e-3,
-    -1.426_473_905_141_89e-2,
-];
-/// ERF_P and ERF_Q in f32, for [`avx2::gelu_erf_f32`].
-const ERF_P_F32: [f32; 7] = f64s_to_f32(ERF_P);
-const ERF_Q_F32: [f32; 5] = f64s_to_f32(ERF_Q);
-
-const fn f64s_to_f32<const N: usize>(v: [f64; N]) -> [f32; N] {
-    let mut out = [0f32; N];
-    let mut i = 0;
-    while i < N {
-        out[i] = v[i] as f32;
-        i += 1;
-    }
-    out
-}
-
-/// √(2/π), for the tanh GELU.
-const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-
-fn exp_scalar(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    let fx = (x * LOG2E).round_ties_even();
-    let r = x - fx * LN2_HI - fx * LN2_LO;
-    let mut y = EXP_P[0];
-    for &c in &EXP_P[1..] {
-        y = y * r + c;
-    }
-    let y = y * r * r + r + 1.0;
-    y * f32::from_bits(((fx as i32 + 127) as u32) << 23)
-}
-
-#[cfg(test)]
-fn erf_scalar(x: f32) -> f32 {
-    erf_f64(x as f64) as f32
-}
-
-fn erf_f64(x: f64) -> f64 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let mut p = ERF_P[0];
-    for &c in &ERF_P[1..] {
-        p = p * x2 + c;
-    }
-    let mut q = ERF_Q[0];
-    for &c in &ERF_Q[1..] {
-        q = q * x2 + c;
-    }
-    x * p / q
-}
-
-fn act_scalar(act: Act, x: f32) -> f32 {
-    match act {
-        Act::None => x,
-        Act::GeluErf => {
-            let x = x as f64;
-            (0.5 * x * (1.0 + erf_f64(x * std::f64::consts::FRAC_1_SQRT_2))) as f32
-        }
-        Act::GeluTanh => {
-            let u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
-            // tanh(u) = 1 - 2 / (e^(2u) + 1)
-            let t = 1.0 - 2.0 / (exp_scalar(2.0 * u) + 1.0);
-            0.5 * x * (1.0 + t)
-        }
-    }
-}
-
-/// Column-wise softmax numerators of Sᵀ (`rows` keys x `c.n` query
-/// columns, rows `c.ld` apart), given each column's `max`: `s = exp((s -
-/// max) * scale)`, and `inv_sum` = 1 / column sum (both hold `c.n` values).
-fn softmax_cols(
-    isa: Isa,
-    s: &mut [f32],
-    rows: usize,
-    c: Cols,
-    scale: f32,
-    inv_sum: &mut [f32],
-    max: &[f32],
-) {
-    let (n, ld) = (c.n, c.ld);
-    assert!(rows > 0 && n % 8 == 0 && n <= ld && s.len() >= rows * ld);
-    let (inv_sum, max) = (&mut inv_sum[..n], &max[..n]);
-    let s = &mut s[..rows * ld];
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Isa::Avx2Fma exists only when the CPU has AVX2 and FMA; s
-        // is cut to `rows * ld`, `inv_sum` and `max` to n <= ld, a multiple of 8.
-        Isa::Avx2Fma => unsafe { avx2::softmax_cols(s, c, scale, inv_sum, max) },
-        Isa::Scalar => {
-            inv_sum.fill(0.0);
-            for row in s.chunks_exact_mut(ld) {
-                for ((v, &m), sum) in row.iter_mut().zip(max).zip(inv_sum.iter_mut()) {
-                    *v = exp_scalar((*v - m) * scale);
-                    *sum += *v;
-                }
-            }
-            inv_sum.iter_mut().for_each(|v| *v = 1.0 / *v);
-        }
-    }
-}
-
-/// LayerNorm of each token column of `x` (`h` feature rows, `c.n` columns,
-/// rows `c.ld` apart), in place. `cols` is scratch for `2 * c.n` values.
-fn layer_norm(
-    isa: Isa,
-    x: &mut [f32],
-    h: usize,
-    c: Cols,
-    (g, b): &(Vec<f32>, Vec<f32>),
-    eps: f32,
-    cols: &mut [f32],
-) {
-    let (n, ld) = (c.n, c.ld);
-    assert!(h > 0 && n % 8 == 0 && n <= ld && x.len() >= h * ld);
-    assert!(g.len() == h && b.len() == h);
-    let x = &mut x[..h * ld];
-    let (mean, rstd) = cols[..2 * n].split_at_mut(n);
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Isa::Avx2Fma exists only when the CPU has AVX2 and FMA; x
-        // is h * ld, mean and rstd n <= ld (a multiple of 8), g and b h values.
-        Isa::Avx2Fma => unsafe { avx2::layer_norm(x, c, g, b, eps, mean, rstd) },
-        Isa::Scalar => {
-            mean.fill(0.0);
-            for row in x.chunks_exact(ld) {
-                for (m, &v) in mean.iter_mut().zip(row) {
-                    *m += v;
-                }
-            }
-            mean.iter_mut().for_each(|m| *m /= h as f32);
-            rstd.fill(0.0);
-            for row in x.chunks_exact(ld) {
-                for ((r, &m), &v) in rstd.iter_mut().zip(&*mean).zip(row) {
-                    *r += (v - m) * (v - m);
-                }
-            }
-            rstd.iter_mut()
-                .for_each(|r| *r = 1.0 / (*r / h as f32 + eps).sqrt());
-            for ((row, &gk), &bk) in x.chunks_exact_mut(ld).zip(g).zip(b) {
-                for ((v, &m), &r) in row.iter_mut().zip(&*mean).zip(&*rstd) {
-                    *v = (*v - m) * r * gk + bk;
-                }
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    //! AVX2+FMA versions. Every function requires a CPU with both features.
-    use std::arch::x86_64::*;
-
-    use super::{Act, Cols, Init, Panel, ERF_P, ERF_Q, EXP_P, LN2_HI, LN2_LO, LOG2E, MR};
-
-    /// One 6x16 tile of A·B from zero: per k, two loads of B (one cache line
-    /// of 16 tokens), six broadcasts of A, twelve FMAs; ~90% of peak FMA
-    /// throughput with B in L1. Kept out of line so its accumulators live in
-    /// registers: inlined next to the epilogue's row loop, LLVM kept them in
-    /// memory and stored all twelve on every k, halving throughput.
-    #[inline(never)]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot(
-        mut ap: *const f32,
-        a_ks: usize,
-        mut bp: *const f32,
-        ldb: usize,
-        kc: usize,
-    ) -> [[__m256; 2]; MR] {
-        let mut acc = [[_mm256_setzero_ps(); 2]; MR];
-        for _ in 0..kc {
-            let b0 = _mm256_loadu_ps(bp);
-            let b1 = _mm256_loadu_ps(bp.add(8));
-            for (r, a) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*ap.add(r));
-                a[0] = _mm256_fmadd_ps(av, b0, a[0]);
-                a[1] = _mm256_fmadd_ps(av, b1, a[1]);
-            }
-            ap = ap.add(a_ks);
-            bp = bp.add(ldb);
-        }
-        acc
-    }
-
-    /// A panel's tiles one after another: the product from [`dot`], then
-    /// the start value (bias, C), column scale and activation on the
-    /// registers, one store per value.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available, and the slices as `super::run_panel` asserts.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn panel(
-        p: &Panel<'_>,
-        c: &mut [f32],
-        ldc: usize,
-        col_max: Option<&mut [f32]>,
-    ) {
-        let cp = c.as_mut_ptr();
-        let mut max = col_max.as_deref().map(|m| {
-            [
-                _mm256_loadu_ps(m.as_ptr()),
-                _mm256_loadu_ps(m.as_ptr().add(8)),
-            ]
-        });
-        let load = matches!(p.init, Init::Load | Init::LoadBias(_));
-        let scale = p.col_scale.map(|s| {
-            [
-                _mm256_loadu_ps(s.as_ptr()),
-                _mm256_loadu_ps(s.as_ptr().add(8)),
-            ]
-        });
-        for t in 0..p.rows.div_ceil(MR) {
-            let rows = MR.min(p.rows - t * MR);
-            let ap = p.a.as_ptr().add(t * p.tile_stride);
-            let ct = cp.add(t * MR * ldc);
-            let acc = dot(ap, p.a_ks, p.b.as_ptr(), p.ldb, p.kc);
-            for (r, a) in acc.iter().enumerate() {
-                // Rows past the edge of M: computed, never read or stored.
-                if r >= rows {
-                    break;
-                }
-                let mut v = *a;
-                if let Init::Bias(b) | Init::LoadBias(b) = p.init {
-                    let bv = _mm256_set1_ps(b[t * MR + r]);
-                    v = [_mm256_add_ps(v[0], bv), _mm256_add_ps(v[1], bv)];
-                }
-                if load {
-                    v[0] = _mm256_add_ps(v[0], _mm256_loadu_ps(ct.add(r * ldc)));
-                    v[1] = _mm256_add_ps(v[1], _mm256_loadu_ps(ct.add(r * ldc + 8)));
-                }
-                if let Some(s) = scale {
-                    v = [_mm256_mul_ps(v[0], s[0]), _mm256_mul_ps(v[1], s[1])];
-                }
-                for (h, v) in v.into_iter().enumerate() {
-                    let v = match p.act {
-                        Act::None => v,
-                        Act::GeluErf => gelu_erf(v),
-                        Act::GeluTanh => gelu_tanh(v),
-                    };
-                    _mm256_storeu_ps(ct.add(r * ldc + h * 8), v);
-                    if let Some(m) = &mut max {
-                        m[h] = _mm256_max_ps(m[h], v);
-                    }
-                }
-            }
-        }
-        if let (Some(m), Some(out)) = (max, col_max) {
-            _mm256_storeu_ps(out.as_mut_ptr(), m[0]);
-            _mm256_storeu_ps(out.as_mut_ptr().add(8), m[1]);
-        }
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn poly(x: __m256, coeffs: &[f32]) -> __m256 {
-        let mut y = _mm256_set1_ps(coeffs[0]);
-        for &c in &coeffs[1..] {
-            y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(c));
-        }
-        y
-    }
-
-    /// e^x, Cephes' expf: x = n·ln2 + r, e^r by a degree-6 polynomial, 2^n
-    /// by building the exponent bits. Within 2 ulp on [-87, 88].
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn exp(x: __m256) -> __m256 {
-        let x = _mm256_min_ps(
-            _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
-            _mm256_set1_ps(88.0),
-        );
-        let fx = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(x, _mm256_set1_ps(LOG2E)),
-        );
-        let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(LN2_HI), x);
-        let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(LN2_LO), r);
-        let y = poly(r, &EXP_P);
-        let y = _mm256_fmadd_ps(
-            y,
-            _mm256_mul_ps(r, r),
-            _mm256_add_ps(r, _mm256_set1_ps(1.0)),
-        );
-        let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(fx),
-            _mm256_set1_epi32(127),
-        ));
-        _mm256_mul_ps(y, _mm256_castsi256_ps(e))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn poly_pd(x: __m256d, coeffs: &[f64]) -> __m256d {
-        let mut y = _mm256_set1_pd(coeffs[0]);
-        for &c in &coeffs[1..] {
-            y = _mm256_fmadd_pd(y, x, _mm256_set1_pd(c));
-        }
-        y
-    }
-
-    /// erf on 4 doubles (see ERF_P for why f64).
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn erf_pd(x: __m256d) -> __m256d {
-        let x = _mm256_min_pd(_mm256_max_pd(x, _mm256_set1_pd(-4.0)), _mm256_set1_pd(4.0));
-        let x2 = _mm256_mul_pd(x, x);
-        let p = _mm256_mul_pd(x, poly_pd(x2, &ERF_P));
-        _mm256_div_pd(p, poly_pd(x2, &ERF_Q))
-    }
-
-    /// 0.5·x·(1 + erf(x/√2)) on 4 doubles.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn gelu_erf_pd(x: __m256d) -> __m256d {
-        let e = erf_pd(_mm256_mul_pd(
-            x,
-            _mm256_set1_pd(std::f64::consts::FRAC_1_SQRT_2),
-        ));
-        let half_x = _mm256_mul_pd(x, _mm256_set1_pd(0.5));
-        _mm256_fmadd_pd(half_x, e, half_x)
-    }
-
-    /// Runs `$f` on the two f64 halves of `$x`.
-    macro_rules! via_f64 {
-        ($x:expr, $f:ident) => {{
-            let x = $x;
-            let lo = $f(_mm256_cvtps_pd(_mm256_castps256_ps128(x)));
-            let hi = $f(_mm256_cvtps_pd(_mm256_extractf128_ps::<1>(x)));
-            _mm256_insertf128_ps::<1>(
-                _mm256_castps128_ps256(_mm256_cvtpd_ps(lo)),
-                _mm256_cvtpd_ps(hi),
-            )
-        }};
-    }
-
-    #[cfg(test)]
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn erf(x: __m256) -> __m256 {
-        via_f64!(x, erf_pd)
-    }
-
-    /// GELU with erf evaluated in f32: the same rational as [`erf_pd`],
-    /// within ~5e-7 instead of 1e-7, at a third of the cost. For int8,
-    /// whose own error is ~1e-3, the f64 version is wasted work.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn gelu_erf_f32(x: __m256) -> __m256 {
-        let u = _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
-        let u = _mm256_min_ps(_mm256_max_ps(u, _mm256_set1_ps(-4.0)), _mm256_set1_ps(4.0));
-        let u2 = _mm256_mul_ps(u, u);
-        let p = _mm256_mul_ps(u, poly(u2, &super::ERF_P_F32));
-        let e = _mm256_div_ps(p, poly(u2, &super::ERF_Q_F32));
-        let half_x = _mm256_mul_ps(x, _mm256_set1_ps(0.5));
-        _mm256_fmadd_ps(half_x, e, half_x)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn gelu_erf(x: __m256) -> __m256 {
-        via_f64!(x, gelu_erf_pd)
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn gelu_tanh(x: __m256) -> __m256 {
-        let x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
-        let u = _mm256_mul_ps(
-            _mm256_set1_ps(super::SQRT_2_OVER_PI),
-            _mm256_fmadd_ps(_mm256_set1_ps(0.044715), x3, x),
-        );
-        let one = _mm256_set1_ps(1.0);
-        let e = exp(_mm256_add_ps(u, u));
-        let t = _mm256_sub_ps(
-            one,
-            _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)),
-        );
-        let half_x = _mm256_mul_ps(x, _mm256_set1_ps(0.5));
-        _mm256_fmadd_ps(half_x, t, half_x)
-    }
-
-    /// # Safety
-    /// AVX2 and FMA must be available; `s.len()` a multiple of `c.ld`, `c.n`
-    /// of 8 and at most `c.ld`, and `inv_sum`, `max` hold `c.n` values.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn softmax_cols(
-        s: &mut [f32],
-        c: Cols,
-        scale: f32,
-        inv_sum: &mut [f32],
-        max: &[f32],
-    ) {
-        let (sp, mp, ip) = (s.as_mut_ptr(), max.as_ptr(), inv_sum.as_mut_ptr());
-        let (n, ld) = (c.n, c.ld);
-        let rows = s.len() / ld;
-        for i in (0..n).step_by(8) {
-            _mm256_storeu_ps(ip.add(i), _mm256_setzero_ps());
-        }
-        let vs = _mm256_set1_ps(scale);
-        for j in 0..rows {
-            for i in (0..n).step_by(8) {
-                let p = sp.add(j * ld + i);
-                let d = _mm256_sub_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(mp.add(i)));
-                let e = exp(_mm256_mul_ps(d, vs));
-                _mm256_storeu_ps(p, e);
-                _mm256_storeu_ps(ip.add(i), _mm256_add_ps(_mm256_loadu_ps(ip.add(i)), e));
-            }
-        }
-        let one = _mm256_set1_ps(1.0);
-        for i in (0..n).step_by(8) {
-            _mm256_storeu_ps(ip.add(i), _mm256_div_ps(one, _mm256_loadu_ps(ip.add(i))));
-        }
-    }
-
-    /// # Safety
-    /// AVX2 and FMA must be available; `x.len()` is `g.len() * c.ld`, `c.n`
-    /// a multiple of 8 and at most `c.ld`, `b` as long as `g`, `mean` and
-    /// `rstd` hold `c.n` values.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn layer_norm(
-        x: &mut [f32],
-        c: Cols,
-        g: &[f32],
-        b: &[f32],
-        eps: f32,
-        mean: &mut [f32],
-        rstd: &mut [f32],
-    ) {
-        let (h, n, ld) = (g.len(), c.n, c.ld);
-        let (xp, mp, rp) = (x.as_mut_ptr(), mean.as_mut_ptr(), rstd.as_mut_ptr());
-        for i in (0..n).step_by(8) {
-            _mm256_storeu_ps(mp.add(i), _mm256_setzero_ps());
-            _mm256_storeu_ps(rp.add(i), _mm256_setzero_ps());
-        }
-        for k in 0..h {
-            for i in (0..n).step_by(8) {
-                let v = _mm256_loadu_ps(xp.add(k * ld + i));
-                _mm256_storeu_ps(mp.add(i), _mm256_add_ps(_mm256_loadu_ps(mp.add(i)), v));
-            }
-        }
-        let inv_h = _mm256_set1_ps(1.0 / h as f32);
-        for i in (0..n).step_by(8) {
-            _mm256_storeu_ps(mp.add(i), _mm256_mul_ps(_mm256_loadu_ps(mp.add(i)), inv_h));
-        }
-        for k in 0..h {
-            for i in (0..n).step_by(8) {
-                let d = _mm256_sub_ps(
-                    _mm256_loadu_ps(xp.add(k * ld + i)),
-                    _mm256_loadu_ps(mp.add(i)),
-                );
-                _mm256_storeu_ps(rp.add(i), _mm256_fmadd_ps(d, d, _mm256_loadu_ps(rp.add(i))));
-            }
-        }
-        let (ve, one) = (_mm256_set1_ps(eps), _mm256_set1_ps(1.0));
-        for i in (0..n).step_by(8) {
-            let var = _mm256_fmadd_ps(_mm256_loadu_ps(rp.add(i)), inv_h, ve);
-            _mm256_storeu_ps(rp.add(i), _mm256_div_ps(one, _mm256_sqrt_ps(var)));
-        }
-        for k in 0..h {
-            let (gk, bk) = (_mm256_set1_ps(g[k]), _mm256_set1_ps(b[k]));
-            for i in (0..n).step_by(8) {
-                let p = xp.add(k * ld + i);
-                let d = _mm256_sub_ps(_mm256_loadu_ps(p), _mm256_loadu_ps(mp.add(i)));
-                let d = _mm256_mul_ps(d, _mm256_loadu_ps(rp.add(i)));
-                _mm256_storeu_ps(p, _mm256_fmadd_ps(d, gk, bk));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1538,108 +914,7 @@ mod tests {
     }
 
     fn isas() -> Vec<Isa> {
-        let mut v = vec![Isa::Scalar];
-        if Isa::detect() != Isa::Scalar {
-            v.push(Isa::detect());
-        }
-        v
-    }
-
-    fn erf_ref(x: f64) -> f64 {
-        candle_core::cpu::erf::erf_f64(x)
-    }
-
-    /// Applies function `which` (0 erf, 1 exp, 2 GELU, 3 tanh GELU) to `xs`,
-    /// 8 at a time on AVX2.
-    fn map(isa: Isa, xs: &[f32], which: u8) -> Vec<f32> {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Fma => xs
-                .chunks(8)
-                .flat_map(|c| {
-                    use std::arch::x86_64::*;
-                    let mut buf = [0f32; 8];
-                    buf[..c.len()].copy_from_slice(c);
-                    // SAFETY: Avx2Fma was detected; buf holds 8 floats.
-                    unsafe {
-                        let v = _mm256_loadu_ps(buf.as_ptr());
-                        let r = match which {
-                            0 => avx2::erf(v),
-                            1 => avx2::exp(v),
-                            2 => avx2::gelu_erf(v),
-                            _ => avx2::gelu_tanh(v),
-                        };
-                        _mm256_storeu_ps(buf.as_mut_ptr(), r);
-                    }
-                    buf[..c.len()].to_vec()
-                })
-                .collect(),
-            Isa::Scalar => xs
-                .iter()
-                .map(|&x| match which {
-                    0 => erf_scalar(x),
-                    1 => exp_scalar(x),
-                    2 => act_scalar(Act::GeluErf, x),
-                    _ => act_scalar(Act::GeluTanh, x),
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn erf_is_within_2e7_of_f64_erf() {
-        let xs: Vec<f32> = (-800_000..=800_000).map(|i| i as f32 * 1e-5).collect();
-        for isa in isas() {
-            let got = map(isa, &xs, 0);
-            let (mut worst, mut at) = (0f64, 0f32);
-            for (&x, &e) in xs.iter().zip(&got) {
-                let d = (e as f64 - erf_ref(x as f64)).abs();
-                if d > worst {
-                    (worst, at) = (d, x);
-                }
-            }
-            println!("erf {}: max abs error {worst:.3e} at x = {at}", isa.name());
-            assert!(worst <= 2e-7, "{worst} at {at}");
-        }
-    }
-
-    #[test]
-    fn gelu_matches_f64_formulas() {
-        let xs: Vec<f32> = (-200_000..=200_000).map(|i| i as f32 * 5e-5).collect();
-        for isa in isas() {
-            let erf = map(isa, &xs, 2);
-            let tanh = map(isa, &xs, 3);
-            let (mut we, mut wt) = (0f64, 0f64);
-            for ((&x, &e), &t) in xs.iter().zip(&erf).zip(&tanh) {
-                let x = x as f64;
-                // Absolute error, relative once |x| > 1.
-                let want = 0.5 * x * (1.0 + erf_ref(x / 2f64.sqrt()));
-                we = we.max((e as f64 - want).abs() / x.abs().max(1.0));
-                let u = (2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x.powi(3));
-                let want_t = 0.5 * x * (1.0 + u.tanh());
-                wt = wt.max((t as f64 - want_t).abs() / x.abs().max(1.0));
-            }
-            println!("gelu {}: erf {we:.3e}, tanh {wt:.3e}", isa.name());
-            assert!(we <= 2e-7 && wt <= 2e-7, "{we} {wt}");
-        }
-    }
-
-    #[test]
-    fn exp_is_within_a_few_ulp() {
-        let xs: Vec<f32> = (-870_000..=880_000).map(|i| i as f32 * 1e-4).collect();
-        for isa in isas() {
-            let got = map(isa, &xs, 1);
-            let worst = xs
-                .iter()
-                .zip(&got)
-                .map(|(&x, &e)| {
-                    let want = (x as f64).exp();
-                    (e as f64 - want).abs() / want
-                })
-                .fold(0f64, f64::max);
-            println!("exp {}: max relative error {worst:.3e}", isa.name());
-            assert!(worst < 3e-7, "{worst}");
-        }
+        Isa::available()
     }
 
     /// C = act(scale * (c0 + bias + W·B)) in f64, W m x k, B k x n.
@@ -1662,7 +937,7 @@ mod tests {
                 for kk in 0..k {
                     s += w(i, kk) as f64 * bm[kk * n + j] as f64;
                 }
-                c[i * n + j] = act_scalar(act, (s * scale[j] as f64) as f32) as f64;
+                c[i * n + j] = kernel::scalar::act(act, (s * scale[j] as f64) as f32) as f64;
             }
         }
         c
@@ -1759,59 +1034,6 @@ mod tests {
                     for (j, &mx) in max.iter().enumerate() {
                         let col = (0..m).map(|i| c[i * ldc + j]).fold(f32::MIN, f32::max);
                         assert_eq!(mx, col, "{isa:?} {m}x{k}x{n} column {j}");
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn column_softmax_and_layer_norm_match_naive() {
-        let mut r = rng(5);
-        for isa in isas() {
-            // Rows `ld` apart, the first `n` columns in use (the rest untouched).
-            for (rows, n, ld) in [(1, 8, 8), (7, 16, 32), (29, 32, 40), (240, 240, 240)] {
-                let c = Cols { n, ld };
-                let s0: Vec<f32> = (0..rows * ld).map(|_| r() * 30.0).collect();
-                let mut s = s0.clone();
-                let max: Vec<f32> = (0..n)
-                    .map(|i| (0..rows).map(|j| s0[j * ld + i]).fold(f32::MIN, f32::max))
-                    .collect();
-                let mut inv = vec![0f32; n];
-                softmax_cols(isa, &mut s, rows, c, 0.25, &mut inv, &max);
-                for i in 0..n {
-                    let col: Vec<f64> = (0..rows).map(|j| s0[j * ld + i] as f64).collect();
-                    let mx = col.iter().copied().fold(f64::MIN, f64::max);
-                    let e: Vec<f64> = col.iter().map(|&x| ((x - mx) * 0.25).exp()).collect();
-                    let sum: f64 = e.iter().sum();
-                    for j in 0..rows {
-                        let got = s[j * ld + i] as f64 * inv[i] as f64;
-                        assert!((got - e[j] / sum).abs() < 1e-6, "{isa:?} {rows}x{ld}");
-                    }
-                }
-                for j in 0..rows {
-                    assert_eq!(s[j * ld + n..(j + 1) * ld], s0[j * ld + n..(j + 1) * ld]);
-                }
-
-                let h = rows;
-                let x0: Vec<f32> = (0..h * ld).map(|_| r() * 3.0 + 1.0).collect();
-                let g: Vec<f32> = (0..h).map(|_| r() + 1.0).collect();
-                let b: Vec<f32> = (0..h).map(|_| r()).collect();
-                let mut x = x0.clone();
-                let mut cols = vec![0f32; 2 * n];
-                layer_norm(isa, &mut x, h, c, &(g.clone(), b.clone()), 1e-12, &mut cols);
-                for i in 0..n {
-                    let col: Vec<f64> = (0..h).map(|k| x0[k * ld + i] as f64).collect();
-                    let mean = col.iter().sum::<f64>() / h as f64;
-                    let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / h as f64;
-                    for k in 0..h {
-                        let want = if h == 1 {
-                            b[k] as f64
-                        } else {
-                            (col[k] - mean) / (var + 1e-12).sqrt() * g[k] as f64 + b[k] as f64
-                        };
-                        let got = x[k * ld + i] as f64;
-                        assert!((got - want).abs() < 1e-4, "{isa:?} {h}x{ld} {got} {want}");
                     }
                 }
             }

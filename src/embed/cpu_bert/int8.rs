@@ -22,7 +22,8 @@
 
 use rayon::prelude::*;
 
-use super::{act_scalar, Act, Buf, Cols, Init, Isa, Start, MC, MR, NR};
+use super::kernel::{self, Act, Init, Isa, MR, NR};
+use super::{Buf, Cols, Start, MC};
 
 /// Largest quantized weight: 8-bit symmetric.
 const W_MAX: f32 = 127.0;
@@ -34,7 +35,7 @@ const W_MAX: f32 = 127.0;
 /// 8-bit 0.9857, 8-bit with QKV in f32 0.9906, 10-bit 0.9956, 12-bit 0.9964
 /// (the rest is the weights' 8 bits). 12 bits also keep top-10 neighbours
 /// (0.974 of f32's on 400 papers, against 0.942 at 8 bits).
-const X_MAX: f32 = 2047.0;
+pub(super) const X_MAX: f32 = 2047.0;
 /// Deepest K whose dot products provably fit i32: K·127·2047 < 2³¹.
 pub(super) const MAX_K: usize = (i32::MAX as usize) / (127 * 2047);
 /// k pairs per pass: a B panel of 384 pairs x 16 tokens x 4 bytes (24 KiB)
@@ -54,12 +55,12 @@ pub(super) struct QLinear {
 }
 
 /// Two i16 values as one i32 lane: `lo` in the low half.
-fn pair(lo: i32, hi: i32) -> i32 {
+pub(super) fn pair(lo: i32, hi: i32) -> i32 {
     (lo & 0xffff) | (hi << 16)
 }
 
 /// The two i16 halves of a packed pair.
-fn unpair(v: i32) -> (i32, i32) {
+pub(super) fn unpair(v: i32) -> (i32, i32) {
     (v as i16 as i32, v >> 16)
 }
 
@@ -69,7 +70,7 @@ fn unpair(v: i32) -> (i32, i32) {
 /// rounds to nearest even exactly: `round_ties_even` is a libm call
 /// (`rintf`) without SSE4.1, and was ~45% of loading an int8 model. NaN
 /// stays NaN and converts to 0, as before.
-fn quantize(x: f32, max: f32) -> i32 {
+pub(super) fn quantize(x: f32, max: f32) -> i32 {
     const ROUND: f32 = 12_582_912.0;
     ((x.clamp(-max, max) + ROUND) - ROUND) as i32
 }
@@ -168,23 +169,7 @@ pub(super) fn quantize_cols<'a>(
             (*s, *i) = (0.0, 0.0);
         }
     }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Isa::Avx2Fma exists only when the CPU has AVX2 and FMA;
-        // x holds k rows of ld, data kp rows of ld, inv n values, n a
-        // multiple of 16.
-        Isa::Avx2Fma => unsafe { avx2::quantize_cols(x, k, n, ld, inv, data) },
-        Isa::Scalar => {
-            for (p, out) in data.chunks_exact_mut(ld).enumerate() {
-                let lo = &x[2 * p * ld..][..n];
-                let hi = (2 * p + 1 < k).then(|| &x[(2 * p + 1) * ld..][..n]);
-                for j in 0..n {
-                    let h = hi.map_or(0, |hi| quantize(hi[j] * inv[j], X_MAX));
-                    out[j] = pair(quantize(lo[j] * inv[j], X_MAX), h);
-                }
-            }
-        }
-    }
+    kernel::quantize_pairs(isa, x, k, n, ld, inv, data);
     QAct { data, scale, kp, c }
 }
 
@@ -252,7 +237,7 @@ fn qmatmul(
                 init,
                 act: if last { act } else { Act::None },
             };
-            run_panel(isa, &panel, &mut c[p * NR..], ldc);
+            kernel::qpanel(isa, &panel, &mut c[p * NR..], ldc);
         }
     }
 }
@@ -276,190 +261,6 @@ pub(super) fn par_qmatmul(
     });
 }
 
-/// One panel into C from `c[0]` (stride `ldc`).
-fn run_panel(isa: Isa, p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
-    let tiles = p.rows.div_ceil(MR);
-    assert!(p.rows > 0 && p.kpc > 0 && c.len() >= (p.rows - 1) * ldc + NR);
-    assert!(p.a.len() >= (tiles - 1) * p.tile_stride + p.kpc * MR);
-    assert!(p.b.len() >= (p.kpc - 1) * p.ldb + NR);
-    assert!(p.w_scale.len() >= p.rows && p.x_scale.len() >= NR);
-    if let Init::Bias(bias) | Init::LoadBias(bias) = p.init {
-        assert!(bias.len() >= p.rows);
-    }
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: Isa::Avx2Fma exists only when the CPU has AVX2 and FMA;
-        // the asserts above bound every access the kernel makes.
-        Isa::Avx2Fma => unsafe { avx2::panel(p, c, ldc) },
-        Isa::Scalar => {
-            for t in 0..tiles {
-                let rows = MR.min(p.rows - t * MR);
-                let mut acc = [[0i32; NR]; MR];
-                for pp in 0..p.kpc {
-                    let bk = &p.b[pp * p.ldb..][..NR];
-                    let ak = &p.a[t * p.tile_stride + pp * MR..][..MR];
-                    for (row, &av) in acc.iter_mut().zip(ak) {
-                        let (a0, a1) = unpair(av);
-                        for (x, &bv) in row.iter_mut().zip(bk) {
-                            let (b0, b1) = unpair(bv);
-                            *x += a0 * b0 + a1 * b1;
-                        }
-                    }
-                }
-                for (r, row) in acc.iter().enumerate().take(rows) {
-                    let i = t * MR + r;
-                    let c_row = &mut c[i * ldc..][..NR];
-                    let bias = match p.init {
-                        Init::Bias(b) | Init::LoadBias(b) => b[i],
-                        Init::Zero | Init::Load => 0.0,
-                    };
-                    let load = matches!(p.init, Init::Load | Init::LoadBias(_));
-                    for ((o, &x), &xs) in c_row.iter_mut().zip(row).zip(p.x_scale) {
-                        // The AVX2 epilogue's order: (acc·w_scale)·x_scale + bias + C.
-                        let v = x as f32 * p.w_scale[i] * xs + bias;
-                        let v = if load { v + *o } else { v };
-                        *o = act_scalar(p.act, v);
-                    }
-                }
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    //! AVX2 versions. Every function requires a CPU with AVX2 and FMA.
-    use std::arch::x86_64::*;
-
-    use super::super::avx2::{gelu_erf_f32, gelu_tanh};
-    use super::{Act, Init, QPanel, MR, X_MAX};
-
-    /// One 6x16 tile of W·X over `kpc` k pairs: per pair, two loads of X
-    /// (one cache line of 16 tokens), six broadcasts of a weight pair,
-    /// twelve `vpmaddwd` and twelve adds. 12 accumulators + 2 X + 1
-    /// broadcast + 1 product: all 16 ymm registers. Out of line for the
-    /// same reason as the f32 `dot`.
-    #[inline(never)]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn dot(
-        mut ap: *const i32,
-        mut bp: *const i32,
-        ldb: usize,
-        kpc: usize,
-    ) -> [[__m256i; 2]; MR] {
-        let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-        // Two pairs per iteration: the loop counter and pointer updates
-        // are a tenth of the instructions otherwise, and the core is
-        // dispatch-bound here (36 instructions for 12 vpmaddwd).
-        let step = |acc: &mut [[__m256i; 2]; MR], ap: *const i32, bp: *const i32| {
-            let b0 = _mm256_loadu_si256(bp as *const __m256i);
-            let b1 = _mm256_loadu_si256(bp.add(8) as *const __m256i);
-            for (r, a) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_epi32(*ap.add(r));
-                a[0] = _mm256_add_epi32(a[0], _mm256_madd_epi16(av, b0));
-                a[1] = _mm256_add_epi32(a[1], _mm256_madd_epi16(av, b1));
-            }
-        };
-        for _ in 0..kpc / 2 {
-            step(&mut acc, ap, bp);
-            step(&mut acc, ap.add(MR), bp.add(ldb));
-            ap = ap.add(2 * MR);
-            bp = bp.add(2 * ldb);
-        }
-        if kpc % 2 == 1 {
-            step(&mut acc, ap, bp);
-        }
-        acc
-    }
-
-    /// A panel's tiles: the product from [`dot`], dequantized
-    /// ((acc·w_scale)·x_scale, no FMA, as the scalar code), plus bias and
-    /// C, activation, one store per value.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available, and the slices as `super::run_panel` asserts.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn panel(p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
-        let cp = c.as_mut_ptr();
-        let load = matches!(p.init, Init::Load | Init::LoadBias(_));
-        let xs = [
-            _mm256_loadu_ps(p.x_scale.as_ptr()),
-            _mm256_loadu_ps(p.x_scale.as_ptr().add(8)),
-        ];
-        for t in 0..p.rows.div_ceil(MR) {
-            let rows = MR.min(p.rows - t * MR);
-            let acc = dot(
-                p.a.as_ptr().add(t * p.tile_stride),
-                p.b.as_ptr(),
-                p.ldb,
-                p.kpc,
-            );
-            let ct = cp.add(t * MR * ldc);
-            for (r, a) in acc.iter().enumerate() {
-                if r >= rows {
-                    break;
-                }
-                let i = t * MR + r;
-                let ws = _mm256_set1_ps(p.w_scale[i]);
-                let bias = match p.init {
-                    Init::Bias(b) | Init::LoadBias(b) => b[i],
-                    Init::Zero | Init::Load => 0.0,
-                };
-                let bv = _mm256_set1_ps(bias);
-                for h in 0..2 {
-                    let v = _mm256_mul_ps(_mm256_cvtepi32_ps(a[h]), ws);
-                    let mut v = _mm256_add_ps(_mm256_mul_ps(v, xs[h]), bv);
-                    let cv = ct.add(r * ldc + h * 8);
-                    if load {
-                        v = _mm256_add_ps(v, _mm256_loadu_ps(cv));
-                    }
-                    let v = match p.act {
-                        Act::None => v,
-                        Act::GeluErf => gelu_erf_f32(v),
-                        Act::GeluTanh => gelu_tanh(v),
-                    };
-                    _mm256_storeu_ps(cv, v);
-                }
-            }
-        }
-    }
-
-    /// Quantizes rows 2p and 2p + 1 of x (`k` rows of `ld`, `n` columns)
-    /// into row p of `out`, with per-column factors `inv`.
-    ///
-    /// # Safety
-    /// AVX2 and FMA must be available; `x` holds `k * ld` values, `out`
-    /// `k.div_ceil(2) * ld`, `inv` `n`, and `n` is a multiple of 8.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn quantize_cols(
-        x: &[f32],
-        k: usize,
-        n: usize,
-        ld: usize,
-        inv: &[f32],
-        out: &mut [i32],
-    ) {
-        let (xp, ip, op) = (x.as_ptr(), inv.as_ptr(), out.as_mut_ptr());
-        let (top, bottom) = (_mm256_set1_ps(X_MAX), _mm256_set1_ps(-X_MAX));
-        let mask = _mm256_set1_epi32(0xffff);
-        let q = |v: __m256| _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(v, top), bottom));
-        for p in 0..k.div_ceil(2) {
-            let lo = xp.add(2 * p * ld);
-            let hi = (2 * p + 1 < k).then(|| xp.add((2 * p + 1) * ld));
-            for j in (0..n).step_by(8) {
-                let s = _mm256_loadu_ps(ip.add(j));
-                let a = q(_mm256_mul_ps(_mm256_loadu_ps(lo.add(j)), s));
-                let b = match hi {
-                    Some(hi) => q(_mm256_mul_ps(_mm256_loadu_ps(hi.add(j)), s)),
-                    None => _mm256_setzero_si256(),
-                };
-                let v = _mm256_or_si256(_mm256_and_si256(a, mask), _mm256_slli_epi32::<16>(b));
-                _mm256_storeu_si256(op.add(p * ld + j) as *mut __m256i, v);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,11 +276,7 @@ mod tests {
     }
 
     fn isas() -> Vec<Isa> {
-        let mut v = vec![Isa::Scalar];
-        if Isa::detect() != Isa::Scalar {
-            v.push(Isa::detect());
-        }
-        v
+        Isa::available()
     }
 
     #[test]
@@ -584,7 +381,7 @@ mod tests {
                             if matches!(start, Start::LoadBias(_)) {
                                 want += c0[i * c.ld + j] as f64;
                             }
-                            let want = act_scalar(act, want as f32) as f64;
+                            let want = kernel::scalar::act(act, want as f32) as f64;
                             let got = out[i * c.ld + j] as f64;
                             assert!(
                                 (got - want).abs() <= 1e-5 * (1.0 + want.abs()),

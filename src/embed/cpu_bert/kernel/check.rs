@@ -1,0 +1,151 @@
+//! The self-check a path passes before it is used: small fixed products
+//! and element-wise runs against the scalar kernels. A kernel written on a
+//! machine without its instruction set, or miscompiled, is refused here
+//! rather than giving wrong vectors. Takes well under a millisecond.
+
+use super::super::int8::{pair, QPanel};
+use super::super::Cols;
+use super::{layer_norm, panel, qpanel, softmax_cols, Act, Init, Isa, Panel, MR, NR};
+
+/// Deterministic values in [-1, 1) (xorshift).
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The largest difference of `got` from `want`, relative past magnitude 1.
+fn worst(got: &[f32], want: &[f32]) -> f32 {
+    got.iter()
+        .zip(want)
+        .map(|(&g, &w)| {
+            let d = (g - w).abs() / w.abs().max(1.0);
+            // NaN compares false: make it the worst.
+            if d.is_nan() {
+                f32::INFINITY
+            } else {
+                d
+            }
+        })
+        .fold(0.0, f32::max)
+}
+
+pub(super) fn run(isa: Isa) -> Result<(), String> {
+    let fail = |what: &str, err: f32| Err(format!("{what} differs by {err:.1e}"));
+    // f32: 3 weight tiles (17 rows, the last tile partial) by 2 panels, 37
+    // k steps, each start and activation, column scale and maxima.
+    let (m, k, n): (usize, usize, usize) = (17, 37, 2 * NR);
+    let tiles = m.div_ceil(MR);
+    let a = values(1, tiles * k * MR);
+    let b = values(2, k * n);
+    let bias = values(3, tiles * MR);
+    let scale: Vec<f32> = values(4, n).iter().map(|v| v + 2.0).collect();
+    let c0 = values(5, m * n);
+    let cases = [
+        (Init::Bias(&bias), Act::GeluErf, None),
+        (Init::LoadBias(&bias), Act::GeluTanh, Some(&scale[..])),
+        (Init::Zero, Act::None, Some(&scale[..])),
+    ];
+    for (init, act, col_scale) in cases {
+        let mut out = [c0.clone(), c0.clone()];
+        let mut maxes = [vec![-1e30f32; n], vec![-1e30f32; n]];
+        for ((which, c), mx) in [isa, Isa::Scalar].into_iter().zip(&mut out).zip(&mut maxes) {
+            for p in 0..n / NR {
+                let pn = Panel {
+                    a: &a,
+                    tile_stride: k * MR,
+                    a_ks: MR,
+                    b: &b[p * NR..],
+                    ldb: n,
+                    kc: k,
+                    rows: m,
+                    init,
+                    col_scale: col_scale.map(|s| &s[p * NR..]),
+                    act,
+                };
+                panel(which, &pn, &mut c[p * NR..], n, Some(&mut mx[p * NR..]));
+            }
+        }
+        let err = worst(&out[0], &out[1]).max(worst(&maxes[0], &maxes[1]));
+        if err > 1e-5 {
+            return fail("the f32 product", err);
+        }
+    }
+
+    // int8: 5 tiles (29 rows), 21 k pairs, exact sums; the GELU is f32 on
+    // the vector paths, f64 on the scalar one.
+    let (m, kp): (usize, usize) = (29, 21);
+    let tiles = m.div_ceil(MR);
+    let ints = |seed, len, max: f32| -> Vec<i32> {
+        values(seed, len)
+            .chunks(2)
+            .map(|v| pair((v[0] * max) as i32, (v.get(1).copied().unwrap_or(0.0) * max) as i32))
+            .collect()
+    };
+    let w = ints(6, 2 * tiles * kp * MR, 127.0);
+    let x = ints(7, 2 * kp * n, 2047.0);
+    let w_scale: Vec<f32> = values(8, m).iter().map(|v| (v + 2.0) * 1e-3).collect();
+    let x_scale: Vec<f32> = values(9, n).iter().map(|v| (v + 2.0) * 1e-3).collect();
+    let bias = values(10, m);
+    for (init, act) in [
+        (Init::Bias(&bias), Act::GeluErf),
+        (Init::LoadBias(&bias), Act::None),
+    ] {
+        let c0 = values(11, m * n);
+        let mut out = [c0.clone(), c0];
+        for (which, c) in [isa, Isa::Scalar].into_iter().zip(&mut out) {
+            for p in 0..n / NR {
+                let qp = QPanel {
+                    a: &w,
+                    tile_stride: kp * MR,
+                    w_scale: &w_scale,
+                    b: &x[p * NR..],
+                    ldb: n,
+                    x_scale: &x_scale[p * NR..],
+                    kpc: kp,
+                    rows: m,
+                    init,
+                    act,
+                };
+                qpanel(which, &qp, &mut c[p * NR..], n);
+            }
+        }
+        let err = worst(&out[0], &out[1]);
+        if err > 1e-5 {
+            return fail("the int8 product", err);
+        }
+    }
+
+    // Softmax down 9 key rows and LayerNorm over 9 features, 32 columns.
+    let c = Cols { n, ld: n + NR };
+    let s0: Vec<f32> = values(12, 9 * c.ld).iter().map(|v| v * 20.0).collect();
+    let max: Vec<f32> = (0..n)
+        .map(|j| (0..9).map(|i| s0[i * c.ld + j]).fold(f32::MIN, f32::max))
+        .collect();
+    let mut s = [s0.clone(), s0.clone()];
+    let mut inv = [vec![0f32; n], vec![0f32; n]];
+    for ((which, s), inv) in [isa, Isa::Scalar].into_iter().zip(&mut s).zip(&mut inv) {
+        softmax_cols(which, s, 9, c, 0.125, inv, &max);
+    }
+    let err = worst(&s[0], &s[1]).max(worst(&inv[0], &inv[1]));
+    if err > 1e-5 {
+        return fail("softmax", err);
+    }
+    let gb = (values(13, 9), values(14, 9));
+    let mut x = [s0.clone(), s0];
+    for (which, x) in [isa, Isa::Scalar].into_iter().zip(&mut x) {
+        let mut cols = vec![0f32; 2 * n];
+        layer_norm(which, x, 9, c, &gb, 1e-12, &mut cols);
+    }
+    let err = worst(&x[0], &x[1]);
+    if err > 1e-5 {
+        return fail("LayerNorm", err);
+    }
+    Ok(())
+}
