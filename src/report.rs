@@ -374,11 +374,24 @@ pub fn library_info(lib: &Library) -> String {
         ("disk bytes", lib.disk_bytes().to_string()),
         ("created", m.created.clone()),
         ("updated", m.updated.clone()),
+        ("cpu kernels", cpu_kernels_line()),
     ];
     for (k, v) in rows {
         let _ = writeln!(out, "{k:>14}  {v}");
     }
     out
+}
+
+/// The kernels this machine's CPU encoder runs, and the others it could.
+fn cpu_kernels_line() -> String {
+    match crate::embed::cpu_kernels() {
+        Ok(k) => format!(
+            "{} (this CPU runs {}; PAPERSIM_ISA picks one)",
+            k.selected,
+            k.available.join(", ")
+        ),
+        Err(e) => e.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -316,6 +316,10 @@ pub fn info(a: InfoArgs) -> Result<ExitCode> {
         v["disk_bytes"] = lib.disk_bytes().into();
         v["live"] = lib.live_len().into();
         v["dead_fraction"] = lib.dead_fraction().into();
+        v["cpu_kernels"] = match papersim::embed::cpu_kernels() {
+            Ok(k) => serde_json::to_value(k)?,
+            Err(e) => serde_json::json!({ "error": e.to_string() }),
+        };
         emit_json(&v)?;
     } else {
         emit(&report::library_info(&lib))?;

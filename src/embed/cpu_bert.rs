@@ -325,6 +325,29 @@ impl Cols {
     }
 }
 
+/// The CPU kernels this machine runs, for `info` and the tests.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CpuKernels {
+    /// The path the encoder uses now: the best this CPU has, or the one
+    /// `PAPERSIM_ISA` names, after the self-check.
+    pub selected: &'static str,
+    /// Every path this CPU has, best first.
+    pub available: Vec<&'static str>,
+    /// A line for each path that failed its self-check.
+    pub refused: Vec<String>,
+}
+
+/// Which kernels the CPU encoder runs here; an error when `PAPERSIM_ISA`
+/// names a path this CPU lacks or no path at all.
+pub fn cpu_kernels() -> Result<CpuKernels, EmbedError> {
+    let (isa, refused) = Isa::select().map_err(EmbedError::BadDevice)?;
+    Ok(CpuKernels {
+        selected: isa.name(),
+        available: Isa::available().iter().map(|i| i.name()).collect(),
+        refused,
+    })
+}
+
 /// BERT encoder on the CPU, f32, exact GELU: a drop-in [`Backend`] for
 /// [`super::CandleBert`] on CPU. Returns zeros at padded positions.
 pub struct CpuBert {

@@ -21,7 +21,7 @@ use tokenizers::{Tokenizer, TruncationParams};
 
 pub use backend::{Backend, CandleBert, DeviceSpec, TokenBatch};
 pub use batch::BatchLimits;
-pub use cpu_bert::CpuBert;
+pub use cpu_bert::{cpu_kernels, CpuBert, CpuKernels};
 #[doc(hidden)]
 pub use cpu_bert::DenseBench;
 pub use model::{

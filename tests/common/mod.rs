@@ -67,9 +67,21 @@ pub fn arxiv_sample() -> PathBuf {
     root().join("data/arxiv-sample.jsonl.gz")
 }
 
-/// The real binary, to run from the project root.
+/// The real binary, to run from the project root. A cross-built binary
+/// runs through `PAPERSIM_TEST_RUNNER` (e.g. `qemu-aarch64 -L
+/// /usr/aarch64-linux-gnu`, set by scripts/aarch64-test.sh).
 pub fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_papersim"));
+    let bin = env!("CARGO_BIN_EXE_papersim");
+    let runner = std::env::var("PAPERSIM_TEST_RUNNER").unwrap_or_default();
+    let mut runner = runner.split_whitespace();
+    let mut cmd = match runner.next() {
+        Some(program) => {
+            let mut c = Command::new(program);
+            c.args(runner).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     cmd.args(args).current_dir(root());
     cmd
 }
