@@ -2,7 +2,7 @@
 //! [`super::simd`] on `__m512`, and the int8 product by 512-bit `vpdpwssd`
 //! (AVX-512 VNNI). One zmm holds a whole 16-token panel row, so a tile takes
 //! several weight tiles at once to keep enough independent accumulators
-//! in flight (see `F32_TILES`, `INT8_TILES`). The column-wise softmax and
+//! in flight (see `F32_TILES`). The column-wise softmax and
 //! LayerNorm run on the AVX2 kernels: they are a few percent of the time,
 //! and 8-lane columns keep them exact for any multiple of 8 tokens.
 
@@ -13,12 +13,13 @@ use super::scalar::{ERF_P, ERF_Q};
 use super::simd::{self, Vf32};
 use super::{Panel, MR};
 
-/// Weight tiles per f32 register tile: 2 x 6 rows x 16 tokens = 12 zmm
-/// accumulators. Measured on Zen 5 (2026-12-07, `cargo bench --bench embed
-/// -- dense`): see `docs/kernels.md`.
-const F32_TILES: usize = 2;
-/// Weight tiles per int8 register tile: 4 x 6 rows x 16 tokens = 24 zmm
-/// accumulators, enough to cover `vpdpwssd`'s latency.
+/// Weight tiles per register tile: 4 x 6 rows x 16 tokens = 24 zmm
+/// accumulators, + 1 B + broadcasts folded into the FMAs. Measured on Zen 5
+/// (2 cores, 2026-12-07, `PAPERSIM_ISA=avx512-vnni papersim bench embed -n
+/// 300`, arXiv abstracts, three runs each): f32 64.3-64.4 docs/s with 4
+/// tiles against 57.2-62.7 with 2 (12 accumulators do not cover the FMA
+/// latency); int8 95.8-102.5 with 4 against 89.7-94.3 with 2.
+const F32_TILES: usize = 4;
 const INT8_TILES: usize = 4;
 
 /// Sixteen f32 lanes.
