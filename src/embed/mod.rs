@@ -392,7 +392,7 @@ impl Embedder {
     }
 
     /// The prompt texts of `role` get: the model's default for the role
-    /// (see [`prompts`](crate::embed::prompts)) unless [`set_prompt`](Self::set_prompt) changed it.
+    /// (see [`prompts`]) unless [`set_prompt`](Self::set_prompt) changed it.
     pub fn prompt(&self, role: Role) -> Option<&Prompt> {
         match role {
             Role::Query => self.query_prompt.as_ref(),
