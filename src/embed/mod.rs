@@ -597,9 +597,24 @@ mod tests {
             r#"{"id":"m","weights_sha256":"ab","dim":384,"pooling":"mean","max_seq_length":256}"#;
         let info: ModelInfo = serde_json::from_str(old).unwrap();
         assert_eq!(info.precision, Precision::F32);
+        // ... without a document prompt, as it was embedded ...
+        assert_eq!(info.document_prompt, None);
         // ... and re-serialises byte for byte (the manifest checksum is
         // taken over its re-serialisation).
         assert_eq!(serde_json::to_string(&info).unwrap(), old);
+        let prompted = ModelInfo {
+            document_prompt: Some(Prompt {
+                name: "passage".into(),
+                text: "passage: ".into(),
+            }),
+            ..info.clone()
+        };
+        let text = serde_json::to_string(&prompted).unwrap();
+        assert!(
+            text.contains(r#""document_prompt":{"name":"passage","text":"passage: "}"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<ModelInfo>(&text).unwrap(), prompted);
         let int8 = ModelInfo {
             precision: Precision::Int8,
             ..info
