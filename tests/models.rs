@@ -410,13 +410,35 @@ fn hub_ids_resolve_from_hf_home_offline_and_a_missing_one_names_the_cache() {
     let row: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(row["embedding"].as_array().map(Vec::len), Some(32), "{row}");
 
-    let missing = papersim_env(&["embed", s(&input), "--model", "acme/absent"], &env);
-    assert!(!missing.status.success());
-    let err = stderr(&missing);
     let cache = home.path().join("hub");
-    assert!(
-        err.contains("acme/absent") && err.contains(s(&cache)),
-        "the error names neither the model nor {}: {err}",
-        cache.display()
+    let missing = |env: &[(&str, &str)]| {
+        let out = papersim_env(&["embed", s(&input), "--model", "acme/absent"], env);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(
+            err.contains("acme/absent") && err.contains(s(&cache)),
+            "the error names neither the model nor {}: {err}",
+            cache.display()
+        );
+        err
+    };
+    let err = missing(&env);
+    if cfg!(feature = "hub") {
+        assert!(err.contains("HF_HUB_OFFLINE"), "{err}");
+    }
+    // Online, a hub build tries the (dead) endpoint and says so; a build
+    // without `hub` says how to get one that downloads.
+    let err = missing(
+        &env[..1]
+            .iter()
+            .chain(&env[2..])
+            .copied()
+            .collect::<Vec<_>>(),
     );
+    let why = if cfg!(feature = "hub") {
+        "downloading it failed"
+    } else {
+        "rebuild with --features hub"
+    };
+    assert!(err.contains(why), "{err}");
 }

@@ -218,12 +218,19 @@ fn resolve_hub(id: &str) -> Result<ModelFiles, EmbedError> {
         // HF_HUB_OFFLINE=1 means what it means to huggingface_hub: the cache
         // or nothing (the error names the cache path looked in).
         Err(e @ EmbedError::ModelMissing { .. }) if cfg!(feature = "hub") && !hub_offline() => {
-            download(id).map_err(|d| match e {
-                EmbedError::ModelMissing { model, reason } => EmbedError::ModelMissing {
-                    model,
-                    reason: format!("{reason}; and downloading it failed: {d}"),
-                },
-                other => other,
+            download(id).map_err(|d| {
+                // The download's own reason, without its second copy of the hint.
+                let d = match d {
+                    EmbedError::ModelMissing { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                match e {
+                    EmbedError::ModelMissing { model, reason } => EmbedError::ModelMissing {
+                        model,
+                        reason: format!("{reason}; and downloading it failed: {d}"),
+                    },
+                    other => other,
+                }
             })
         }
         found => found,
