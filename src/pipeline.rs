@@ -148,7 +148,7 @@ pub fn build(
     let mut cache = EmbedCache::open(
         library,
         embedder.info().dim,
-        &embedder.info().weights_sha256,
+        &embedder.info().checkpoint_key(),
     )?;
     let (vectors, stats, resumed) = embed_resumable(
         embedder,
@@ -353,7 +353,8 @@ pub fn add(
         .map(|a| a.1.clone())
         .collect();
     progress(Progress::Read(to_embed.len()));
-    let mut cache = EmbedCache::open(library, dim, &lib.manifest().model.weights_sha256)?;
+    // The library's model and document prompt (load_embedder set both).
+    let mut cache = EmbedCache::open(library, dim, &embedder.info().checkpoint_key())?;
     let (fresh, stats, resumed) = embed_resumable(
         embedder,
         &to_embed,

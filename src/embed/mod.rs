@@ -164,6 +164,27 @@ pub struct ModelInfo {
     pub document_prompt: Option<Prompt>,
 }
 
+impl ModelInfo {
+    /// What an embedding checkpoint (`embed-cache.bin`) is keyed by: the
+    /// weights' sha256 (as before prompts), or with a document prompt the
+    /// sha256 of both, so that vectors embedded under one prompt are never
+    /// resumed by a run with another.
+    pub fn checkpoint_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        match &self.document_prompt {
+            None => self.weights_sha256.clone(),
+            Some(p) => Sha256::new()
+                .chain_update(self.weights_sha256.as_bytes())
+                .chain_update(b"\0")
+                .chain_update(p.text.as_bytes())
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        }
+    }
+}
+
 /// One token of a tokenized text (text-embeddings-inference's `/tokenize`
 /// shape).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -615,6 +636,12 @@ mod tests {
             "{text}"
         );
         assert_eq!(serde_json::from_str::<ModelInfo>(&text).unwrap(), prompted);
+        // Checkpoints: keyed by the weights alone without a prompt (old
+        // checkpoints resume), by weights and prompt with one.
+        assert_eq!(info.checkpoint_key(), "ab");
+        let key = prompted.checkpoint_key();
+        assert_eq!(key.len(), 64);
+        assert_ne!(key, info.checkpoint_key());
         let int8 = ModelInfo {
             precision: Precision::Int8,
             ..info
