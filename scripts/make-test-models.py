@@ -2,20 +2,24 @@
 """Builds the tiny random-weight sentence-transformers models under
 tests/fixtures/models/ that tests/models.rs checks papersim against.
 
-    python3 -m venv target/fixtures-venv
-    target/fixtures-venv/bin/pip install numpy safetensors tokenizers
-    target/fixtures-venv/bin/python scripts/make-test-models.py
+    python3 -m venv target/st-venv
+    target/st-venv/bin/pip install sentence-transformers   # torch comes with it
+    target/st-venv/bin/python scripts/make-test-models.py            # models + both references
+    target/st-venv/bin/python scripts/make-test-models.py --st       # only st-reference.json
+    python3 scripts/make-test-models.py --numpy-only  # numpy, safetensors, tokenizers suffice
 
 Each model directory is laid out as sentence-transformers saves one
-(config.json, model.safetensors, tokenizer.json, modules.json,
-1_Pooling/config.json, 2_Dense/..., sentence_bert_config.json) and comes
-with reference.json: texts and the vectors expected for them.
+(config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
+modules.json, 1_Pooling/config.json, 2_Dense/..., sentence_bert_config.json,
+config_sentence_transformers.json) and comes with two references for the
+same 10 texts: st-reference.json, the vectors sentence-transformers itself
+computes (`SentenceTransformer(path, device="cpu")`; per prompt role for the
+model with prompts, see st_references), which tests/models.rs holds papersim
+to, and reference.json, an independent float64 numpy transcription.
 
-The reference vectors are computed here by a numpy transcription of what
-sentence-transformers runs (transformers' BertModel / RobertaModel forward in
-eval mode, then Pooling, Dense, Normalize), not by sentence-transformers
-itself: PyPI's torch wheel with its CUDA dependencies is ~2.5 GB, too much
-for the machines this runs on. The transcription follows
+The numpy transcription follows what sentence-transformers runs
+(transformers' BertModel / RobertaModel forward in eval mode, then Pooling,
+Dense, Normalize); it follows
 transformers.models.bert.modeling_bert and
 sentence_transformers.models.{Pooling,Dense,Normalize} operation by
 operation (erf GELU, LayerNorm with the config's eps, position ids from
