@@ -2,20 +2,24 @@
 """Builds the tiny random-weight sentence-transformers models under
 tests/fixtures/models/ that tests/models.rs checks papersim against.
 
-    python3 -m venv target/fixtures-venv
-    target/fixtures-venv/bin/pip install numpy safetensors tokenizers
-    target/fixtures-venv/bin/python scripts/make-test-models.py
+    python3 -m venv target/st-venv
+    target/st-venv/bin/pip install sentence-transformers   # torch comes with it
+    target/st-venv/bin/python scripts/make-test-models.py            # models + both references
+    target/st-venv/bin/python scripts/make-test-models.py --st       # only st-reference.json
+    python3 scripts/make-test-models.py --numpy-only  # numpy, safetensors, tokenizers suffice
 
 Each model directory is laid out as sentence-transformers saves one
-(config.json, model.safetensors, tokenizer.json, modules.json,
-1_Pooling/config.json, 2_Dense/..., sentence_bert_config.json) and comes
-with reference.json: texts and the vectors expected for them.
+(config.json, model.safetensors, tokenizer.json, tokenizer_config.json,
+modules.json, 1_Pooling/config.json, 2_Dense/..., sentence_bert_config.json,
+config_sentence_transformers.json) and comes with two references for the
+same 10 texts: st-reference.json, the vectors sentence-transformers itself
+computes (`SentenceTransformer(path, device="cpu")`; per prompt role for the
+model with prompts, see st_references), which tests/models.rs holds papersim
+to, and reference.json, an independent float64 numpy transcription.
 
-The reference vectors are computed here by a numpy transcription of what
-sentence-transformers runs (transformers' BertModel / RobertaModel forward in
-eval mode, then Pooling, Dense, Normalize), not by sentence-transformers
-itself: PyPI's torch wheel with its CUDA dependencies is ~2.5 GB, too much
-for the machines this runs on. The transcription follows
+The numpy transcription follows what sentence-transformers runs
+(transformers' BertModel / RobertaModel forward in eval mode, then Pooling,
+Dense, Normalize); it follows
 transformers.models.bert.modeling_bert and
 sentence_transformers.models.{Pooling,Dense,Normalize} operation by
 operation (erf GELU, LayerNorm with the config's eps, position ids from
@@ -52,9 +56,9 @@ HIDDEN, LAYERS, HEADS, INTER, MAX_POS = 32, 2, 4, 64, 64
 SPECIAL = ["[UNK]", "[PAD]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def vocab():
+def vocab(extra=()):
     words = set()
-    for t in TEXTS:
+    for t in list(TEXTS) + list(extra):
         words.update(re.findall(r"\w+|[^\w\s]", t.lower()))
     letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
     v = SPECIAL + sorted(words) + letters + ["##" + c for c in letters]
@@ -156,13 +160,22 @@ def write_json(path, obj):
         f.write("\n")
 
 
-def make(name, *, model_type, pooling, dense=None, prompts=None, seed):
+def make(name, *, model_type, pooling, dense=None, prompts=None, default_prompt=None, seed):
     rng = np.random.default_rng(seed)
     d = os.path.join(OUT, name)
     os.makedirs(d, exist_ok=True)
-    v = vocab()
+    # The prompts' words join the vocabulary, so a prompt is real tokens.
+    v = vocab(list((prompts or {}).values()))
     tok = tokenizer(v)
     tok.save(os.path.join(d, "tokenizer.json"))
+    # Without it transformers builds the tokenizer its model_type implies (a
+    # byte-level BPE RobertaTokenizer for the RoBERTa fixture, whose ids
+    # overrun the embedding table) instead of loading tokenizer.json.
+    write_json(os.path.join(d, "tokenizer_config.json"), {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "cls_token": "[CLS]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+        "unk_token": "[UNK]", "mask_token": "[MASK]", "model_max_length": MAX_POS,
+    })
     roberta = model_type == "roberta"
     pad = 1
     type_vocab = 1 if roberta else 2
@@ -221,7 +234,7 @@ def make(name, *, model_type, pooling, dense=None, prompts=None, seed):
                     "type": "sentence_transformers.models.Normalize"})
     write_json(os.path.join(d, "modules.json"), modules)
     st = {"__version__": {"sentence_transformers": "3.0.1"}, "similarity_fn_name": "cosine",
-          "prompts": prompts or {}, "default_prompt_name": None}
+          "prompts": prompts or {}, "default_prompt_name": default_prompt}
     write_json(os.path.join(d, "config_sentence_transformers.json"), st)
 
     pos_offset = pad + 1 if roberta else 0
@@ -238,6 +251,78 @@ def make(name, *, model_type, pooling, dense=None, prompts=None, seed):
     print(name, len(v), "tokens in the vocabulary,", len(refs), "reference vectors")
 
 
+def st_references(name):
+    """Encodes TEXTS with sentence-transformers itself and writes
+    st-reference.json: {"versions", "sets": {set: [vector, ...]}}. Sets:
+    "plain" (encode: default_prompt_name's prompt), and for a model with
+    prompts "query" (encode_query), "document" (encode_document),
+    "prompt:query" (encode(prompt_name="query"), what --prompt query gives),
+    "plain-without-default" (encode with default_prompt_name null) and
+    "e5-document" (prompts {"query", "passage"} only: encode(prompt_name=
+    "passage"), which papersim's documents get; sentence-transformers 6.3's
+    encode_document gives no prompt there, see src/embed/prompts.rs)."""
+    import shutil
+    import tempfile
+
+    import sentence_transformers
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    d = os.path.join(OUT, name)
+
+    def vecs(x):
+        return [[round(float(f), 7) for f in row] for row in np.asarray(x, dtype=np.float64)]
+
+    def variant(edit):
+        tmp = tempfile.mkdtemp()
+        shutil.copytree(d, tmp, dirs_exist_ok=True)
+        p = os.path.join(tmp, "config_sentence_transformers.json")
+        with open(p) as f:
+            c = json.load(f)
+        edit(c)
+        write_json(p, c)
+        return tmp
+
+    m = SentenceTransformer(d, device="cpu")
+    sets = {"plain": vecs(m.encode(TEXTS))}
+    with open(os.path.join(d, "config_sentence_transformers.json")) as f:
+        configured = json.load(f)
+    if configured.get("prompts"):
+        sets["query"] = vecs(m.encode_query(TEXTS))
+        sets["document"] = vecs(m.encode_document(TEXTS))
+        sets["prompt:query"] = vecs(m.encode(TEXTS, prompt_name="query"))
+        tmp = variant(lambda c: c.update(default_prompt_name=None))
+        sets["plain-without-default"] = vecs(SentenceTransformer(tmp, device="cpu").encode(TEXTS))
+        shutil.rmtree(tmp)
+        tmp = variant(lambda c: c.update(
+            prompts={"query": c["prompts"]["query"], "passage": c["prompts"]["document"]},
+            default_prompt_name=None))
+        sets["e5-document"] = vecs(SentenceTransformer(tmp, device="cpu").encode(
+            TEXTS, prompt_name="passage"))
+        shutil.rmtree(tmp)
+    write_json(os.path.join(d, "st-reference.json"), {
+        "versions": {"sentence_transformers": sentence_transformers.__version__,
+                     "torch": torch.__version__},
+        "texts": TEXTS,
+        "sets": sets,
+    })
+    print(name, "st-reference.json:", ", ".join(sets))
+
+
+FIXTURES = ["bert-cls-dense", "roberta-mean", "bert-prompts"]
+
 if __name__ == "__main__":
-    make("bert-cls-dense", model_type="bert", pooling="cls", dense=16, seed=1)
-    make("roberta-mean", model_type="roberta", pooling="mean", seed=2)
+    import sys
+
+    # --st: only (re)compute the sentence-transformers references of the
+    # committed fixtures; needs sentence-transformers and torch.
+    if "--st" not in sys.argv:
+        make("bert-cls-dense", model_type="bert", pooling="cls", dense=16, seed=1)
+        make("roberta-mean", model_type="roberta", pooling="mean", seed=2)
+        make("bert-prompts", model_type="bert", pooling="mean", seed=3,
+             prompts={"query": "query: ", "document": "passage: ",
+                      "classification": "classify the topic: "},
+             default_prompt="classification")
+    if "--numpy-only" not in sys.argv:
+        for name in FIXTURES:
+            st_references(name)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::corpus::{Format, ReadOptions, TextTemplate};
-use crate::embed::{is_unit, EmbedError, Embedder};
+use crate::embed::{is_unit, EmbedError, Embedder, Role};
 use crate::index::HnswParams;
 use crate::index::Neighbor;
 use crate::pipeline::{self, BuildOptions};
@@ -243,7 +243,7 @@ pub fn beir_queries(
         .filter(|(id, _)| qrels.contains_key(id))
         .collect();
     let texts: Vec<&str> = judged.iter().map(|(_, t)| t.as_str()).collect();
-    let (vectors, _) = embedder.embed(&texts, &|_| {})?;
+    let (vectors, _) = embedder.embed_as(Role::Query, &texts, &|_| {})?;
     let dim = embedder.info().dim;
     Ok(judged
         .iter()

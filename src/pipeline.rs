@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::corpus::{self, CorpusError, Issue, Paper, ReadOptions, TextTemplate};
-use crate::embed::{is_unit, EmbedError, EmbedStats, Embedder};
+use crate::embed::{is_unit, EmbedError, EmbedStats, Embedder, Role};
 use crate::index::HnswParams;
 use crate::store::{
     failpoint, read_manifest, text_hash, CommitSpec, Contents, EmbedCache, Library, Manifest,
@@ -148,7 +148,7 @@ pub fn build(
     let mut cache = EmbedCache::open(
         library,
         embedder.info().dim,
-        &embedder.info().weights_sha256,
+        &embedder.info().checkpoint_key(),
     )?;
     let (vectors, stats, resumed) = embed_resumable(
         embedder,
@@ -235,7 +235,10 @@ pub fn embed_resumable(
     let mut stats = EmbedStats::default();
     for chunk in todo.chunks(checkpoint_texts.max(1)) {
         let refs: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
-        let (got, s) = embedder.embed(&refs, &|n| progress(Progress::Embedded(n)))?;
+        // Papers are documents: the model's document prompt (recorded in the
+        // manifest through embedder.info()) goes in front of each.
+        let (got, s) =
+            embedder.embed_as(Role::Document, &refs, &|n| progress(Progress::Embedded(n)))?;
         let chunk_hashes: Vec<_> = chunk.iter().map(|&i| hashes[i]).collect();
         cache.append(&chunk_hashes, &got)?;
         failpoint("after-checkpoint");
@@ -350,7 +353,8 @@ pub fn add(
         .map(|a| a.1.clone())
         .collect();
     progress(Progress::Read(to_embed.len()));
-    let mut cache = EmbedCache::open(library, dim, &lib.manifest().model.weights_sha256)?;
+    // The library's model and document prompt (load_embedder set both).
+    let mut cache = EmbedCache::open(library, dim, &embedder.info().checkpoint_key())?;
     let (fresh, stats, resumed) = embed_resumable(
         embedder,
         &to_embed,

@@ -233,6 +233,18 @@ fn tei_and_openai_clients_get_their_exact_shapes() {
     assert_eq!(st, 422, "{v}");
     assert_eq!(v["error"]["param"], "input");
     assert_eq!(v["error"]["type"], "invalid_request_error");
+
+    // OpenAI's retrieve-model: the hub id's slash as sent or percent-encoded.
+    let (_, list) = server.get("/v1/models");
+    for path in [
+        "/v1/models/sentence-transformers/all-MiniLM-L6-v2",
+        "/v1/models/sentence-transformers%2Fall-MiniLM-L6-v2",
+    ] {
+        let (st, v) = server.get(path);
+        assert_eq!(st, 200, "{path}: {v}");
+        assert_eq!(v, list["data"][0], "{path}");
+        assert_eq!(v["object"], "model");
+    }
 }
 
 #[test]
@@ -610,4 +622,124 @@ fn a_new_generation_is_picked_up_without_failing_requests_and_sigterm_finishes_i
     assert!(status.success(), "{status:?}");
     // The port is closed.
     assert!(TcpStream::connect(addr).is_err());
+}
+
+/// Rows of `set` in a fixture model's st-reference.json (sentence-transformers' vectors).
+fn st_vectors(model: &Path, set: &str) -> Vec<Vec<f32>> {
+    let text = std::fs::read_to_string(model.join("st-reference.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["sets"][set]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(floats)
+        .collect()
+}
+
+#[test]
+fn prompt_names_and_retrieve_model_on_a_model_with_prompts() {
+    // The tiny fixture with prompts {"query", "document", "classification"}
+    // and default_prompt_name "classification": no download, no ../shared.
+    let model = common::root().join("tests/fixtures/models/bert-prompts");
+    let refs: Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("st-reference.json")).unwrap())
+            .unwrap();
+    let texts: Vec<String> = refs["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("papers.jsonl");
+    let lines: Vec<String> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            json!({"id": format!("p{i}"), "title": format!("Paper {i}"), "abstract": t}).to_string()
+        })
+        .collect();
+    std::fs::write(&corpus, lines.join("\n") + "\n").unwrap();
+    let lib = tmp.path().join("lib");
+    common::build_ok(&corpus, &lib, &["--model", common::s(&model)]);
+    let server = Server::start(&lib, &[]);
+
+    let close = |got: &Value, want: &[Vec<f32>]| {
+        let got = got.as_array().unwrap();
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            let c = common::cosine(&floats(g), w);
+            assert!(c >= 0.9999, "cosine {c} to sentence-transformers");
+        }
+    };
+    // TEI's prompt_name, and the default_prompt_name's prompt without it.
+    let (st, v) = server.post("/embed", &json!({"inputs": texts, "prompt_name": "query"}));
+    assert_eq!(st, 200, "{v}");
+    close(&v, &st_vectors(&model, "prompt:query"));
+    let (st, v) = server.post("/", &json!({"inputs": texts}));
+    assert_eq!(st, 200, "{v}");
+    close(&v, &st_vectors(&model, "plain"));
+    let (st, v) = server.post(
+        "/v1/embeddings",
+        &json!({"input": texts, "encoding_format": "float"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let data: Vec<Value> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["embedding"].clone())
+        .collect();
+    close(&json!(data), &st_vectors(&model, "plain"));
+    // An unknown prompt name is a 422 naming the field and the model's prompts.
+    let (st, v) = server.post("/embed", &json!({"inputs": "a", "prompt_name": "title"}));
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(v["field"], "prompt_name");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains("\"title\"") && msg.contains("classification, document, query"),
+        "{msg}"
+    );
+
+    // /search embeds its query with the query prompt: a paper's own text is
+    // not a cosine of 1 (its vector had "passage: " in front).
+    let (st, v) = server.post(
+        "/search",
+        &json!({"query": format!("Paper 3. {}", texts[3]), "k": 1, "mode": "dense"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["results"][0]["id"], "p3", "{v}");
+    let score = v["results"][0]["score"].as_f64().unwrap();
+    assert!(score < 0.999, "the query prompt was not applied: {score}");
+
+    let (_, info) = server.get("/info");
+    assert_eq!(info["default_prompt_name"], "classification", "{info}");
+    assert_eq!(info["prompts"]["document"], "passage: ", "{info}");
+    assert_eq!(
+        info["model"]["document_prompt"]["name"], "document",
+        "{info}"
+    );
+
+    // OpenAI's retrieve-model: the served name (a folder's name), and a 404
+    // in OpenAI's error shape for another.
+    let (st, v) = server.get("/v1/models/bert-prompts");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["id"], "bert-prompts");
+    assert_eq!(v["object"], "model");
+    assert_eq!(v["owned_by"], "papersim");
+    assert!(
+        v["created"].as_u64().is_some_and(|t| t > 1_600_000_000),
+        "{v}"
+    );
+    let (st, v) = server.get("/v1/models/org/other-model");
+    assert_eq!(st, 404, "{v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    assert_eq!(v["error"]["param"], "model", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("org/other-model"),
+        "{v}"
+    );
 }

@@ -135,6 +135,7 @@ fn fixture() -> &'static Fixture {
             pooling: Pooling::Mean,
             max_seq_length: 256,
             precision: Precision::F32,
+            document_prompt: None,
         };
         let spec = CommitSpec {
             model: &model,

@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::{emit_json, print_issues, progress_bar, ModelArgs};
 use papersim::corpus;
+use papersim::embed::Role;
 use papersim::store;
 
 #[derive(Args)]
@@ -36,7 +37,9 @@ pub fn embed(a: EmbedArgs) -> Result<ExitCode> {
     let embedder = a.model.load()?;
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
     let bar = progress_bar(texts.len() as u64);
-    let (vectors, stats) = embedder.embed(&texts, &|n| bar.inc(n as u64))?;
+    // As sentence-transformers' encode(): the default_prompt_name's prompt,
+    // or the one --prompt names.
+    let (vectors, stats) = embedder.embed_as(Role::Plain, &texts, &|n| bar.inc(n as u64))?;
     bar.finish_and_clear();
     let dim = embedder.info().dim;
     let write = |w: &mut dyn Write| -> std::io::Result<()> {

@@ -42,6 +42,13 @@ pub struct ModelArgs {
     /// records it and queries use it; naming another one for a query is an error.
     #[arg(long, value_name = "f32|int8|f16")]
     pub precision: Option<Precision>,
+    /// One of the model's prompts (config_sentence_transformers.json) to
+    /// put in front of every text, instead of the default for the command:
+    /// the "query" prompt for search, related and eval's queries; the
+    /// "document" (or "passage", "corpus") prompt for build and shard, which
+    /// the library records and add must keep; default_prompt_name's for embed.
+    #[arg(long, value_name = "NAME")]
+    pub prompt: Option<String>,
 }
 
 impl ModelArgs {
@@ -55,8 +62,11 @@ impl ModelArgs {
         let source = self.source();
         let files = source.resolve()?;
         let spinner = spinner(&format!("loading model {source}"));
-        let embedder = Embedder::load(&files, self.device, self.precision.unwrap_or_default())?;
+        let mut embedder = Embedder::load(&files, self.device, self.precision.unwrap_or_default())?;
         spinner.finish_and_clear();
+        if let Some(name) = &self.prompt {
+            embedder.override_prompt(name)?;
+        }
         Ok(embedder)
     }
 
@@ -66,6 +76,7 @@ impl ModelArgs {
             source: self.model.as_deref().map(ModelSource::parse),
             device: self.device,
             precision: self.precision,
+            prompt: self.prompt.clone(),
         }
     }
 }

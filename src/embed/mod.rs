@@ -11,6 +11,7 @@ mod cpu_bert;
 mod model;
 pub mod modules;
 mod pooling;
+pub mod prompts;
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -29,6 +30,7 @@ pub use model::{
     DEFAULT_HUB_ID, DEFAULT_MODEL_DIR, DEFAULT_WEIGHTS_SHA256, FETCH_HINT,
 };
 pub use pooling::{normalize, Pooling};
+pub use prompts::{Prompt, Prompts, Role};
 
 /// Everything that can go wrong while finding, loading or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,15 @@ pub enum EmbedError {
     /// table, ids outside the vocabulary).
     #[error("forward pass failed: {0}")]
     Forward(String),
+    /// A prompt name (`--prompt`, TEI's `prompt_name`) the model's
+    /// `config_sentence_transformers.json` does not define.
+    #[error("prompt {name:?} is not one of the model's prompts ({available})")]
+    UnknownPrompt {
+        /// The name asked for.
+        name: String,
+        /// The model's prompt names, comma-separated (or "the model has no prompts").
+        available: String,
+    },
 }
 
 /// Numeric precision of the forward pass.
@@ -145,6 +156,33 @@ pub struct ModelInfo {
     /// what older papersims wrote and check.
     #[serde(default, skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    /// The prompt prepended to every document (paper text) of the library,
+    /// so that `add` embeds new papers the same way. Absent: no prompt,
+    /// which is also what every library built before prompts existed used;
+    /// never written then, for the same checksum reason as `precision`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_prompt: Option<Prompt>,
+}
+
+impl ModelInfo {
+    /// What an embedding checkpoint (`embed-cache.bin`) is keyed by: the
+    /// weights' sha256 (as before prompts), or with a document prompt the
+    /// sha256 of both, so that vectors embedded under one prompt are never
+    /// resumed by a run with another.
+    pub fn checkpoint_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        match &self.document_prompt {
+            None => self.weights_sha256.clone(),
+            Some(p) => Sha256::new()
+                .chain_update(self.weights_sha256.as_bytes())
+                .chain_update(b"\0")
+                .chain_update(p.text.as_bytes())
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        }
+    }
 }
 
 /// One token of a tokenized text (text-embeddings-inference's `/tokenize`
@@ -216,6 +254,12 @@ pub struct Embedder {
     limits: BatchLimits,
     /// The model's Dense layers after pooling (most models have none).
     dense: Vec<modules::Dense>,
+    /// The model's prompts, from `config_sentence_transformers.json`.
+    prompts: Prompts,
+    /// The prompts queries and role-less texts get (the document one is
+    /// `info.document_prompt`, which a library records).
+    query_prompt: Option<Prompt>,
+    plain_prompt: Option<Prompt>,
 }
 
 /// Texts tokenized at a time: bounds memory on big corpora (a tokenizers
@@ -343,6 +387,7 @@ impl Embedder {
             pooling: files.pooling,
             max_seq_length,
             precision: Precision::F32,
+            document_prompt: files.prompts.for_role(Role::Document),
         };
         Ok(Embedder {
             tokenizer,
@@ -351,12 +396,75 @@ impl Embedder {
             pad_id: cfg.pad_token_id.unwrap_or(0),
             limits,
             dense: files.dense.clone(),
+            query_prompt: files.prompts.for_role(Role::Query),
+            plain_prompt: files.prompts.for_role(Role::Plain),
+            prompts: files.prompts.clone(),
         })
     }
 
     /// What a library records about this model (id, digest, dim, pooling, ...).
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// The model's prompts (`config_sentence_transformers.json`).
+    pub fn prompts(&self) -> &Prompts {
+        &self.prompts
+    }
+
+    /// The prompt texts of `role` get: the model's default for the role
+    /// (see [`prompts`]) unless [`set_prompt`](Self::set_prompt) changed it.
+    pub fn prompt(&self, role: Role) -> Option<&Prompt> {
+        match role {
+            Role::Query => self.query_prompt.as_ref(),
+            Role::Document => self.info.document_prompt.as_ref(),
+            Role::Plain => self.plain_prompt.as_ref(),
+        }
+    }
+
+    /// Makes texts of `role` get `prompt` (None: no prompt). The document
+    /// prompt is part of [`info`](Self::info), which a library records.
+    pub fn set_prompt(&mut self, role: Role, prompt: Option<Prompt>) {
+        // An empty prompt is no prompt, as in sentence-transformers.
+        let prompt = prompt.filter(|p| !p.text.is_empty());
+        match role {
+            Role::Query => self.query_prompt = prompt,
+            Role::Document => self.info.document_prompt = prompt,
+            Role::Plain => self.plain_prompt = prompt,
+        }
+    }
+
+    /// Gives every role the model's prompt called `name` (`--prompt NAME`);
+    /// an unknown name is an error listing the model's prompt names.
+    pub fn override_prompt(&mut self, name: &str) -> Result<(), EmbedError> {
+        let p = self.prompts.named(name)?;
+        for role in [Role::Query, Role::Document, Role::Plain] {
+            self.set_prompt(role, Some(p.clone()));
+        }
+        Ok(())
+    }
+
+    /// `texts` as the model sees them in `role`: with its prompt in front.
+    pub fn prompted(&self, role: Role, texts: &[&str]) -> Vec<String> {
+        match self.prompt(role) {
+            Some(p) => texts.iter().map(|t| p.apply(t)).collect(),
+            None => texts.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    /// [`embed`](Self::embed) of `texts` with `role`'s prompt in front.
+    pub fn embed_as(
+        &self,
+        role: Role,
+        texts: &[&str],
+        progress: &dyn Fn(usize),
+    ) -> Result<(Vec<f32>, EmbedStats), EmbedError> {
+        if self.prompt(role).is_none() {
+            return self.embed(texts, progress);
+        }
+        let owned = self.prompted(role, texts);
+        let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+        self.embed(&refs, progress)
     }
 
     /// The backend's device, for reports ("cpu", "cuda:0").
@@ -434,7 +542,8 @@ impl Embedder {
             .collect())
     }
 
-    /// Embeds `texts`, returning `texts.len() * dim` floats in input order.
+    /// Embeds `texts` as given (no prompt: see [`embed_as`](Self::embed_as)),
+    /// returning `texts.len() * dim` floats in input order.
     /// Each row is unit length, or, if the model produced a zero or
     /// non-finite vector, left as is: callers check with [`is_unit`].
     /// `progress` is called with the number of texts each finished batch held.
@@ -509,9 +618,30 @@ mod tests {
             r#"{"id":"m","weights_sha256":"ab","dim":384,"pooling":"mean","max_seq_length":256}"#;
         let info: ModelInfo = serde_json::from_str(old).unwrap();
         assert_eq!(info.precision, Precision::F32);
+        // ... without a document prompt, as it was embedded ...
+        assert_eq!(info.document_prompt, None);
         // ... and re-serialises byte for byte (the manifest checksum is
         // taken over its re-serialisation).
         assert_eq!(serde_json::to_string(&info).unwrap(), old);
+        let prompted = ModelInfo {
+            document_prompt: Some(Prompt {
+                name: "passage".into(),
+                text: "passage: ".into(),
+            }),
+            ..info.clone()
+        };
+        let text = serde_json::to_string(&prompted).unwrap();
+        assert!(
+            text.contains(r#""document_prompt":{"name":"passage","text":"passage: "}"#),
+            "{text}"
+        );
+        assert_eq!(serde_json::from_str::<ModelInfo>(&text).unwrap(), prompted);
+        // Checkpoints: keyed by the weights alone without a prompt (old
+        // checkpoints resume), by weights and prompt with one.
+        assert_eq!(info.checkpoint_key(), "ab");
+        let key = prompted.checkpoint_key();
+        assert_eq!(key.len(), 64);
+        assert_ne!(key, info.checkpoint_key());
         let int8 = ModelInfo {
             precision: Precision::Int8,
             ..info

@@ -68,6 +68,8 @@ pub struct ModelFiles {
     /// From sentence_bert_config.json; tokenizer.json's own truncation is not trusted
     /// (all-MiniLM-L6-v2's says 128 where sentence-transformers uses 256).
     pub max_seq_length: Option<usize>,
+    /// `prompts` and `default_prompt_name` from `config_sentence_transformers.json`.
+    pub prompts: super::prompts::Prompts,
 }
 
 /// A model reference as given on the command line.
@@ -203,6 +205,7 @@ pub fn from_dir(dir: &Path, id: &str) -> Result<ModelFiles, EmbedError> {
         pooling,
         dense: modules.dense,
         max_seq_length,
+        prompts: super::prompts::Prompts::read(dir)?,
     })
 }
 
@@ -211,7 +214,33 @@ pub fn from_dir(dir: &Path, id: &str) -> Result<ModelFiles, EmbedError> {
 /// feature when the cache lacks it.
 fn resolve_hub(id: &str) -> Result<ModelFiles, EmbedError> {
     let cache = hf_hub::Cache::from_env();
-    resolve_in_cache(&cache, id).or_else(|cache_err| download(id).map_err(|_| cache_err))
+    match resolve_in_cache(&cache, id) {
+        // HF_HUB_OFFLINE=1 means what it means to huggingface_hub: the cache
+        // or nothing (the error names the cache path looked in).
+        Err(e @ EmbedError::ModelMissing { .. }) if cfg!(feature = "hub") && !hub_offline() => {
+            download(id).map_err(|d| {
+                // The download's own reason, without its second copy of the hint.
+                let d = match d {
+                    EmbedError::ModelMissing { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                match e {
+                    EmbedError::ModelMissing { model, reason } => EmbedError::ModelMissing {
+                        model,
+                        reason: format!("{reason}; and downloading it failed: {d}"),
+                    },
+                    other => other,
+                }
+            })
+        }
+        found => found,
+    }
+}
+
+/// `HF_HUB_OFFLINE` set to anything but empty, `0` or `false` (huggingface_hub's reading).
+fn hub_offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
 }
 
 /// The cache half of `resolve_hub` (the Hub lookup), separate so tests can point it at a
@@ -226,10 +255,12 @@ pub fn resolve_in_cache(cache: &hf_hub::Cache, id: &str) -> Result<ModelFiles, E
             reason: format!(
                 "not a local directory, and not in the Hugging Face cache at {}{}",
                 cache.path().display(),
-                if cfg!(feature = "hub") {
-                    ""
-                } else {
+                if !cfg!(feature = "hub") {
                     " (this build cannot download: rebuild with --features hub)"
+                } else if hub_offline() {
+                    " (HF_HUB_OFFLINE is set: no download)"
+                } else {
+                    ""
                 }
             ),
         })?;
@@ -247,21 +278,47 @@ fn download(id: &str) -> Result<ModelFiles, EmbedError> {
             reason: format!("cannot reach the hub: {e}"),
         })?;
     let repo = api.model(id.to_string());
+    let fetch_failed = |f: &str, e: hf_hub::api::sync::ApiError| EmbedError::ModelMissing {
+        model: id.to_string(),
+        reason: format!("download of {f} failed: {e}"),
+    };
     let mut config = None;
-    for f in REQUIRED
-        .iter()
-        .chain(["1_Pooling/config.json", "sentence_bert_config.json"].iter())
-    {
-        match repo.get(f) {
-            Ok(p) if *f == "config.json" => config = Some(p),
-            Ok(_) => {}
-            Err(e) if REQUIRED.contains(f) => {
-                return Err(EmbedError::ModelMissing {
-                    model: id.to_string(),
-                    reason: format!("download of {f} failed: {e}"),
-                })
+    for f in REQUIRED {
+        let p = repo.get(f).map_err(|e| fetch_failed(f, e))?;
+        if f == "config.json" {
+            config = Some(p);
+        }
+    }
+    // Optional files sentence-transformers reads: absent ones are fine.
+    let optional = [
+        "modules.json",
+        "1_Pooling/config.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+    ];
+    let mut modules = None;
+    for f in optional {
+        if let Ok(p) = repo.get(f) {
+            if f == "modules.json" {
+                modules = Some(p);
             }
-            Err(_) => {} // optional files
+        }
+    }
+    // The folders modules.json names (Pooling, Dense): each one's config and,
+    // for Dense, weights.
+    if let Some(m) = modules {
+        #[derive(Deserialize)]
+        struct Entry {
+            #[serde(default)]
+            path: String,
+        }
+        let entries: Vec<Entry> = read_json(&m)?;
+        for e in entries.iter().filter(|e| !e.path.is_empty()) {
+            let cfg = format!("{}/config.json", e.path);
+            repo.get(&cfg).map_err(|err| fetch_failed(&cfg, err))?;
+            // Pooling folders have no weights; a Dense layer's missing
+            // weights are reported by name when the model is read.
+            let _ = repo.get(&format!("{}/model.safetensors", e.path));
         }
     }
     let dir = config
@@ -299,8 +356,24 @@ pub fn pooling_from_config(path: &Path) -> Result<Pooling, EmbedError> {
         pooling_mode_lasttoken: bool,
         #[serde(default)]
         pooling_mode_weightedmean_tokens: bool,
+        #[serde(default = "yes")]
+        include_prompt: bool,
+    }
+    fn yes() -> bool {
+        true
     }
     let c: Config = read_json(path)?;
+    if !c.include_prompt {
+        // Pooling without the prompt's tokens (INSTRUCTOR models) needs the
+        // prompt's length through the batcher and the server's queue; until
+        // then such a model is refused rather than embedded wrongly.
+        return Err(EmbedError::BadModelFile {
+            path: path.to_path_buf(),
+            reason: "include_prompt: false (pooling that leaves out the prompt's tokens, \
+                     as INSTRUCTOR models use) is not supported"
+                .into(),
+        });
+    }
     let modes = [
         (c.pooling_mode_mean_tokens, Pooling::Mean),
         (c.pooling_mode_cls_token, Pooling::Cls),
@@ -496,6 +569,13 @@ mod tests {
         .unwrap();
         let err = pooling_from_config(&p).unwrap_err().to_string();
         assert!(err.contains("exactly one"), "{err}");
+        std::fs::write(
+            &p,
+            r#"{"pooling_mode_mean_tokens": true, "include_prompt": false}"#,
+        )
+        .unwrap();
+        let err = pooling_from_config(&p).unwrap_err().to_string();
+        assert!(err.contains("config.json: include_prompt: false"), "{err}");
         std::fs::write(&p, r#"{"pooling_mode_mean_tokens": tru"#).unwrap();
         let err = pooling_from_config(&p).unwrap_err().to_string();
         assert!(err.contains("config.json"), "{err}");

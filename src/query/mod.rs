@@ -11,7 +11,7 @@ use std::str::FromStr;
 use serde::Serialize;
 
 use crate::corpus::Paper;
-use crate::embed::{EmbedError, Embedder, Precision};
+use crate::embed::{EmbedError, Embedder, Precision, Role};
 use crate::index::{exact_search, IndexError, Neighbor};
 use crate::store::{Library, StoreError};
 
@@ -52,6 +52,14 @@ pub enum QueryError {
         want_id: String,
         /// The weights sha256 recorded in the manifest (hex).
         want: String,
+    },
+    /// `add --prompt` named a document prompt other than the library's.
+    #[error("--prompt {asked:?}: this library's papers were embedded with document prompt {recorded}, and added papers must be too (leave --prompt out)")]
+    PromptMismatch {
+        /// The prompt name asked for.
+        asked: String,
+        /// The library's recorded document prompt name, quoted, or "none".
+        recorded: String,
     },
     /// A precision was asked for that differs from the one the library was
     /// embedded at.
@@ -483,7 +491,7 @@ pub fn explain_query(
 }
 
 pub(crate) fn embed_one(embedder: &Embedder, text: &str) -> Result<Vec<f32>, QueryError> {
-    let (v, _) = embedder.embed(&[text], &|_| {})?;
+    let (v, _) = embedder.embed_as(Role::Query, &[text], &|_| {})?;
     if !crate::embed::is_unit(&v) {
         return Err(QueryError::DegenerateQuery);
     }

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use crate::embed::{
-    resolve_in_cache, DeviceSpec, Embedder, ModelFiles, ModelSource, Precision, DEFAULT_MODEL_DIR,
-    DEFAULT_WEIGHTS_SHA256,
+    resolve_in_cache, DeviceSpec, Embedder, ModelFiles, ModelSource, Precision, Role,
+    DEFAULT_MODEL_DIR, DEFAULT_WEIGHTS_SHA256,
 };
 use crate::store::{self, Library, Manifest};
 
@@ -23,6 +23,10 @@ pub struct ModelChoice {
     /// None: the library's. Anything else must equal it: int8 vectors are
     /// queried with int8 ones.
     pub precision: Option<Precision>,
+    /// None: queries get the model's query prompt, documents (`add`) the
+    /// one the library records. A name: that prompt for queries; for `add`
+    /// it must be the recorded one.
+    pub prompt: Option<String>,
 }
 
 /// What a session must have ready before the first query.
@@ -78,7 +82,21 @@ impl Session {
     /// The model of the library at `dir` alone (for `add`, which reopens the
     /// library itself under its writer lock).
     pub fn open_embedder(dir: &Path, model: &ModelChoice) -> Result<Embedder, QueryError> {
-        load_embedder(&store::read_manifest(dir)?, model)
+        let manifest = store::read_manifest(dir)?;
+        let embedder = load_embedder(&manifest, model)?;
+        // Papers added later are embedded as the library's were: a --prompt
+        // naming another document prompt would mix two kinds of vectors.
+        if let Some(name) = &model.prompt {
+            let recorded = manifest.model.document_prompt.as_ref();
+            if recorded.map(|p| p.name.as_str()) != Some(name.as_str()) {
+                return Err(QueryError::PromptMismatch {
+                    asked: name.clone(),
+                    recorded: recorded
+                        .map_or_else(|| "none".to_string(), |p| format!("{:?}", p.name)),
+                });
+            }
+        }
+        Ok(embedder)
     }
 
     /// The open library.
@@ -110,7 +128,13 @@ pub fn load_embedder(manifest: &Manifest, choice: &ModelChoice) -> Result<Embedd
         Some(m) => (m.clone(), m.resolve()?),
         None => locate(&manifest.model)?,
     };
-    let embedder = Embedder::load(&files, choice.device, built)?;
+    let mut embedder = Embedder::load(&files, choice.device, built)?;
+    if let Some(name) = &choice.prompt {
+        embedder.override_prompt(name)?;
+    }
+    // Documents get the prompt the library was built with, whatever the
+    // model's configuration says now (absent: none, as before prompts).
+    embedder.set_prompt(Role::Document, manifest.model.document_prompt.clone());
     let got = &embedder.info().weights_sha256;
     if *got != manifest.model.weights_sha256 {
         return Err(QueryError::ModelMismatch {

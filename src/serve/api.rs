@@ -18,6 +18,7 @@ use super::request::{
     parse_similarity, parse_tokenize, ParseLimits, RelatedQuery,
 };
 use super::Shared;
+use crate::embed::{Prompt, Role};
 use crate::query;
 use crate::report;
 
@@ -82,6 +83,9 @@ pub async fn info(State(s): State<Shared>) -> Json<Value> {
         "generation": m.generation,
         "papers": lib.len(),
         "model": m.model,
+        // The prompts TEI's prompt_name may name, and the ones used by default.
+        "prompts": s.embedder.prompts().prompts,
+        "default_prompt_name": s.embedder.prompts().default_name,
         // Library vectors and the model both run in f32.
         "precision": "f32",
         "device": s.embedder.device_name(),
@@ -112,18 +116,42 @@ fn parse_limits(s: &Shared) -> ParseLimits {
     }
 }
 
-/// Embeds `texts` through the shared queue. Returns one vector per text and
-/// the tokens they were embedded with. `truncate` false: a text over the
-/// model's window is a 413 instead of being cut.
+/// The prompt an embedding request gets: TEI's `prompt_name` when given (a
+/// 422 naming the model's prompts when it has no such prompt), else the
+/// model's `default_prompt_name`'s, as TEI and sentence-transformers'
+/// `encode` do.
+fn request_prompt(s: &Shared, prompt_name: Option<&str>) -> Result<Option<Prompt>, ApiError> {
+    match prompt_name {
+        Some(name) => s
+            .embedder
+            .prompts()
+            .named(name)
+            .map(|p| Some(p).filter(|p| !p.text.is_empty()))
+            .map_err(|e| ApiError::field("prompt_name", e.to_string())),
+        None => Ok(s.embedder.prompt(Role::Plain).cloned()),
+    }
+}
+
+/// Embeds `texts` through the shared queue, `prompt` in front of each.
+/// Returns one vector per text and the tokens they were embedded with (the
+/// prompt's included). `truncate` false: a text over the model's window is
+/// a 413 instead of being cut.
 async fn embed_texts(
     s: &Shared,
     texts: Vec<String>,
+    prompt: Option<Prompt>,
     truncate: bool,
     field: &str,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
     let e = s.embedder.clone();
     let (texts, counts) = s
         .blocking(move || {
+            // The queue embeds texts as given, so the prompt goes on here,
+            // before the tokens are counted.
+            let texts: Vec<String> = match &prompt {
+                Some(p) => texts.iter().map(|t| p.apply(t)).collect(),
+                None => texts,
+            };
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let counts = e.token_counts(&refs);
             (texts, counts)
@@ -169,7 +197,8 @@ pub async fn search(
     let lib = s.library();
     // Embedded in keyword mode too: the cosine is the score every mode shows.
     let vector = {
-        let (mut v, _) = embed_texts(&s, vec![req.query.clone()], true, "query").await?;
+        let prompt = s.embedder.prompt(Role::Query).cloned();
+        let (mut v, _) = embed_texts(&s, vec![req.query.clone()], prompt, true, "query").await?;
         v.pop()
     };
     let text = req.query.clone();
@@ -274,7 +303,8 @@ pub async fn embed_tei(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<Vec<f32>>>, ApiError> {
     let req = parse_embed_tei(&body.map_err(body_error)?, &parse_limits(&s))?;
-    let (vectors, _) = embed_texts(&s, req.texts, req.truncate, "inputs").await?;
+    let prompt = request_prompt(&s, req.prompt_name.as_deref())?;
+    let (vectors, _) = embed_texts(&s, req.texts, prompt, req.truncate, "inputs").await?;
     Ok(Json(vectors))
 }
 
@@ -291,7 +321,8 @@ pub async fn tei_root(
         return similarity(&s, &body).await.map(|v| Json(json!(v)));
     }
     let req = parse_embed_tei(&body, &parse_limits(&s))?;
-    let (vectors, _) = embed_texts(&s, req.texts, req.truncate, "inputs").await?;
+    let prompt = request_prompt(&s, req.prompt_name.as_deref())?;
+    let (vectors, _) = embed_texts(&s, req.texts, prompt, req.truncate, "inputs").await?;
     Ok(Json(json!(vectors)))
 }
 
@@ -309,7 +340,8 @@ async fn similarity(s: &Shared, body: &[u8]) -> Result<Vec<f32>, ApiError> {
     let mut texts = Vec::with_capacity(q.others.len() + 1);
     texts.push(q.source);
     texts.extend(q.others);
-    let (vectors, _) = embed_texts(s, texts, q.truncate, "inputs").await?;
+    let prompt = request_prompt(s, None)?;
+    let (vectors, _) = embed_texts(s, texts, prompt, q.truncate, "inputs").await?;
     let (source, others) = vectors
         .split_first()
         .ok_or_else(|| ApiError::internal("no vectors came back"))?;
@@ -337,21 +369,45 @@ pub async fn tokenize_tei(
     Ok(Json(json!(spans)))
 }
 
-/// OpenAI's `GET /v1/models`: the one model served.
-pub async fn models_openai(State(s): State<Shared>) -> Json<Value> {
+/// OpenAI's model object for the one model served; `created` is when the
+/// server started.
+fn model_object(s: &Shared) -> Value {
     let started = std::time::SystemTime::now()
         .checked_sub(s.started.elapsed())
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
-    Json(json!({
-        "object": "list",
-        "data": [{
-            "id": s.model_name,
-            "object": "model",
-            "created": started,
-            "owned_by": "papersim",
-        }],
-    }))
+    json!({
+        "id": s.model_name,
+        "object": "model",
+        "created": started,
+        "owned_by": "papersim",
+    })
+}
+
+/// OpenAI's `GET /v1/models`: the one model served.
+pub async fn models_openai(State(s): State<Shared>) -> Json<Value> {
+    Json(json!({"object": "list", "data": [model_object(&s)]}))
+}
+
+/// OpenAI's `GET /v1/models/{id}`: the served model under its own name, a
+/// 404 in OpenAI's error shape for any other.
+pub async fn model_openai(State(s): State<Shared>, Path(id): Path<String>) -> Response {
+    // The catch-all keeps the leading slash of the rest of the path.
+    let id = id.trim_start_matches('/');
+    if id == s.model_name {
+        return Json(model_object(&s)).into_response();
+    }
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!(
+            "The model {id:?} does not exist; this server has {:?}",
+            s.model_name
+        ),
+    )
+    .with_field("model")
+    .openai()
+    .into_response()
 }
 
 /// OpenAI's `POST /v1/embeddings`.
@@ -373,7 +429,9 @@ async fn openai(s: &Shared, body: &[u8]) -> Result<Value, ApiError> {
     let req = parse_embed_openai(body, &parse_limits(s))?;
     let base64 = req.base64;
     let model = req.model.unwrap_or_else(|| s.model_name.clone());
-    let (vectors, tokens) = embed_texts(s, req.texts, true, "input").await?;
+    // OpenAI's API has no prompt field: the model's default_prompt_name's.
+    let prompt = request_prompt(s, None)?;
+    let (vectors, tokens) = embed_texts(s, req.texts, prompt, true, "input").await?;
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()

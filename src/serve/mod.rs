@@ -301,6 +301,9 @@ fn router(state: Shared) -> Router {
         .route("/similarity", post(api::similarity_tei))
         .route("/tokenize", post(api::tokenize_tei))
         .route("/v1/models", get(api::models_openai))
+        // A catch-all: hub ids have a slash, which clients may or may not
+        // percent-encode.
+        .route("/v1/models/{*id}", get(api::model_openai))
         .route("/v1/embeddings", post(api::embed_openai))
         .fallback(api::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), track))

@@ -404,10 +404,14 @@ pub struct EmbedQuery {
     pub texts: Vec<String>,
     /// Cut texts past the model's window (true) or refuse them (false).
     pub truncate: bool,
+    /// TEI's `prompt_name`: one of the model's prompts, checked against the
+    /// model by the handler (parsing does not know the model). None: the
+    /// model's `default_prompt_name`, as TEI does.
+    pub prompt_name: Option<String>,
 }
 
 /// Parses a text-embeddings-inference `POST /embed` body. Options papersim
-/// cannot honour (`normalize: false`, left truncation, prompts, another
+/// cannot honour (`normalize: false`, left truncation, another
 /// `dimensions`) are 422s rather than silently ignored.
 pub fn parse_embed_tei(body: &[u8], limits: &ParseLimits) -> Result<EmbedQuery, ApiError> {
     let req: TeiBody = parse_json(body)?;
@@ -427,14 +431,12 @@ pub fn parse_embed_tei(body: &[u8], limits: &ParseLimits) -> Result<EmbedQuery, 
             format!("{d:?}: only \"Right\" is supported"),
         ));
     }
-    if req.prompt_name.is_some() {
-        return Err(ApiError::field("prompt_name", "the model has no prompts"));
-    }
     check_dimensions(limits, req.dimensions)?;
     let texts = req.inputs.into_texts(limits, "inputs")?;
     Ok(EmbedQuery {
         texts,
         truncate: req.truncate.unwrap_or(true),
+        prompt_name: req.prompt_name,
     })
 }
 
@@ -618,9 +620,12 @@ mod tests {
             e,
             EmbedQuery {
                 texts: vec!["hi".into()],
-                truncate: false
+                truncate: false,
+                prompt_name: None,
             }
         );
+        let e = parse_embed_tei(br#"{"inputs": "hi", "prompt_name": "query"}"#, &LIMITS).unwrap();
+        assert_eq!(e.prompt_name.as_deref(), Some("query"));
         let e = parse_embed_openai(
             br#"{"input": ["a", "b"], "model": "m", "encoding_format": "base64", "dimensions": 384}"#,
             &LIMITS,
@@ -713,7 +718,7 @@ mod tests {
             ),
             (
                 Route::EmbedTei,
-                br#"{"inputs": "a", "prompt_name": "q"}"#,
+                br#"{"inputs": "a", "prompt_name": 3}"#,
                 422,
                 Some("prompt_name"),
             ),

@@ -141,7 +141,7 @@ pub fn build(
     progress(Progress::Read(mine.len()));
     let texts: Vec<String> = mine.iter().map(|(_, p)| opts.template.render(p)).collect();
     let dim = model.dim;
-    let mut cache = EmbedCache::open(out, dim, &model.weights_sha256)?;
+    let mut cache = EmbedCache::open(out, dim, &model.checkpoint_key())?;
     let (vectors, stats, resumed) = embed_resumable(
         embedder,
         &texts,

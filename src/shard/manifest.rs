@@ -101,13 +101,15 @@ impl ShardManifest {
     }
 }
 
-/// One model at one precision: everything but how the user named it.
+/// One model at one precision with one document prompt: everything but how
+/// the user named it.
 pub(super) fn same_model(a: &ModelInfo, b: &ModelInfo) -> bool {
     a.weights_sha256 == b.weights_sha256
         && a.dim == b.dim
         && a.precision == b.precision
         && a.pooling == b.pooling
         && a.max_seq_length == b.max_seq_length
+        && a.document_prompt == b.document_prompt
 }
 
 /// Reads and checks `dir/shard.json` (format and version; not the files).

@@ -59,6 +59,19 @@ ids = [m.id for m in models]
 assert ids == [NAME], ids
 assert all(m.object == "model" and isinstance(m.created, int) for m in models)
 
+# The retrieve-model endpoint, whose path the client builds from the id (the
+# hub id's slash included).
+m = oa.models.retrieve(NAME)
+assert m.id == NAME and m.object == "model" and m.owned_by == "papersim", m
+assert isinstance(m.created, int), m
+try:
+    oa.models.retrieve("org/no-such-model")
+    raise AssertionError("an unknown model was retrieved")
+except openai.NotFoundError as e:
+    assert e.status_code == 404, e
+    assert "org/no-such-model" in str(e), e
+    summary["openai_retrieve_unknown"] = e.status_code
+
 long = oa.embeddings.create(model=NAME, input=LONG)  # truncated, as OpenAI-style servers do
 assert len(long.data[0].embedding) == DIM and unit(long.data[0].embedding)
 
@@ -92,6 +105,13 @@ try:
 except Exception as e:  # HfHubHTTPError; its module moved between versions
     assert status_of(e) == 413, (type(e), e)
     summary["hf_too_long"] = status_of(e)
+# all-MiniLM-L6-v2 has no prompts: a prompt_name is refused, naming the field.
+try:
+    hf.feature_extraction("x", prompt_name="query")
+    raise AssertionError("a prompt_name the model lacks was accepted")
+except Exception as e:
+    assert status_of(e) == 422, (type(e), e)
+    summary["hf_unknown_prompt"] = status_of(e)
 try:
     hf.feature_extraction("x", normalize=False)
     raise AssertionError("normalize=false was accepted")
