@@ -7,9 +7,9 @@
 //! - Matmuls (~half of candle's time, ~55 GFLOP/s a core through the `gemm`
 //!   crate, which packs both operands on every call). Here activations are
 //!   kept feature-major (`[feature][token]`, tokens padded to whole 16-token
-//!   panels, see [`Cols`]), weights are packed once at load, and one AVX2+FMA 6x16
-//!   register-tile kernel does every product (6 output features x 16 tokens
-//!   per tile), 75-85 GFLOP/s a core: no operand is repacked per call (K is
+//!   panels, see [`Cols`]), weights are packed once at load, and one
+//!   register-tile kernel does every product (on AVX2+FMA 6 output features x
+//!   16 tokens per tile, 75-85 GFLOP/s a Zen 3 core): no operand is repacked per call (K is
 //!   read in place, V is a small copy), and bias, residual, GELU and the
 //!   softmax max and normaliser are taken from the tile while it is in
 //!   registers. Q, K and V come from one fused [3*hidden, hidden] product.
@@ -35,8 +35,10 @@
 //! 12-bit per-token activations through an integer kernel ([`int8`]);
 //! attention, softmax and LayerNorm stay f32.
 //!
-//! Without AVX2+FMA (other x86 CPUs, other architectures) the same code runs
-//! on portable scalar kernels: correct, not fast.
+//! The kernels are in [`kernel`], one file per instruction set (AVX2,
+//! AVX-VNNI, AVX-512, AVX-512 VNNI, NEON, and portable scalar code), picked
+//! at load by CPU detection or `PAPERSIM_ISA`, each first checked against
+//! the scalar ones.
 
 use std::sync::Mutex;
 
