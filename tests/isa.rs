@@ -80,7 +80,12 @@ fn every_path_this_cpu_runs_matches_sentence_transformers() {
                 worst.1,
                 chosen.len()
             );
-            assert!(worst.0 >= bar, "{isa} {precision}: {} at {}", worst.0, worst.1);
+            assert!(
+                worst.0 >= bar,
+                "{isa} {precision}: {} at {}",
+                worst.0,
+                worst.1
+            );
         }
     }
 }
@@ -92,7 +97,11 @@ fn a_path_the_cpu_lacks_or_an_unknown_name_is_refused() {
     };
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("t.jsonl");
-    std::fs::write(&input, "{\"id\": \"a\", \"text\": \"graph neural networks\"}\n").unwrap();
+    std::fs::write(
+        &input,
+        "{\"id\": \"a\", \"text\": \"graph neural networks\"}\n",
+    )
+    .unwrap();
     let kernels = papersim::embed::cpu_kernels().unwrap();
     let mut refused = vec!["avx9000"];
     refused.extend(

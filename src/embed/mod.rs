@@ -22,9 +22,9 @@ use tokenizers::{Tokenizer, TruncationParams};
 
 pub use backend::{Backend, CandleBert, DeviceSpec, TokenBatch};
 pub use batch::BatchLimits;
-pub use cpu_bert::{cpu_kernels, CpuBert, CpuKernels};
 #[doc(hidden)]
 pub use cpu_bert::DenseBench;
+pub use cpu_bert::{cpu_kernels, CpuBert, CpuKernels};
 pub use model::{
     from_dir, model_name, resolve_in_cache, weights_sha256, ModelFiles, ModelSource,
     DEFAULT_HUB_ID, DEFAULT_MODEL_DIR, DEFAULT_WEIGHTS_SHA256, FETCH_HINT,

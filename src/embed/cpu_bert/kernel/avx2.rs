@@ -76,7 +76,9 @@ impl Vf32 for V256 {
     }
     #[inline(always)]
     unsafe fn round(self) -> Self {
-        V256(_mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0))
+        V256(_mm256_round_ps::<
+            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+        >(self.0))
     }
     #[inline(always)]
     unsafe fn pow2i(self) -> Self {
@@ -174,7 +176,13 @@ pub(super) unsafe fn panel(p: &Panel<'_>, c: &mut [f32], ldc: usize, col_max: Op
 /// # Safety
 /// AVX2 and FMA must be available, and the slices as `kernel::softmax_cols` asserts.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn softmax_cols(s: &mut [f32], c: Cols, scale: f32, inv_sum: &mut [f32], max: &[f32]) {
+pub(super) unsafe fn softmax_cols(
+    s: &mut [f32],
+    c: Cols,
+    scale: f32,
+    inv_sum: &mut [f32],
+    max: &[f32],
+) {
     simd::softmax_cols::<V256>(s, c, scale, inv_sum, max)
 }
 

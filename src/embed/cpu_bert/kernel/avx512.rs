@@ -88,7 +88,9 @@ impl Vf32 for V512 {
     }
     #[inline(always)]
     unsafe fn round(self) -> Self {
-        V512(_mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(self.0))
+        V512(_mm512_roundscale_ps::<
+            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+        >(self.0))
     }
     #[inline(always)]
     unsafe fn pow2i(self) -> Self {

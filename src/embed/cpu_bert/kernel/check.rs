@@ -85,7 +85,12 @@ pub(super) fn run(isa: Isa) -> Result<(), String> {
     let ints = |seed, len, max: f32| -> Vec<i32> {
         values(seed, len)
             .chunks(2)
-            .map(|v| pair((v[0] * max) as i32, (v.get(1).copied().unwrap_or(0.0) * max) as i32))
+            .map(|v| {
+                pair(
+                    (v[0] * max) as i32,
+                    (v.get(1).copied().unwrap_or(0.0) * max) as i32,
+                )
+            })
             .collect()
     };
     let w = ints(6, 2 * tiles * kp * MR, 127.0);

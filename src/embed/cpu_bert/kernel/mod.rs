@@ -277,7 +277,13 @@ enum F32Path {
 
 /// One panel of an f32 product into C from `c[0]` (stride `ldc`), raising
 /// `col_max` (NR values) to the maximum of each column stored.
-pub(super) fn panel(isa: Isa, p: &Panel<'_>, c: &mut [f32], ldc: usize, col_max: Option<&mut [f32]>) {
+pub(super) fn panel(
+    isa: Isa,
+    p: &Panel<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    col_max: Option<&mut [f32]>,
+) {
     let tiles = p.rows.div_ceil(MR);
     assert!(p.rows > 0 && p.kc > 0 && c.len() >= (p.rows - 1) * ldc + NR);
     assert!(p.a.len() >= (tiles - 1) * p.tile_stride + (p.kc - 1) * p.a_ks + MR);
@@ -344,7 +350,7 @@ pub(super) fn quantize_pairs(
     inv: &[f32],
     out: &mut [i32],
 ) {
-    assert!(k > 0 && n % NR == 0 && n <= ld && x.len() >= k * ld);
+    assert!(k > 0 && n.is_multiple_of(NR) && n <= ld && x.len() >= k * ld);
     assert!(out.len() >= k.div_ceil(2) * ld && inv.len() >= n);
     match isa.f32_kernels() {
         // SAFETY: AVX2 and FMA are present on every x86 vector path; the

@@ -142,7 +142,13 @@ pub(super) unsafe fn panel(p: &Panel<'_>, c: &mut [f32], ldc: usize, col_max: Op
 /// # Safety
 /// The slices as `kernel::softmax_cols` asserts.
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn softmax_cols(s: &mut [f32], c: Cols, scale: f32, inv_sum: &mut [f32], max: &[f32]) {
+pub(super) unsafe fn softmax_cols(
+    s: &mut [f32],
+    c: Cols,
+    scale: f32,
+    inv_sum: &mut [f32],
+    max: &[f32],
+) {
     simd::softmax_cols::<V128>(s, c, scale, inv_sum, max)
 }
 

@@ -222,4 +222,3 @@ pub(super) fn layer_norm(
         }
     }
 }
-

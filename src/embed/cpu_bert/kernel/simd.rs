@@ -14,8 +14,8 @@
 //! the hand-written AVX2 one it replaced (see `docs/kernels.md` for the
 //! figures).
 
-use super::scalar::{ERF_P_F32, ERF_Q_F32, EXP_P, LN2_HI, LN2_LO, LOG2E, SQRT_2_OVER_PI};
 use super::super::int8::QPanel;
+use super::scalar::{ERF_P_F32, ERF_Q_F32, EXP_P, LN2_HI, LN2_LO, LOG2E, SQRT_2_OVER_PI};
 use super::{Act, Cols, Panel, MR, NR};
 
 /// A vector of f32 lanes and the operations the kernels use. Every method

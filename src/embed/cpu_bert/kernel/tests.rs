@@ -72,7 +72,9 @@ fn erf_is_within_2e7_of_f64_erf() {
     let xs: Vec<f32> = (-800_000..=800_000).map(|i| i as f32 * 1e-5).collect();
     let mut paths: Vec<(&str, Vec<f32>)> = vec![(
         "scalar",
-        xs.iter().map(|&x| scalar::erf_f64(x as f64) as f32).collect(),
+        xs.iter()
+            .map(|&x| scalar::erf_f64(x as f64) as f32)
+            .collect(),
     )];
     #[cfg(target_arch = "x86_64")]
     if Isa::Avx2.supported() {
@@ -243,11 +245,17 @@ fn isa_names_parse_and_refusals_say_why() {
         assert_eq!(Isa::parse(isa.name()), Ok(isa));
     }
     let err = Isa::parse("avx9000").unwrap_err();
-    assert!(err.contains("unknown") && err.contains("avx512-vnni"), "{err}");
+    assert!(
+        err.contains("unknown") && err.contains("avx512-vnni"),
+        "{err}"
+    );
     #[cfg(target_arch = "x86_64")]
     {
         let err = Isa::parse("neon").unwrap_err();
-        assert!(err.contains("not an instruction set of this architecture"), "{err}");
+        assert!(
+            err.contains("not an instruction set of this architecture"),
+            "{err}"
+        );
         for isa in Isa::ladder() {
             if !isa.supported() {
                 let err = Isa::parse(isa.name()).unwrap_err();
@@ -258,6 +266,9 @@ fn isa_names_parse_and_refusals_say_why() {
     #[cfg(target_arch = "aarch64")]
     {
         let err = Isa::parse("avx2").unwrap_err();
-        assert!(err.contains("not an instruction set of this architecture"), "{err}");
+        assert!(
+            err.contains("not an instruction set of this architecture"),
+            "{err}"
+        );
     }
 }
