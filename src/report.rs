@@ -205,6 +205,8 @@ pub fn build_summary(r: &BuildReport) -> String {
         ("docs/s", format!("{:.1}", r.docs_per_s)),
         ("tokens/s", format!("{:.0}", r.tokens_per_s)),
         ("padding ratio", format!("{:.3}", r.padding_ratio)),
+        ("sentences", r.sentences.to_string()),
+        ("sentence secs", format!("{:.1}", r.sentence_seconds)),
         ("index seconds", format!("{:.1}", r.index_seconds)),
         ("total seconds", format!("{:.1}", r.total_seconds)),
     ];

@@ -29,7 +29,11 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     paper_qrels: Option<PathBuf>,
     /// Modes to score, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "dense,keyword,hybrid")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "dense,keyword,hybrid,sentences"
+    )]
     modes: Vec<Mode>,
     /// Keep documents whose id equals the query id (the BEIR toolkit drops them).
     #[arg(long)]
