@@ -129,8 +129,9 @@ pub const DEFAULT_MODE: Mode = Mode::Hybrid;
 
 /// The default mode of `similar` and `related` (the query is a paper or a
 /// draft abstract): the one `papersim eval --paper-qrels` measured best on
-/// CiteSeer's citation links (docs/evaluation.md).
-pub const PAPER_DEFAULT_MODE: Mode = Mode::Hybrid;
+/// CiteSeer's citation links (docs/evaluation.md). Hybrid in a library
+/// built with `--no-sentences`.
+pub const PAPER_DEFAULT_MODE: Mode = Mode::Sentences;
 
 impl FromStr for Mode {
     type Err = String;
