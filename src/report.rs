@@ -290,14 +290,14 @@ pub fn eval_table(results: &[(String, ModeResult)]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<8} {:>7} {:>8} {:>8} {:>10} {:>7} {:>7}  SET",
+        "{:<9} {:>7} {:>8} {:>8} {:>10} {:>7} {:>7}  SET",
         "MODE", "QUERIES", "nDCG@10", "nDCG@20", "Recall@100", "MRR@10", "MAP"
     );
     for (set, r) in results {
         let m = &r.metrics;
         let _ = writeln!(
             out,
-            "{:<8} {:>7} {:>8.4} {:>8.4} {:>10.4} {:>7.4} {:>7.4}  {set}",
+            "{:<9} {:>7} {:>8.4} {:>8.4} {:>10.4} {:>7.4} {:>7.4}  {set}",
             r.mode.to_string(),
             r.queries,
             m.ndcg10,

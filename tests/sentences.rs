@@ -62,9 +62,9 @@ fn a_default_build_stores_sentence_vectors_and_similar_explains_with_them() {
     assert_eq!(sentence_rows(&lib), papers);
     verify_ok(&lib);
 
-    // The default of similar aligns sentences: every hit is explained by
-    // its best sentence pair, with no model loaded.
-    let v = similar(&lib, &["-k", "5"]);
+    // similar explains every hit by its best sentence pair, with no model
+    // loaded; the sentences mode ranks by the alignment too.
+    let v = similar(&lib, &["-k", "5", "--mode", "sentences"]);
     assert_eq!(ids(&v).len(), 5);
     for hit in v["results"].as_array().unwrap() {
         let why = &hit["why"];
@@ -74,9 +74,9 @@ fn a_default_build_stores_sentence_vectors_and_similar_explains_with_them() {
         assert!(sim > 0.0 && sim <= 1.01, "{hit}");
         assert!(hit["fused"].as_f64().unwrap() > 0.0, "{hit}");
     }
-    // Hybrid alone gives no explanation.
-    let hybrid = similar(&lib, &["-k", "5", "--mode", "hybrid"]);
-    assert!(hybrid["results"][0].get("why").is_none(), "{hybrid}");
+    let hybrid = similar(&lib, &["-k", "5"]);
+    assert!(hybrid["results"][0]["why"].is_object(), "{hybrid}");
+    assert_ne!(ids(&hybrid), Vec::<String>::new());
 }
 
 #[test]
@@ -98,11 +98,12 @@ fn no_sentences_builds_a_smaller_library_where_similar_ranks_by_hybrid() {
             .sum::<u64>()
     };
     assert!(size(&without) < size(&with));
-    // Same papers and vectors: without sentence vectors the default is hybrid.
-    let default = similar(&without, &["-k", "10"]);
+    // Same papers and vectors: without sentence vectors the sentences mode
+    // is hybrid, and nothing is explained without the model.
+    let fallback = similar(&without, &["-k", "10", "--mode", "sentences"]);
     let hybrid = similar(&with, &["-k", "10", "--mode", "hybrid"]);
-    assert_eq!(ids(&default), ids(&hybrid));
-    assert!(default["results"][0].get("why").is_none());
+    assert_eq!(ids(&fallback), ids(&hybrid));
+    assert!(fallback["results"][0].get("why").is_none());
 }
 
 #[test]

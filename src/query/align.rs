@@ -1,15 +1,16 @@
 //! Sentence alignment: how well the sentences of a query paper (or draft, or
 //! query) are matched by the sentences of a candidate paper.
 //!
-//! The score is the mean, over the query's sentences, of each one's best
-//! cosine among the candidate's sentences (max-sim, as in ColBERT and
-//! Aspire's "ts" variant): a candidate scores high when every point the query
-//! makes is made somewhere in it, which a single whole-abstract vector
-//! blurs. The best pair of all is the explanation of the match.
+//! The score is a symmetric max-sim (as in ColBERT, BERTScore and Aspire's
+//! "ts" variant): each query sentence's best cosine among the candidate's
+//! sentences, averaged, and the same from the candidate's side, the two
+//! means averaged. A candidate scores high when the points the two make
+//! match one by one, which a single whole-abstract vector blurs. The best
+//! pair of all is the explanation of the match.
 
 use super::rrf_weighted;
 use crate::index::{dot_i8, Neighbor};
-use crate::store::{Library, SentenceVectors};
+use crate::store::SentenceVectors;
 
 /// The query's sentences, quantized once for scoring against stored codes.
 pub(crate) struct QuerySentences {
@@ -50,49 +51,19 @@ impl QuerySentences {
         dot_i8(stored.code(i), code) as f32 * self.scales[q] * stored.scale(i)
     }
 
-    /// The alignment of row `row`'s stored sentences with these: the mean
-    /// over query sentences of the best cosine among the row's; 0 when
-    /// either side has none.
+    /// The alignment of row `row`'s stored sentences with these (see
+    /// [`align`]); 0 when either side has none.
     pub(crate) fn score(&self, stored: &SentenceVectors, row: usize) -> f32 {
         let range = stored.range(row);
-        if range.is_empty() || self.len() == 0 {
+        let m = range.len();
+        if m == 0 || self.len() == 0 {
             return 0.0;
         }
-        let best: Vec<f32> = (0..self.len())
-            .map(|q| {
-                range
-                    .clone()
-                    .map(|i| self.cosine(q, stored, i))
-                    .fold(f32::MIN, f32::max)
-            })
-            .collect();
-        max_sim_mean(&best)
-    }
-
-    /// EXPLORATION: direction variants by env var.
-    pub(crate) fn score_variant(&self, stored: &SentenceVectors, row: usize) -> f32 {
-        let dir = std::env::var("PAPERSIM_SENT_DIR").unwrap_or_default();
-        if dir.is_empty() {
-            return self.score(stored, row);
+        let mut cosines = Vec::with_capacity(self.len() * m);
+        for q in 0..self.len() {
+            cosines.extend(range.clone().map(|i| self.cosine(q, stored, i)));
         }
-        let range = stored.range(row);
-        if range.is_empty() || self.len() == 0 {
-            return 0.0;
-        }
-        let back: Vec<f32> = range
-            .clone()
-            .map(|i| {
-                (0..self.len())
-                    .map(|q| self.cosine(q, stored, i))
-                    .fold(f32::MIN, f32::max)
-            })
-            .collect();
-        let back = max_sim_mean(&back);
-        if dir == "c" {
-            back
-        } else {
-            (self.score(stored, row) + back) / 2.0
-        }
+        symmetric_max_sim(&cosines, self.len(), m)
     }
 
     /// The closest pair between these sentences and row `row`'s: (query
@@ -125,72 +96,67 @@ pub(crate) fn rerank(
         .filter(|n| seen.insert(n.row))
         .map(|n| Neighbor {
             row: n.row,
-            score: q.score_variant(stored, n.row),
+            score: q.score(stored, n.row),
         })
         .collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
     out
 }
 
-/// EXPLORATION ONLY (removed before release): fusion variants by env var.
+/// The weight of the alignment ranking in the fusion (dense and keyword
+/// weigh 1 and [`PAPER_KEYWORD_WEIGHT`](super::PAPER_KEYWORD_WEIGHT)): it
+/// only re-orders the candidates the other two found. nDCG@10 on
+/// CiteSeer at 0.35 / 0.5 / 1: 0.3838 / 0.3829 / 0.3813 (hybrid 0.3823).
+pub const ALIGNMENT_WEIGHT: f32 = 0.5;
+
+/// Reciprocal-rank fusion of the dense, keyword and alignment rankings.
 pub(crate) fn fuse(
-    lib: &Library,
-    vector: Option<&[f32]>,
     dense: Vec<Neighbor>,
     keyword: Vec<Neighbor>,
     keyword_weight: f32,
     by_alignment: Vec<Neighbor>,
 ) -> Vec<Neighbor> {
-    let var = std::env::var("PAPERSIM_SENT_FUSION").unwrap_or_else(|_| "rrf3:1".into());
-    let (name, x) = var.split_once(':').unwrap_or((var.as_str(), "1"));
-    let x: f32 = x.parse().unwrap_or(1.0);
-    match name {
-        "lin" => {
-            let mut lin: Vec<Neighbor> = by_alignment
-                .iter()
-                .map(|n| Neighbor {
-                    row: n.row,
-                    score: vector.map_or(0.0, |v| crate::index::dot(lib.vectors().row(n.row), v))
-                        + x * n.score,
-                })
-                .collect();
-            lin.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
-            rrf_weighted(&[(lin, 1.0), (keyword, keyword_weight)])
-        }
-        "only" => rrf_weighted(&[(by_alignment, 1.0), (keyword, keyword_weight)]),
-        _ => rrf_weighted(&[(dense, 1.0), (keyword, keyword_weight), (by_alignment, x)]),
-    }
+    rrf_weighted(&[
+        (dense, 1.0),
+        (keyword, keyword_weight),
+        (by_alignment, ALIGNMENT_WEIGHT),
+    ])
 }
 
-/// The mean of each query sentence's best cosine (what [`align`] and
-/// [`QuerySentences::score`] rank by).
-fn max_sim_mean(best: &[f32]) -> f32 {
-    if best.is_empty() {
-        0.0
-    } else {
-        best.iter().sum::<f32>() / best.len() as f32
-    }
-}
-
-/// Max-sim alignment of f32 sentence vectors: for each of the query's
-/// sentences (`query`, `n · dim`) its best dot product among the candidate's
-/// (`candidate`, `m · dim`), averaged over the query's. 0 when either has
-/// none. The reference the quantized [`QuerySentences::score`] follows.
-pub fn align(query: &[f32], candidate: &[f32], dim: usize) -> f32 {
-    let dim = dim.max(1);
-    if candidate.len() < dim {
+/// The symmetric max-sim of an `n × m` matrix of cosines (query sentence
+/// by candidate sentence, row-major): the mean of two means, each query
+/// sentence's best cosine and each candidate sentence's best cosine. One
+/// direction alone favours long candidates (more chances for each query
+/// sentence) or short ones; on CiteSeer both directions together ranked
+/// best (nDCG@10, fused: 0.3829 against 0.3799 query-side only and 0.3789
+/// candidate-side only).
+fn symmetric_max_sim(cosines: &[f32], n: usize, m: usize) -> f32 {
+    if n == 0 || m == 0 || cosines.len() != n * m {
         return 0.0;
     }
-    let best: Vec<f32> = query
-        .chunks_exact(dim)
-        .map(|q| {
-            candidate
-                .chunks_exact(dim)
-                .map(|c| crate::index::dot(q, c))
-                .fold(f32::MIN, f32::max)
-        })
-        .collect();
-    max_sim_mean(&best)
+    let rows: f32 = cosines
+        .chunks_exact(m)
+        .map(|r| r.iter().copied().fold(f32::MIN, f32::max))
+        .sum();
+    let cols: f32 = (0..m)
+        .map(|j| (0..n).map(|i| cosines[i * m + j]).fold(f32::MIN, f32::max))
+        .sum();
+    (rows / n as f32 + cols / m as f32) / 2.0
+}
+
+/// Sentence alignment of f32 sentence vectors (`query`, `n · dim`;
+/// `candidate`, `m · dim`, unit rows): the symmetric max-sim of their
+/// cosines, in [-1, 1]; 1 when each side's every sentence has an identical
+/// one on the other side, 0 when either has none. The reference the
+/// quantized [`QuerySentences::score`] follows.
+pub fn align(query: &[f32], candidate: &[f32], dim: usize) -> f32 {
+    let dim = dim.max(1);
+    let (n, m) = (query.len() / dim, candidate.len() / dim);
+    let mut cosines = Vec::with_capacity(n * m);
+    for q in query.chunks_exact(dim) {
+        cosines.extend(candidate.chunks_exact(dim).map(|c| crate::index::dot(q, c)));
+    }
+    symmetric_max_sim(&cosines, n, m)
 }
 
 #[cfg(test)]
@@ -205,13 +171,19 @@ mod tests {
     #[test]
     fn every_query_sentence_counts_once_by_its_best_match() {
         let (x, y, z) = ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]);
-        // The query says x and y. A candidate saying both (and more) aligns
-        // fully; one saying only x aligns half; order does not matter.
+        // The query says x and y. The same sentences in another order align
+        // fully.
         let q: Vec<f32> = [x, y].concat();
-        assert_eq!(align(&q, &[z, y, x].concat(), 3), 1.0);
-        assert_eq!(align(&q, &[x, z].concat(), 3), 0.5);
-        // Repeating a sentence does not raise the score.
-        assert_eq!(align(&q, &[x, x, x].concat(), 3), 0.5);
+        assert_eq!(align(&q, &[y, x].concat(), 3), 1.0);
+        // Saying both and z: the query side is matched (1), the candidate's
+        // z is not (its side: 2/3).
+        assert!((align(&q, &[z, y, x].concat(), 3) - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-6);
+        // Saying only x: half the query is matched, all of the candidate.
+        assert_eq!(align(&q, &x, 3), 0.75);
+        // Repeating a sentence changes nothing.
+        assert_eq!(align(&q, &[x, x, x].concat(), 3), 0.75);
+        // The measure is symmetric.
+        assert_eq!(align(&x, &q, 3), align(&q, &x, 3));
         assert_eq!(align(&q, &[], 3), 0.0);
         assert_eq!(align(&[], &x, 3), 0.0);
     }

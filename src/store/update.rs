@@ -43,9 +43,9 @@ impl Library {
         // to a library that has them would be rows `similar` cannot align.
         if self.has_sentences() && !added.papers.is_empty() && added.sentences.is_none() {
             return Err(StoreError::Invalid(format!(
-                "{}: this library stores sentence vectors and the {} papers added have none; \
-                 add them with papersim add (which embeds their sentences), or rebuild the \
-                 library with --no-sentences",
+                "{}: this library stores sentence vectors and the {} papers to add have none \
+                 (shards embed papers, not sentences); add them with papersim add, which \
+                 embeds their sentences, or merge into a library built with --no-sentences",
                 dir.display(),
                 added.papers.len()
             )));
