@@ -304,8 +304,3 @@ pub(crate) fn explain(
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-}
