@@ -144,6 +144,7 @@ pub(crate) fn explain_stored(
     // `QuerySentences`) cannot shift the indexes of the others.
     let per_sentence: Vec<QuerySentences> = source_sentences
         .chunks_exact(dim)
+        .take(texts.len().min(labels.len()))
         .map(|v| QuerySentences::new(v, dim))
         .collect();
     for h in hits.iter_mut() {

@@ -1,5 +1,6 @@
 //! Answering "papers like this": from a query sentence, a paper id, or a
-//! draft and seed papers ([`related`]), by dense, keyword or hybrid ranking.
+//! draft and seed papers ([`related`]), by dense, keyword or hybrid ranking,
+//! or hybrid re-ranked by sentence alignment ([`Mode::Sentences`]).
 
 mod align;
 mod explain;
