@@ -224,6 +224,9 @@ pub struct EvalQuery {
     /// modes; `None` without an embedder or when the model's vector was not
     /// unit length.
     pub vector: Option<Vec<f32>>,
+    /// Its sentences' vectors (`n · dim`), for the sentences mode: a paper's
+    /// stored ones, or a short query's own vector.
+    pub sentences: Option<Vec<f32>>,
     /// Rows never returned (the query paper itself in paper-to-paper runs).
     pub exclude: Vec<usize>,
 }
@@ -252,6 +255,7 @@ pub fn beir_queries(
             id: id.clone(),
             text: Some(text.clone()),
             vector: is_unit(v).then(|| v.to_vec()),
+            sentences: is_unit(v).then(|| v.to_vec()),
             exclude: lib
                 .row_of(id)
                 .filter(|_| ignore_identical_ids)
@@ -272,6 +276,7 @@ pub fn paper_queries(lib: &Library, qrels: &Qrels) -> Result<Vec<EvalQuery>, Que
             id: id.clone(),
             text: Some(crate::query::paper_text(lib, row)?),
             vector: Some(lib.vectors().row(row).to_vec()),
+            sentences: crate::query::stored_sentences(lib, row, Mode::Sentences)?,
             exclude: vec![row],
         });
     }
@@ -300,6 +305,7 @@ pub fn evaluate(
             lib,
             q.vector.as_deref(),
             q.text.as_deref(),
+            q.sentences.as_deref(),
             DEPTH,
             &opts,
             &q.exclude,
@@ -376,6 +382,7 @@ pub fn beir_build_options() -> BuildOptions {
         index: HnswParams::default(),
         limit: None,
         checkpoint_texts: pipeline::CHECKPOINT_TEXTS,
+        sentences: true,
     }
 }
 
@@ -400,6 +407,7 @@ pub fn beir_set(
                 id,
                 text: Some(text),
                 vector: None,
+                sentences: None,
                 exclude: Vec::new(),
             })
             .collect(),
@@ -527,12 +535,18 @@ pub fn evaluate_related(
         let rows: Vec<usize> = std::iter::once(row)
             .chain(seed_links.iter().map(|l| l.1))
             .collect();
+        let sentences: Vec<Option<Vec<f32>>> = rows
+            .iter()
+            .map(|&r| crate::query::stored_sentences(lib, r, mode))
+            .collect::<Result<_, _>>()?;
         let positives: Vec<Positive> = rows
             .iter()
             .zip(&texts)
-            .map(|(&r, t)| Positive {
+            .zip(&sentences)
+            .map(|((&r, t), s)| Positive {
                 vector: Some(lib.vectors().row(r)),
                 text: t,
+                sentences: s.as_deref(),
             })
             .collect();
         let ranked = rank_positives(lib, &positives, fusion, &opts, &rows)?;

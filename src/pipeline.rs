@@ -11,7 +11,7 @@ use crate::embed::{is_unit, EmbedError, EmbedStats, Embedder, Role};
 use crate::index::HnswParams;
 use crate::store::{
     failpoint, read_manifest, text_hash, CommitSpec, Contents, EmbedCache, Library, Manifest,
-    StoreError,
+    SentenceVectors, StoreError,
 };
 
 /// Everything that can stop a `build`, `add` or `remove`.
@@ -58,6 +58,10 @@ pub struct BuildOptions {
     pub limit: Option<usize>,
     /// Texts embedded between two checkpoints (see [`embed_resumable`]).
     pub checkpoint_texts: usize,
+    /// Also store a vector per sentence of each paper (what `similar`'s
+    /// sentence alignment and cheap explanations use); `--no-sentences`
+    /// turns it off to save build time and space.
+    pub sentences: bool,
 }
 
 /// Texts embedded between two checkpoint appends by default: a kill loses at
@@ -89,6 +93,10 @@ pub struct BuildReport {
     pub tokens_per_s: f64,
     /// [`EmbedStats::padding_ratio`] of `embed`.
     pub padding_ratio: f64,
+    /// Sentences whose vectors were stored (0 with `--no-sentences`).
+    pub sentences: usize,
+    /// Seconds spent embedding the sentences (included in `total_seconds`).
+    pub sentence_seconds: f64,
     /// Seconds spent writing the library and building its indexes.
     pub index_seconds: f64,
     /// Seconds of the whole build, reading the corpus included.
@@ -175,6 +183,21 @@ pub fn build(
         }
     }
 
+    let sentence_start = Instant::now();
+    let sentences = if opts.sentences {
+        progress(Progress::Stage("embedding sentences"));
+        Some(embed_sentences(
+            embedder,
+            &kept_papers,
+            &mut cache,
+            opts.checkpoint_texts,
+            progress,
+        )?)
+    } else {
+        None
+    };
+    let sentence_seconds = sentence_start.elapsed().as_secs_f64();
+
     let index_start = Instant::now();
     let spec = CommitSpec {
         model: embedder.info(),
@@ -185,6 +208,7 @@ pub fn build(
         papers: &kept_papers,
         texts: &kept_texts,
         vectors: &kept_vectors,
+        sentences: sentences.as_ref(),
     };
     let manifest = Library::commit(library, contents, &spec, &|s| progress(Progress::Stage(s)))?;
     cache.remove()?;
@@ -199,6 +223,8 @@ pub fn build(
         padding_ratio: stats.padding_ratio(),
         embed: stats,
         resumed,
+        sentences: sentences.as_ref().map_or(0, SentenceVectors::len),
+        sentence_seconds,
         index_seconds: index_start.elapsed().as_secs_f64(),
         total_seconds: start.elapsed().as_secs_f64(),
         device: embedder.device_name(),
@@ -248,6 +274,33 @@ pub fn embed_resumable(
         stats.add(&s);
     }
     Ok((vectors, stats, resumed))
+}
+
+/// Embeds the sentences of each paper ([`corpus::paper_sentences`]) through
+/// the build's checkpoint `cache` (a sentence already embedded by an
+/// interrupted run, or equal to a text embedded before, is not embedded
+/// again), one row per paper. Sentences are short, so the token-budget
+/// batches of [`Embedder::embed`] hold many of them.
+pub fn embed_sentences(
+    embedder: &Embedder,
+    papers: &[Paper],
+    cache: &mut EmbedCache,
+    checkpoint_texts: usize,
+    progress: &dyn Fn(Progress),
+) -> Result<SentenceVectors, PipelineError> {
+    let dim = embedder.info().dim;
+    let per_paper: Vec<Vec<String>> = papers.iter().map(corpus::paper_sentences).collect();
+    let texts: Vec<String> = per_paper.iter().flatten().cloned().collect();
+    progress(Progress::Read(papers.len() + texts.len()));
+    progress(Progress::Embedded(papers.len()));
+    let (vectors, _, _) = embed_resumable(embedder, &texts, cache, checkpoint_texts, progress)?;
+    let mut out = SentenceVectors::new(dim);
+    let mut at = 0;
+    for s in &per_paper {
+        out.push_row(&vectors[at * dim..(at + s.len()) * dim]);
+        at += s.len();
+    }
+    Ok(out)
 }
 
 /// How [`add`] reads and embeds a corpus; the text template and index
@@ -387,11 +440,24 @@ pub fn add(
     dead.retain(|&row| lib.papers().id(row).is_some_and(|id| kept_ids.contains(id)));
     let replaced = dead.len();
 
+    // A library with sentence vectors gets those of the added papers too.
+    let sentences = if lib.has_sentences() && !kept_papers.is_empty() {
+        Some(embed_sentences(
+            embedder,
+            &kept_papers,
+            &mut cache,
+            opts.checkpoint_texts,
+            progress,
+        )?)
+    } else {
+        None
+    };
     let update_start = Instant::now();
     let contents = Contents {
         papers: &kept_papers,
         texts: &kept_texts,
         vectors: &vectors,
+        sentences: sentences.as_ref(),
     };
     let manifest = if kept_papers.is_empty() && dead.is_empty() {
         lib.manifest().clone()
@@ -441,6 +507,7 @@ pub fn remove(library: &Path, ids: &[String]) -> Result<Manifest, PipelineError>
         papers: &[],
         texts: &[],
         vectors: &[],
+        sentences: None,
     };
     Ok(lib.update(none, &rows, &|_| {})?)
 }

@@ -205,6 +205,8 @@ pub fn build_summary(r: &BuildReport) -> String {
         ("docs/s", format!("{:.1}", r.docs_per_s)),
         ("tokens/s", format!("{:.0}", r.tokens_per_s)),
         ("padding ratio", format!("{:.3}", r.padding_ratio)),
+        ("sentences", r.sentences.to_string()),
+        ("sentence secs", format!("{:.1}", r.sentence_seconds)),
         ("index seconds", format!("{:.1}", r.index_seconds)),
         ("total seconds", format!("{:.1}", r.total_seconds)),
     ];
@@ -288,14 +290,14 @@ pub fn eval_table(results: &[(String, ModeResult)]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<8} {:>7} {:>8} {:>8} {:>10} {:>7} {:>7}  SET",
+        "{:<9} {:>7} {:>8} {:>8} {:>10} {:>7} {:>7}  SET",
         "MODE", "QUERIES", "nDCG@10", "nDCG@20", "Recall@100", "MRR@10", "MAP"
     );
     for (set, r) in results {
         let m = &r.metrics;
         let _ = writeln!(
             out,
-            "{:<8} {:>7} {:>8.4} {:>8.4} {:>10.4} {:>7.4} {:>7.4}  {set}",
+            "{:<9} {:>7} {:>8.4} {:>8.4} {:>10.4} {:>7.4} {:>7.4}  {set}",
             r.mode.to_string(),
             r.queries,
             m.ndcg10,

@@ -123,6 +123,7 @@ fn reopened_library_answers_the_same_and_matches_the_library_api() {
     let opened = papersim::store::Library::open(&lib).unwrap();
     let opts = papersim::query::Options {
         k: 20,
+        mode: papersim::query::PAPER_DEFAULT_MODE,
         ..Default::default()
     };
     let hits = papersim::query::similar(&opened, OBJECTIVE_MISMATCH, &opts).unwrap();

@@ -63,7 +63,7 @@ fn answers_in(lib: &Path, probe: &str, modes: &[&str]) -> Vec<Vec<String>> {
 }
 
 fn answers(lib: &Path, probe: &str) -> Vec<Vec<String>> {
-    answers_in(lib, probe, &["dense", "keyword", "hybrid"])
+    answers_in(lib, probe, &["dense", "keyword", "hybrid", "sentences"])
 }
 
 #[test]

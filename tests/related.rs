@@ -139,7 +139,7 @@ fn filters_return_exactly_k_when_k_match_in_every_mode() {
         since_2024 >= 10,
         "fixture has {since_2024} papers from 2024 on"
     );
-    for mode in ["dense", "keyword", "hybrid"] {
+    for mode in ["dense", "keyword", "hybrid", "sentences"] {
         for strategy in ["--exact", "--ann"] {
             let v = json(&ok(papersim(&[
                 "similar",

@@ -260,7 +260,7 @@ fn search_papers_similar_related_info_and_metrics() {
     assert_eq!(info["precision"], "f32");
     assert_eq!(info["model"]["dim"], 384);
 
-    for mode in ["dense", "keyword", "hybrid"] {
+    for mode in ["dense", "keyword", "hybrid", "sentences"] {
         let (st, v) = server.post(
             "/search",
             &json!({"query": "neural networks", "k": 5, "mode": mode}),

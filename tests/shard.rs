@@ -167,6 +167,8 @@ fn shards_depend_only_on_ids_and_merge_to_the_single_build() {
         s(&forward),
         "--library",
         s(&single),
+        // Shards embed papers, not sentences: compare like with like.
+        "--no-sentences",
     ]));
     let (a, b) = (rows(&merged), rows(&single));
     assert_eq!(
@@ -195,6 +197,7 @@ fn shards_depend_only_on_ids_and_merge_to_the_single_build() {
         s(&part),
         "--limit",
         "30",
+        "--no-sentences",
     ]));
     let m = common::json(&common::ok(merge(&part, &[&dirs[0], &dirs[1], &dirs[2]])));
     assert_eq!(
@@ -211,6 +214,29 @@ fn shards_depend_only_on_ids_and_merge_to_the_single_build() {
     got.sort();
     want.sort();
     assert_eq!(got, want);
+
+    // A library with sentence vectors cannot take rows without them: the
+    // merge is refused by name and nothing is committed.
+    let with = t.join("with-sentences");
+    common::ok(common::papersim(&[
+        "build",
+        "--corpus",
+        s(&forward),
+        "--library",
+        s(&with),
+        "--limit",
+        "30",
+    ]));
+    let before = std::fs::read(with.join("manifest.json")).unwrap();
+    let o = merge(&with, &[&dirs[0], &dirs[1], &dirs[2]]);
+    assert!(!o.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        common::stderr(&o)
+    );
+    assert!(said.contains("sentence vectors"), "{said}");
+    assert_eq!(std::fs::read(with.join("manifest.json")).unwrap(), before);
 }
 
 #[test]

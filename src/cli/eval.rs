@@ -29,7 +29,11 @@ pub struct EvalArgs {
     #[arg(long, value_name = "FILE")]
     paper_qrels: Option<PathBuf>,
     /// Modes to score, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "dense,keyword,hybrid")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "dense,keyword,hybrid,sentences"
+    )]
     modes: Vec<Mode>,
     /// Keep documents whose id equals the query id (the BEIR toolkit drops them).
     #[arg(long)]
@@ -145,11 +149,11 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
 fn related_table(rows: &[eval::RelatedResult]) -> String {
     let mut out = String::from(
         "\nrelated-work lists (recall of the paper's other links)\n\
-         method    mode     seeds  papers  recall@10  recall@20  recall@50\n",
+         method    mode      seeds  papers  recall@10  recall@20  recall@50\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<9} {:<8} {:>5} {:>7} {:>10.4} {:>10.4} {:>10.4}\n",
+            "{:<9} {:<9} {:>5} {:>7} {:>10.4} {:>10.4} {:>10.4}\n",
             r.method,
             r.mode.to_string(),
             r.seeds,

@@ -70,6 +70,11 @@ pub struct BuildArgs {
     /// HNSW construction breadth.
     #[arg(long, default_value_t = HnswParams::default().ef_construction)]
     pub(super) ef_construction: usize,
+    /// Store no sentence vectors: a smaller library built faster, whose
+    /// `similar` and `related` rank by hybrid alone and whose explanations
+    /// embed sentences at query time.
+    #[arg(long)]
+    pub(super) no_sentences: bool,
     #[command(flatten)]
     pub(super) model: ModelArgs,
     /// Print the summary as JSON (an error too, on standard output).
@@ -97,6 +102,7 @@ pub fn build(a: BuildArgs) -> Result<ExitCode> {
         },
         limit: a.limit,
         checkpoint_texts: a.checkpoint_every,
+        sentences: !a.no_sentences,
     };
     let report = with_pipeline_bar(|progress| {
         pipeline::build(&a.corpus, &library, &embedder, &opts, progress)

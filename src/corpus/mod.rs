@@ -18,6 +18,7 @@ mod input;
 mod json;
 mod ris;
 mod s2;
+mod sentences;
 mod template;
 
 use std::collections::HashMap;
@@ -27,6 +28,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use sentences::{paper_sentences, split_sentences, MAX_PAPER_SENTENCES};
 pub use template::TextTemplate;
 
 pub(crate) use fields::is_arxiv_id;

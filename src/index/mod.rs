@@ -19,7 +19,7 @@ mod params;
 use std::path::PathBuf;
 
 pub use build::{build, extend};
-pub use distance::dot;
+pub use distance::{dot, dot_i8};
 pub use exact::{exact_search, recall, synthetic, Neighbor};
 pub use graph::FlatGraph;
 pub use keyword::{KeywordIndex, PAPER_QUERY_TERMS};

@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use super::align::QuerySentences;
 use super::QueryError;
+use crate::corpus::{paper_sentences, split_sentences};
 use crate::embed::Embedder;
 use crate::index::dot;
 use crate::store::Library;
@@ -36,37 +38,6 @@ const MAX_SENTENCES: usize = 24;
 /// bounds the embedding work of an explanation, which is most of its cost.
 const PAPER_SENTENCES: usize = 6;
 const SHARED_TERMS: usize = 5;
-
-/// Splits prose into sentences at `.`, `!` or `?` followed by a space and an
-/// upper-case letter or digit, keeping common abbreviations ("e.g.", "et
-/// al.", "Fig.") and decimals inside their sentence.
-pub fn split_sentences(text: &str) -> Vec<String> {
-    const ABBREVIATIONS: [&str; 10] = [
-        "e.g.", "i.e.", "al.", "fig.", "eq.", "vs.", "cf.", "sec.", "approx.", "etc.",
-    ];
-    let mut out = Vec::new();
-    let mut current = String::new();
-    let words: Vec<&str> = text.split_whitespace().collect();
-    for (i, w) in words.iter().enumerate() {
-        if !current.is_empty() {
-            current.push(' ');
-        }
-        current.push_str(w);
-        let ends = w.ends_with(['.', '!', '?'])
-            && !ABBREVIATIONS.contains(&w.to_lowercase().as_str())
-            && words
-                .get(i + 1)
-                .and_then(|n| n.chars().next())
-                .is_none_or(|c| c.is_uppercase() || c.is_ascii_digit());
-        if ends {
-            out.push(std::mem::take(&mut current));
-        }
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
 
 /// A labelled text the results are explained against.
 pub(crate) struct Source {
@@ -144,25 +115,116 @@ impl SentenceCache {
     }
 }
 
-/// The sentences of a paper that take part: its title, then the first
-/// [`PAPER_SENTENCES`] - 1 sentences of its abstract.
-fn paper_sentences(p: &crate::corpus::Paper) -> Vec<String> {
-    std::iter::once(p.title.clone())
-        .chain(split_sentences(&p.abstract_text))
-        .filter(|s| !s.trim().is_empty())
-        .take(PAPER_SENTENCES)
-        .collect()
+/// The sentences of a paper that take part when they must be embedded now:
+/// its title, then the first [`PAPER_SENTENCES`] - 1 sentences of its
+/// abstract.
+fn first_sentences(p: &crate::corpus::Paper) -> Vec<String> {
+    let mut s = paper_sentences(p);
+    s.truncate(PAPER_SENTENCES);
+    s
 }
 
-/// Fills `why` of each hit: embeds the sources' sentences and those of the
-/// hits not in the library's [`SentenceCache`] in one batch, and picks the
-/// closest pair per hit.
+/// Fills `why` of each hit from the library's stored sentence vectors,
+/// given the sources' sentence vectors (`source_sentences[i]` is sentence
+/// `i` of `texts`, labelled by `labels[i]`): no model call. False (nothing
+/// done) when the library stores no sentence vectors.
+pub(crate) fn explain_stored(
+    lib: &Library,
+    labels: &[&str],
+    texts: &[String],
+    source_sentences: &[f32],
+    all_sources: &str,
+    hits: &mut [super::Hit],
+) -> Result<bool, QueryError> {
+    let Some(stored) = lib.sentences()? else {
+        return Ok(false);
+    };
+    let dim = lib.vectors().dim();
+    // Quantized one sentence at a time, so that a zero vector (dropped by
+    // `QuerySentences`) cannot shift the indexes of the others.
+    let per_sentence: Vec<QuerySentences> = source_sentences
+        .chunks_exact(dim)
+        .take(texts.len().min(labels.len()))
+        .map(|v| QuerySentences::new(v, dim))
+        .collect();
+    for h in hits.iter_mut() {
+        let Some(row) = lib.row_of(&h.id) else {
+            continue;
+        };
+        let best = per_sentence
+            .iter()
+            .enumerate()
+            .filter_map(|(a, q)| q.best_pair(stored, row).map(|(_, b, sim)| (a, b, sim)))
+            .max_by(|x, y| x.2.total_cmp(&y.2));
+        let Some((a, b, sim)) = best else {
+            continue;
+        };
+        let paper = lib.paper(row)?;
+        let Some(paper_sentence) = paper_sentences(&paper).into_iter().nth(b) else {
+            continue;
+        };
+        let paper_text = super::paper_text(lib, row)?;
+        h.why = Some(Why {
+            source: labels[a].to_string(),
+            source_sentence: texts[a].clone(),
+            paper_sentence,
+            similarity: sim,
+            shared_terms: lib
+                .keyword()?
+                .shared_terms(all_sources, &paper_text, SHARED_TERMS),
+        });
+    }
+    Ok(true)
+}
+
+/// Explains search hits without the model when the library stores sentence
+/// vectors and the query is one sentence whose vector is at hand (the
+/// query's own): false when the model is needed ([`explain`]).
+pub(crate) fn explain_query_stored(
+    lib: &Library,
+    query: &str,
+    vector: &[f32],
+    hits: &mut [super::Hit],
+) -> Result<bool, QueryError> {
+    let sentences = split_sentences(query);
+    if sentences.len() != 1 || !lib.has_sentences() {
+        return Ok(false);
+    }
+    explain_stored(lib, &["query"], &sentences, vector, query, hits)
+}
+
+/// Fills `why` of each hit: embeds the sources' sentences, then takes the
+/// hits' sentence vectors from the library when it stores them, otherwise
+/// embeds those not in the library's [`SentenceCache`] in the same batch,
+/// and picks the closest pair per hit.
 pub(crate) fn explain(
     lib: &Library,
     embedder: &Embedder,
     sources: &[Source],
     hits: &mut [super::Hit],
 ) -> Result<(), QueryError> {
+    if lib.has_sentences() {
+        let mut labels = Vec::new();
+        let mut texts = Vec::new();
+        for src in sources {
+            for sent in split_sentences(&src.text).into_iter().take(MAX_SENTENCES) {
+                labels.push(src.label.as_str());
+                texts.push(sent);
+            }
+        }
+        if texts.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (vectors, _) = embedder.embed(&refs, &|_| {})?;
+        let all_sources: String = sources
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        explain_stored(lib, &labels, &texts, &vectors, &all_sources, hits)?;
+        return Ok(());
+    }
     let info = embedder.info();
     let model = format!("{} {:?}", info.weights_sha256, info.precision);
     let dim = info.dim;
@@ -197,7 +259,7 @@ pub(crate) fn explain(
         }
         let start = texts.len();
         let p = lib.paper(row)?;
-        texts.extend(paper_sentences(&p));
+        texts.extend(first_sentences(&p));
         pending.push(Pending::New(row, start..texts.len()));
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -242,29 +304,4 @@ pub(crate) fn explain(
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sentences_split_at_ends_not_abbreviations() {
-        let s = split_sentences(
-            "We study X, e.g. in vision. Results improve by 3.5 points! Is it new? \
-             Yes, see Fig. 2 and Smith et al. for details. 42 runs confirm it.",
-        );
-        assert_eq!(
-            s,
-            vec![
-                "We study X, e.g. in vision.",
-                "Results improve by 3.5 points!",
-                "Is it new?",
-                "Yes, see Fig. 2 and Smith et al. for details.",
-                "42 runs confirm it.",
-            ]
-        );
-        assert!(split_sentences("").is_empty());
-        assert_eq!(split_sentences("no end"), vec!["no end"]);
-    }
 }

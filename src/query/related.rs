@@ -11,7 +11,8 @@
 //! relevance for diversity (`diversity` 0 = pure relevance).
 
 use super::explain::{explain, Source};
-use super::{rank, row_of, rrf, Hit, Options, QueryError};
+use super::{rank, row_of, rrf, Hit, Mode, Options, QueryError};
+use crate::corpus::{split_sentences, MAX_PAPER_SENTENCES};
 use crate::embed::Embedder;
 use crate::index::{dot, Neighbor};
 use crate::store::Library;
@@ -69,23 +70,38 @@ pub fn related(
     let mut exclude: Vec<usize> = seeds.iter().chain(&negatives).copied().collect();
     exclude.extend(req.exclude.iter().filter_map(|id| lib.row_of(id)));
 
-    // (label, vector, text) per positive.
-    let mut positives: Vec<(String, Vec<f32>, String)> = Vec::new();
+    // (label, vector, text, sentence vectors) per positive.
+    let aligned = opts.mode == Mode::Sentences && lib.has_sentences();
+    let mut positives: Vec<(String, Vec<f32>, String, Vec<f32>)> = Vec::new();
     for (label, text) in [("draft", &req.draft), ("query", &req.query)] {
         let Some(text) = text.as_deref().filter(|t| !t.trim().is_empty()) else {
             continue;
         };
-        let v = match embedder {
-            Some(e) => super::embed_one(e, text)?,
-            None => Vec::new(),
+        let (v, sentences) = match embedder {
+            Some(e) if aligned => {
+                // The text and its sentences in one batch.
+                let mut parts = vec![text.to_string()];
+                parts.extend(split_sentences(text).into_iter().take(MAX_PAPER_SENTENCES));
+                let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+                let (all, _) = e.embed(&refs, &|_| {})?;
+                let dim = e.info().dim;
+                let v = all[..dim].to_vec();
+                if !crate::embed::is_unit(&v) {
+                    return Err(QueryError::DegenerateQuery);
+                }
+                (v, all[dim..].to_vec())
+            }
+            Some(e) => (super::embed_one(e, text)?, Vec::new()),
+            None => (Vec::new(), Vec::new()),
         };
-        positives.push((label.to_string(), v, text.to_string()));
+        positives.push((label.to_string(), v, text.to_string(), sentences));
     }
     for (&row, id) in seeds.iter().zip(&req.seeds) {
         positives.push((
             format!("seed {id}"),
             lib.vectors().row(row).to_vec(),
             super::paper_text(lib, row)?,
+            super::stored_sentences(lib, row, opts.mode)?.unwrap_or_default(),
         ));
     }
     if positives.is_empty() {
@@ -94,9 +110,10 @@ pub fn related(
 
     let inputs: Vec<Positive> = positives
         .iter()
-        .map(|(_, v, text)| Positive {
+        .map(|(_, v, text, sentences)| Positive {
             vector: (!v.is_empty()).then_some(v.as_slice()),
             text,
+            sentences: (!sentences.is_empty()).then_some(sentences.as_slice()),
         })
         .collect();
     let mut fused = rank_positives(lib, &inputs, FUSION, opts, &exclude)?;
@@ -143,7 +160,7 @@ pub fn related(
     if let (true, Some(e)) = (req.explain, embedder) {
         let sources: Vec<Source> = positives
             .into_iter()
-            .map(|(label, _, text)| Source { label, text })
+            .map(|(label, _, text, _)| Source { label, text })
             .collect();
         explain(lib, e, &sources, &mut hits)?;
     }
@@ -158,6 +175,8 @@ pub struct Positive<'a> {
     pub vector: Option<&'a [f32]>,
     /// The text BM25 ranks with.
     pub text: &'a str,
+    /// Its sentences' vectors (`n · dim` floats), for [`Mode::Sentences`].
+    pub sentences: Option<&'a [f32]>,
 }
 
 /// How the positives' rankings are combined.
@@ -185,7 +204,15 @@ pub fn rank_positives(
         Fusion::Rrf => {
             let mut lists = Vec::with_capacity(positives.len());
             for p in positives {
-                lists.push(rank(lib, p.vector, Some(p.text), depth, opts, exclude)?);
+                lists.push(rank(
+                    lib,
+                    p.vector,
+                    Some(p.text),
+                    p.sentences,
+                    depth,
+                    opts,
+                    exclude,
+                )?);
             }
             Ok(rrf(&lists))
         }
@@ -197,7 +224,23 @@ pub fn rank_positives(
                 .map(|p| p.text)
                 .collect::<Vec<_>>()
                 .join("\n");
-            rank(lib, centroid.as_deref(), Some(&text), depth, opts, exclude)
+            // Every positive's sentences together: a candidate aligns well
+            // when it matches the points of the draft and of the seeds.
+            let sentences: Vec<f32> = positives
+                .iter()
+                .filter_map(|p| p.sentences)
+                .flatten()
+                .copied()
+                .collect();
+            rank(
+                lib,
+                centroid.as_deref(),
+                Some(&text),
+                (!sentences.is_empty()).then_some(sentences.as_slice()),
+                depth,
+                opts,
+                exclude,
+            )
         }
     }
 }

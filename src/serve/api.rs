@@ -204,10 +204,22 @@ pub async fn search(
     let text = req.query.clone();
     let o = opts.clone();
     let l = lib.clone();
-    let mut hits = s
-        .blocking(move || query::search_embedded(&l, vector.as_deref(), &text, &o))
+    let why = req.why;
+    // With stored sentence vectors a one-sentence query is explained from
+    // them and its own vector, in the same blocking task: no model call.
+    let (mut hits, explained) = s
+        .blocking(move || {
+            let mut hits = query::search_embedded(&l, vector.as_deref(), &text, &o)?;
+            let explained = match (why, vector.as_deref()) {
+                (true, Some(v)) if !hits.is_empty() => {
+                    query::explain_query_stored(&l, &text, v, &mut hits)?
+                }
+                _ => false,
+            };
+            Ok::<_, query::QueryError>((hits, explained))
+        })
         .await??;
-    if req.why && !hits.is_empty() {
+    if req.why && !explained && !hits.is_empty() {
         let (l, text) = (lib.clone(), req.query.clone());
         let rx = s
             .queue

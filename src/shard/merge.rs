@@ -162,6 +162,10 @@ pub fn merge(
                 papers: &papers,
                 texts: &texts,
                 vectors: &vectors,
+                // Shards embed papers, not sentences: a merged library has
+                // no sentence vectors, and adding to one that has them is
+                // refused by `Library::update`.
+                sentences: None,
             };
             let m = Library::commit(library, contents, &spec, &stage)?;
             report.created = true;
@@ -224,6 +228,7 @@ pub fn merge(
                 papers: &add_papers,
                 texts: &add_texts,
                 vectors: &add_vectors,
+                sentences: None,
             };
             let m = if add_papers.is_empty() {
                 lm.clone()

@@ -16,6 +16,7 @@ use super::fsio::{self, failpoint, io_err};
 use super::manifest::{
     read_manifest, FileEntry, Manifest, ManifestFiles, FORMAT_NAME, FORMAT_VERSION, MANIFEST,
 };
+use super::sentences::{write_sentences, SentenceVectors};
 use super::{papers, vectors, Library, StoreError};
 use crate::corpus::{Paper, TextTemplate};
 use crate::embed::{is_unit, ModelInfo};
@@ -32,6 +33,9 @@ pub struct Contents<'a> {
     pub texts: &'a [String],
     /// `papers.len() * dim` floats, row-major; every row L2-normalised.
     pub vectors: &'a [f32],
+    /// Each paper's sentence vectors, one row per paper; none for a library
+    /// without them (`build --no-sentences`).
+    pub sentences: Option<&'a SentenceVectors>,
 }
 
 impl Contents<'_> {
@@ -42,7 +46,18 @@ impl Contents<'_> {
             papers,
             texts,
             vectors,
+            sentences,
         } = self;
+        if let Some(s) = sentences {
+            if s.rows() != papers.len() || s.dim() != dim {
+                return Err(StoreError::Invalid(format!(
+                    "sentence vectors for {} papers of dim {}, not {} of dim {dim}",
+                    s.rows(),
+                    s.dim(),
+                    papers.len()
+                )));
+            }
+        }
         if dim == 0 || vectors.len() != papers.len() * dim || texts.len() != papers.len() {
             return Err(StoreError::Invalid(format!(
                 "{} papers, {} texts, {} floats for dim {dim}",
@@ -162,6 +177,7 @@ fn write_generation(
         papers,
         texts,
         vectors,
+        sentences,
     }: Contents,
     spec: &CommitSpec,
     progress: &dyn Fn(&str),
@@ -179,6 +195,15 @@ fn write_generation(
         dim,
     )?;
     failpoint("after-vectors");
+    let sentences_entry = match sentences {
+        Some(s) => {
+            progress("writing sentence vectors");
+            let e = write_sentences(&dir.join(format!("sentences.{generation}.i8")), &[s], dim)?;
+            failpoint("after-sentences");
+            Some(e)
+        }
+        None => None,
+    };
 
     progress("building the HNSW index");
     let graph = index::build(vectors, dim, &spec.index);
@@ -215,6 +240,7 @@ fn write_generation(
             keyword,
             flat: flat_entry,
             rows: rows_entry,
+            sentences: sentences_entry,
         },
         dead: Vec::new(),
         checksum: 0,
@@ -268,7 +294,8 @@ pub(super) fn keyword_entries(kdir: &Path) -> Result<Vec<FileEntry>, StoreError>
 /// Removes what a crashed commit of `generation` may have left, so that the
 /// retry writes under the same names.
 fn clear_generation(dir: &Path, generation: u64) {
-    let prefixes = ["papers", "vectors", "graph"].map(|p| format!("{p}.{generation}."));
+    let prefixes =
+        ["papers", "vectors", "graph", "sentences"].map(|p| format!("{p}.{generation}."));
     let keyword = format!("keyword.{generation}");
     let Ok(entries) = fs::read_dir(dir) else {
         return;
@@ -299,7 +326,7 @@ fn remove_stale(dir: &Path, current: &Manifest, previous: Option<&Manifest>) {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let ours = ["papers.", "vectors.", "graph.", "keyword."]
+        let ours = ["papers.", "vectors.", "graph.", "keyword.", "sentences."]
             .iter()
             .any(|p| name.starts_with(p))
             || name.ends_with(".tmp");

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use super::fsio::{self, io_err};
 use super::manifest::{live_rows, read_manifest, Manifest};
+use super::sentences::{read_sentences, SentenceVectors};
 use super::{Papers, StoreError, Vectors};
 use crate::corpus::Paper;
 use crate::index::{FlatGraph, KeywordIndex};
@@ -27,6 +28,8 @@ pub struct Library {
     graph: FlatGraph,
     /// Loaded on first use: a dense search never needs it.
     keyword: OnceLock<KeywordIndex>,
+    /// Loaded (and checked) on first use, like the keyword index.
+    sentence_vectors: OnceLock<SentenceVectors>,
     /// Sentence vectors of papers already explained (`why`), by row: a
     /// paper that comes back in another result list is not embedded again.
     sentences: crate::query::SentenceCache,
@@ -62,6 +65,7 @@ impl Library {
             vectors,
             graph,
             keyword: OnceLock::new(),
+            sentence_vectors: OnceLock::new(),
             sentences: crate::query::SentenceCache::default(),
         })
     }
@@ -150,6 +154,26 @@ impl Library {
         })
     }
 
+    /// Whether the library stores sentence vectors (built without
+    /// `--no-sentences`).
+    pub fn has_sentences(&self) -> bool {
+        self.manifest.files.sentences.is_some()
+    }
+
+    /// The sentence vectors of every row, loaded (and checked) now if they
+    /// were not yet; none for a library built without them.
+    pub fn sentences(&self) -> Result<Option<&SentenceVectors>, StoreError> {
+        if !self.has_sentences() {
+            return Ok(None);
+        }
+        if let Some(s) = self.sentence_vectors.get() {
+            return Ok(Some(s));
+        }
+        let loaded = load_sentences(&self.dir, &self.manifest)?;
+        let _ = self.sentence_vectors.set(loaded);
+        Ok(self.sentence_vectors.get())
+    }
+
     /// Bytes the library's current files take on disk.
     pub fn disk_bytes(&self) -> u64 {
         self.manifest.files.all().iter().map(|(_, e)| e.bytes).sum()
@@ -194,4 +218,17 @@ pub(super) fn load_keyword(dir: &Path, m: &Manifest) -> Result<KeywordIndex, Sto
         });
     }
     Ok(keyword)
+}
+
+/// The sentence vectors file of `m`, checked against its manifest entry and
+/// shape. Errors when the manifest names none.
+pub(super) fn load_sentences(dir: &Path, m: &Manifest) -> Result<SentenceVectors, StoreError> {
+    let entry = m
+        .files
+        .sentences
+        .as_ref()
+        .ok_or_else(|| StoreError::Invalid("this library stores no sentence vectors".into()))?;
+    let path = dir.join(&entry.name);
+    fsio::check_quick(&path, entry)?;
+    read_sentences(&path, m.dim, m.papers)
 }

@@ -60,12 +60,18 @@ pub struct ManifestFiles {
     pub flat: FileEntry,
     /// Where each paper's line lies (`store::papers`).
     pub rows: FileEntry,
+    /// One 8-bit vector per sentence of each paper (`sentences.<gen>.i8`,
+    /// a sealed file); none in a library built with `--no-sentences`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sentences: Option<FileEntry>,
 }
 
 impl ManifestFiles {
     /// Every file in the library folder itself.
     pub(super) fn top_level(&self) -> impl Iterator<Item = &FileEntry> {
-        [&self.papers, &self.vectors, &self.flat, &self.rows].into_iter()
+        [&self.papers, &self.vectors, &self.flat, &self.rows]
+            .into_iter()
+            .chain(self.sentences.as_ref())
     }
 
     /// Every file, with its path relative to the library folder.

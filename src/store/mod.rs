@@ -8,6 +8,7 @@
 //!   papers.<gen>.rows        where each line lies, its crc32, and each row's id
 //!   vectors.<gen>.f32        magic + version + shape header, f32 rows, crc32 footer
 //!   graph.<gen>.flat         the HNSW graph as flat arrays, with 8-bit codes of the rows
+//!   sentences.<gen>.i8       one 8-bit vector per sentence of each paper (optional)
 //!   keyword.<gen>/           tantivy BM25 index of the same texts (its `row` field is the vector row)
 //! ```
 //!
@@ -23,6 +24,7 @@ mod fsio;
 mod library;
 mod manifest;
 mod papers;
+mod sentences;
 mod update;
 mod vectors;
 mod verify;
@@ -41,6 +43,7 @@ pub use manifest::{
     read_manifest, FileEntry, Manifest, ManifestFiles, FORMAT_NAME, FORMAT_VERSION, MANIFEST,
 };
 pub use papers::Papers;
+pub use sentences::{quantize, SentenceVectors};
 pub use vectors::Vectors;
 pub use verify::{repair, verify, Check, VerifyReport};
 

@@ -14,6 +14,7 @@ use std::io;
 use super::commit::{self, changed, keyword_entries, write_graph, write_manifest};
 use super::fsio::{self, failpoint, io_err};
 use super::manifest::read_manifest;
+use super::sentences::{write_sentences, SentenceVectors};
 use super::{papers, vectors, CommitSpec, Contents, Library, Manifest, StoreError};
 use crate::corpus::Paper;
 use crate::index::{self, KeywordIndex};
@@ -36,6 +37,17 @@ impl Library {
         if let Some(&bad) = dead.iter().find(|&&r| r >= total) {
             return Err(StoreError::Invalid(format!(
                 "row {bad} to remove is past the {total} rows"
+            )));
+        }
+        // Sentence vectors cover every row or none: rows added without them
+        // to a library that has them would be rows `similar` cannot align.
+        if self.has_sentences() && !added.papers.is_empty() && added.sentences.is_none() {
+            return Err(StoreError::Invalid(format!(
+                "{}: this library stores sentence vectors and the {} papers to add have none \
+                 (shards embed papers, not sentences); add them with papersim add, which \
+                 embeds their sentences, or merge into a library built with --no-sentences",
+                dir.display(),
+                added.papers.len()
             )));
         }
         let _lock = fsio::lock(dir)?;
@@ -82,6 +94,17 @@ impl Library {
                 m.dim,
             )?;
             failpoint("after-vectors");
+            // A library without sentence vectors stays without: added ones
+            // are dropped rather than covering only some rows.
+            if let (Some(old), Some(new)) = (self.sentences()?, added.sentences) {
+                progress("writing sentence vectors");
+                files.sentences = Some(write_sentences(
+                    &dir.join(format!("sentences.{generation}.i8")),
+                    &[old, new],
+                    m.dim,
+                )?);
+                failpoint("after-sentences");
+            }
 
             progress("adding to the HNSW graph");
             let graph = index::extend(
@@ -138,6 +161,16 @@ impl Library {
         for &r in &rows {
             vectors.extend_from_slice(self.vectors().row(r));
         }
+        let sentences = match self.sentences()? {
+            Some(all) => {
+                let mut kept = SentenceVectors::new(all.dim());
+                for &r in &rows {
+                    kept.push_from(all, r);
+                }
+                Some(kept)
+            }
+            None => None,
+        };
         let spec = CommitSpec {
             model: &m.model,
             text_template: &m.text_template,
@@ -147,6 +180,7 @@ impl Library {
             papers: &papers,
             texts: &texts,
             vectors: &vectors,
+            sentences: sentences.as_ref(),
         };
         Library::commit_over(self.dir(), contents, &spec, Some(m.generation), progress)
     }

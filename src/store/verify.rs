@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::fsio;
-use super::library::{load_data, load_graph, load_keyword};
+use super::library::{load_data, load_graph, load_keyword, load_sentences};
 use super::manifest::{live_rows, read_manifest, MANIFEST};
+use super::sentences::SentenceVectors;
 use super::{CommitSpec, Contents, Library, Manifest, Papers, StoreError};
 use crate::embed::is_unit;
 
@@ -108,6 +109,16 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
     } else {
         load_graph(dir, &m).map(|_| ()).map_err(|e| e.to_string())
     };
+    let sentences = m.files.sentences.as_ref().map(|entry| {
+        let loaded = if damaged(&entry.name) {
+            not_loaded()
+        } else {
+            load_sentences(dir, &m)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        (entry.name.clone(), loaded)
+    });
     checks.push(check(graph, "flat graph loads, holds every paper", loaded));
 
     checks.push(check(
@@ -115,6 +126,13 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, StoreError> {
         "keyword index opens, holds every paper",
         keyword,
     ));
+    if let Some((name, loaded)) = sentences {
+        checks.push(check(
+            &name,
+            "sentence vectors load, one list per paper",
+            loaded,
+        ));
+    }
 
     let index_files =
         |c: &Check| c.file.starts_with("graph.") || c.file.starts_with(&m.files.keyword_dir);
@@ -173,6 +191,19 @@ pub fn repair(dir: &Path, progress: &dyn Fn(&str)) -> Result<Manifest, StoreErro
         kept.extend_from_slice(vectors.row(r));
     }
     let texts: Vec<String> = papers.iter().map(|p| m.text_template.render(p)).collect();
+    // Sentence vectors are data, like the vectors: kept when intact (a
+    // damaged file fails here, and is not repairable without the model).
+    let sentences = match &m.files.sentences {
+        Some(_) => {
+            let all = load_sentences(dir, &m)?;
+            let mut kept = SentenceVectors::new(all.dim());
+            for &r in &rows {
+                kept.push_from(&all, r);
+            }
+            Some(kept)
+        }
+        None => None,
+    };
     let spec = CommitSpec {
         model: &m.model,
         text_template: &m.text_template,
@@ -182,6 +213,7 @@ pub fn repair(dir: &Path, progress: &dyn Fn(&str)) -> Result<Manifest, StoreErro
         papers: &papers,
         texts: &texts,
         vectors: &kept,
+        sentences: sentences.as_ref(),
     };
     Library::commit(dir, contents, &spec, progress)
 }

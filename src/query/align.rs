@@ -1,0 +1,217 @@
+//! Sentence alignment: how well the sentences of a query paper (or draft, or
+//! query) are matched by the sentences of a candidate paper.
+//!
+//! The score is a symmetric max-sim (as in ColBERT, BERTScore and Aspire's
+//! "ts" variant): each query sentence's best cosine among the candidate's
+//! sentences, averaged, and the same from the candidate's side, the two
+//! means averaged. A candidate scores high when the points the two make
+//! match one by one, which a single whole-abstract vector blurs. The best
+//! pair of all is the explanation of the match.
+
+use super::rrf_weighted;
+use crate::index::{dot_i8, Neighbor};
+use crate::store::SentenceVectors;
+
+/// The query's sentences, quantized once for scoring against stored codes.
+pub(crate) struct QuerySentences {
+    dim: usize,
+    /// i16 codes, `n · dim`.
+    codes: Vec<i16>,
+    /// One scale per sentence: `v ≈ scale · code`.
+    scales: Vec<f32>,
+}
+
+impl QuerySentences {
+    /// Quantizes `vectors` (`n · dim` floats, unit rows) to i16 codes.
+    pub(crate) fn new(vectors: &[f32], dim: usize) -> Self {
+        // |code| · 127 · dim must stay below 2³¹ in `dot_i8`.
+        let limit = ((i32::MAX as usize) / (127 * dim.max(1))).min(i16::MAX as usize) as f32;
+        let mut codes = Vec::with_capacity(vectors.len());
+        let mut scales = Vec::new();
+        for v in vectors.chunks_exact(dim.max(1)) {
+            let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            if !(max.is_finite() && max > 0.0) {
+                continue;
+            }
+            let s = max / limit;
+            codes.extend(v.iter().map(|x| (x / s).round() as i16));
+            scales.push(s);
+        }
+        QuerySentences { dim, codes, scales }
+    }
+
+    /// Sentences that take part (zero or NaN ones are dropped).
+    pub(crate) fn len(&self) -> usize {
+        self.scales.len()
+    }
+
+    /// Cosine of query sentence `q` and stored sentence `i`.
+    fn cosine(&self, q: usize, stored: &SentenceVectors, i: usize) -> f32 {
+        let code = &self.codes[q * self.dim..(q + 1) * self.dim];
+        dot_i8(stored.code(i), code) as f32 * self.scales[q] * stored.scale(i)
+    }
+
+    /// The alignment of row `row`'s stored sentences with these (see
+    /// [`align`]); 0 when either side has none.
+    pub(crate) fn score(&self, stored: &SentenceVectors, row: usize) -> f32 {
+        let range = stored.range(row);
+        let m = range.len();
+        if m == 0 || self.len() == 0 {
+            return 0.0;
+        }
+        let mut cosines = Vec::with_capacity(self.len() * m);
+        for q in 0..self.len() {
+            cosines.extend(range.clone().map(|i| self.cosine(q, stored, i)));
+        }
+        symmetric_max_sim(&cosines, self.len(), m)
+    }
+
+    /// The closest pair between these sentences and row `row`'s: (query
+    /// sentence, index among the row's sentences, cosine).
+    pub(crate) fn best_pair(
+        &self,
+        stored: &SentenceVectors,
+        row: usize,
+    ) -> Option<(usize, usize, f32)> {
+        let range = stored.range(row);
+        (0..self.len())
+            .flat_map(|q| range.clone().map(move |i| (q, i)))
+            .map(|(q, i)| (q, i - range.start, self.cosine(q, stored, i)))
+            .max_by(|a, b| a.2.total_cmp(&b.2))
+    }
+}
+
+/// The candidates of the dense and keyword rankings (each row once), ranked
+/// by their alignment with `q`.
+pub(crate) fn rerank(
+    q: &QuerySentences,
+    stored: &SentenceVectors,
+    dense: &[Neighbor],
+    keyword: &[Neighbor],
+) -> Vec<Neighbor> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out: Vec<Neighbor> = dense
+        .iter()
+        .chain(keyword)
+        .filter(|n| seen.insert(n.row))
+        .map(|n| Neighbor {
+            row: n.row,
+            score: q.score(stored, n.row),
+        })
+        .collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
+    out
+}
+
+/// The weight of the alignment ranking in the fusion (dense and keyword
+/// weigh 1 and [`PAPER_KEYWORD_WEIGHT`](super::PAPER_KEYWORD_WEIGHT)): it
+/// only re-orders the candidates the other two found. nDCG@10 on
+/// CiteSeer at 0.35 / 0.5 / 1: 0.3838 / 0.3829 / 0.3813 (hybrid 0.3823).
+pub const ALIGNMENT_WEIGHT: f32 = 0.5;
+
+/// Reciprocal-rank fusion of the dense, keyword and alignment rankings.
+pub(crate) fn fuse(
+    dense: Vec<Neighbor>,
+    keyword: Vec<Neighbor>,
+    keyword_weight: f32,
+    by_alignment: Vec<Neighbor>,
+) -> Vec<Neighbor> {
+    rrf_weighted(&[
+        (dense, 1.0),
+        (keyword, keyword_weight),
+        (by_alignment, ALIGNMENT_WEIGHT),
+    ])
+}
+
+/// The symmetric max-sim of an `n × m` matrix of cosines (query sentence
+/// by candidate sentence, row-major): the mean of two means, each query
+/// sentence's best cosine and each candidate sentence's best cosine. One
+/// direction alone favours long candidates (more chances for each query
+/// sentence) or short ones; on CiteSeer both directions together ranked
+/// best (nDCG@10, fused: 0.3829 against 0.3799 query-side only and 0.3789
+/// candidate-side only).
+fn symmetric_max_sim(cosines: &[f32], n: usize, m: usize) -> f32 {
+    if n == 0 || m == 0 || cosines.len() != n * m {
+        return 0.0;
+    }
+    let rows: f32 = cosines
+        .chunks_exact(m)
+        .map(|r| r.iter().copied().fold(f32::MIN, f32::max))
+        .sum();
+    let cols: f32 = (0..m)
+        .map(|j| (0..n).map(|i| cosines[i * m + j]).fold(f32::MIN, f32::max))
+        .sum();
+    (rows / n as f32 + cols / m as f32) / 2.0
+}
+
+/// Sentence alignment of f32 sentence vectors (`query`, `n · dim`;
+/// `candidate`, `m · dim`, unit rows): the symmetric max-sim of their
+/// cosines, in [-1, 1]; 1 when each side's every sentence has an identical
+/// one on the other side, 0 when either has none. The reference the
+/// quantized [`QuerySentences::score`] follows.
+pub fn align(query: &[f32], candidate: &[f32], dim: usize) -> f32 {
+    let dim = dim.max(1);
+    let (n, m) = (query.len() / dim, candidate.len() / dim);
+    let mut cosines = Vec::with_capacity(n * m);
+    for q in query.chunks_exact(dim) {
+        cosines.extend(candidate.chunks_exact(dim).map(|c| crate::index::dot(q, c)));
+    }
+    symmetric_max_sim(&cosines, n, m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn every_query_sentence_counts_once_by_its_best_match() {
+        let (x, y, z) = ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]);
+        // The query says x and y. The same sentences in another order align
+        // fully.
+        let q: Vec<f32> = [x, y].concat();
+        assert_eq!(align(&q, &[y, x].concat(), 3), 1.0);
+        // Saying both and z: the query side is matched (1), the candidate's
+        // z is not (its side: 2/3).
+        assert!((align(&q, &[z, y, x].concat(), 3) - (1.0 + 2.0 / 3.0) / 2.0).abs() < 1e-6);
+        // Saying only x: half the query is matched, all of the candidate.
+        assert_eq!(align(&q, &x, 3), 0.75);
+        // Repeating a sentence changes nothing.
+        assert_eq!(align(&q, &[x, x, x].concat(), 3), 0.75);
+        // The measure is symmetric.
+        assert_eq!(align(&x, &q, 3), align(&q, &x, 3));
+        assert_eq!(align(&q, &[], 3), 0.0);
+        assert_eq!(align(&[], &x, 3), 0.0);
+    }
+
+    #[test]
+    fn quantized_scores_follow_the_f32_reference() {
+        let dim = 8;
+        let rows: Vec<Vec<f32>> = (0..5)
+            .map(|r| {
+                let v: Vec<f32> = (0..dim)
+                    .map(|i| ((r * 7 + i * 3) % 11) as f32 - 5.0)
+                    .collect();
+                unit(&v)
+            })
+            .collect();
+        let mut stored = SentenceVectors::new(dim);
+        stored.push_row(&[rows[0].clone(), rows[1].clone()].concat());
+        stored.push_row(&[rows[2].clone(), rows[3].clone(), rows[4].clone()].concat());
+        let qv = [rows[1].clone(), rows[4].clone()].concat();
+        let q = QuerySentences::new(&qv, dim);
+        for row in 0..2 {
+            let want = align(&qv, &stored.row_f32(row), dim);
+            let got = q.score(&stored, row);
+            assert!((want - got).abs() < 0.02, "row {row}: {got} vs {want}");
+        }
+        // Query sentence 1 is row 1's third sentence.
+        let (qs, i, c) = q.best_pair(&stored, 1).unwrap();
+        assert_eq!((qs, i), (1, 2));
+        assert!((c - 1.0).abs() < 0.02);
+    }
+}

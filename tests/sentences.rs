@@ -1,0 +1,198 @@
+//! Sentence vectors: stored by a default build, left out with
+//! `--no-sentences`, kept one list per row by `add`, `remove` and `compact`,
+//! checked by `verify`, and what `similar` ranks and explains with.
+
+mod common;
+
+use std::path::Path;
+
+use common::{build_env, build_json, build_ok, hf_daily, json, ok, papersim, s, stderr};
+use serde_json::Value;
+
+const QUERY: &str = "objective-mismatch-in-model-based-reinforcement-learning";
+
+fn manifest(lib: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(lib.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// `similar QUERY` as JSON, with `extra` flags.
+fn similar(lib: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["similar", QUERY, "--library", s(lib), "--json"];
+    args.extend_from_slice(extra);
+    json(&ok(papersim(&args)))
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    common::result_ids(v)
+}
+
+fn verify_ok(lib: &Path) {
+    let o = papersim(&["verify", "--library", s(lib)]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
+}
+
+/// Rows of the sentence vectors file, read from its header (offset 16).
+fn sentence_rows(lib: &Path) -> u64 {
+    let m = manifest(lib);
+    let name = m["files"]["sentences"]["name"].as_str().unwrap();
+    let b = std::fs::read(lib.join(name)).unwrap();
+    u64::from_le_bytes(b[16..24].try_into().unwrap())
+}
+
+#[test]
+fn a_default_build_stores_sentence_vectors_and_similar_explains_with_them() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    let report = build_json(&hf_daily(), &lib, &["--limit", "40"]);
+    let papers = report["papers"].as_u64().unwrap();
+    // A title and a few abstract sentences each.
+    assert!(
+        report["sentences"].as_u64().unwrap() > 2 * papers,
+        "{report}"
+    );
+    assert_eq!(sentence_rows(&lib), papers);
+    verify_ok(&lib);
+
+    // similar explains every hit by its best sentence pair, with no model
+    // loaded; the sentences mode ranks by the alignment too.
+    let v = similar(&lib, &["-k", "5", "--mode", "sentences"]);
+    assert_eq!(ids(&v).len(), 5);
+    for hit in v["results"].as_array().unwrap() {
+        let why = &hit["why"];
+        assert_eq!(why["source"], format!("paper {QUERY}"), "{hit}");
+        assert!(!why["paper_sentence"].as_str().unwrap().is_empty(), "{hit}");
+        let sim = why["similarity"].as_f64().unwrap();
+        assert!(sim > 0.0 && sim <= 1.01, "{hit}");
+        assert!(hit["fused"].as_f64().unwrap() > 0.0, "{hit}");
+    }
+    let hybrid = similar(&lib, &["-k", "5"]);
+    assert!(hybrid["results"][0]["why"].is_object(), "{hybrid}");
+    assert_ne!(ids(&hybrid), Vec::<String>::new());
+}
+
+#[test]
+fn no_sentences_builds_a_smaller_library_where_similar_ranks_by_hybrid() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (with, without) = (tmp.path().join("with"), tmp.path().join("without"));
+    build_ok(&hf_daily(), &with, &["--limit", "40"]);
+    let report = build_json(&hf_daily(), &without, &["--limit", "40", "--no-sentences"]);
+    assert_eq!(report["sentences"], 0, "{report}");
+    assert!(manifest(&without)["files"].get("sentences").is_none());
+    verify_ok(&without);
+    let size = |lib: &Path| {
+        std::fs::read_dir(lib)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum::<u64>()
+    };
+    assert!(size(&without) < size(&with));
+    // Same papers and vectors: without sentence vectors the sentences mode
+    // is hybrid, and nothing is explained without the model.
+    let fallback = similar(&without, &["-k", "10", "--mode", "sentences"]);
+    let hybrid = similar(&with, &["-k", "10", "--mode", "hybrid"]);
+    assert_eq!(ids(&fallback), ids(&hybrid));
+    assert!(fallback["results"][0].get("why").is_none());
+}
+
+#[test]
+fn add_remove_and_compact_keep_one_sentence_list_per_row() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    build_ok(&hf_daily(), &lib, &["--limit", "20"]);
+    let before = sentence_rows(&lib);
+    ok(papersim(&[
+        "add",
+        "--corpus",
+        s(&hf_daily()),
+        "--library",
+        s(&lib),
+        "--limit",
+        "40",
+    ]));
+    let m = manifest(&lib);
+    let rows = m["papers"].as_u64().unwrap();
+    assert!(rows > before);
+    assert_eq!(sentence_rows(&lib), rows);
+    verify_ok(&lib);
+    let v = similar(&lib, &["-k", "3"]);
+    assert!(v["results"][0]["why"].is_object(), "{v}");
+
+    let gone = ids(&v)[0].clone();
+    ok(papersim(&["remove", "--library", s(&lib), &gone]));
+    assert!(!ids(&similar(&lib, &["-k", "10"])).contains(&gone));
+    let m = manifest(&lib);
+    let dead = m["dead"].as_array().map_or(0, Vec::len) as u64;
+    assert!(dead >= 1, "{m}");
+    ok(papersim(&["compact", "--library", s(&lib), "--force"]));
+    assert_eq!(manifest(&lib)["papers"], rows - dead);
+    assert_eq!(sentence_rows(&lib), rows - dead);
+    verify_ok(&lib);
+    let after = similar(&lib, &["-k", "3"]);
+    assert!(!ids(&after).contains(&gone));
+    assert!(after["results"][0]["why"].is_object(), "{after}");
+}
+
+#[test]
+fn a_damaged_sentence_file_is_named_by_verify_and_by_similar() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    build_ok(&hf_daily(), &lib, &["--limit", "20"]);
+    let name = manifest(&lib)["files"]["sentences"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = lib.join(&name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x10;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let v = papersim(&["verify", "--library", s(&lib)]);
+    assert_eq!(v.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&v.stdout).into_owned();
+    assert!(said.contains(&name) && said.contains("FAIL"), "{said}");
+    let o = papersim(&["similar", QUERY, "--library", s(&lib)]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains(&name) && e.contains("corrupt"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn a_crash_after_writing_sentence_vectors_leaves_the_old_library() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    build_ok(&hf_daily(), &lib, &["--limit", "20"]);
+    let good = similar(&lib, &["-k", "5"]);
+    let o = build_env(
+        &hf_daily(),
+        &lib,
+        &["--limit", "30"],
+        &[("PAPERSIM_FAILPOINT", "after-sentences")],
+    );
+    assert!(!o.status.success(), "the failpoint did not fire");
+    assert_eq!(manifest(&lib)["papers"], 20);
+    assert_eq!(similar(&lib, &["-k", "5"]), good);
+    verify_ok(&lib);
+}
