@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::align::QuerySentences;
 use super::QueryError;
 use crate::corpus::{paper_sentences, split_sentences};
-use crate::embed::Embedder;
+use crate::embed::{Embedder, Role};
 use crate::index::dot;
 use crate::store::Library;
 
@@ -216,7 +216,8 @@ pub(crate) fn explain(
             return Ok(());
         }
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let (vectors, _) = embedder.embed(&refs, &|_| {})?;
+        // The sources are what was asked: queries, with the query prompt.
+        let (vectors, _) = embedder.embed_as(Role::Query, &refs, &|_| {})?;
         let all_sources: String = sources
             .iter()
             .map(|s| s.text.as_str())
@@ -240,6 +241,7 @@ pub(crate) fn explain(
     if src_sent.is_empty() {
         return Ok(());
     }
+    let first_paper = texts.len();
     // Per hit: its row and cached sentences, or the range of `texts` that
     // holds its sentences to embed now.
     enum Pending {
@@ -263,7 +265,11 @@ pub(crate) fn explain(
         pending.push(Pending::New(row, start..texts.len()));
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let (vectors, _) = embedder.embed(&refs, &|_| {})?;
+    // Queries' and papers' sentences in one batch, each with its role's
+    // prompt: the papers' as the library embedded them.
+    let (queries, _) = embedder.embed_as(Role::Query, &refs[..first_paper], &|_| {})?;
+    let (papers, _) = embedder.embed_as(Role::Document, &refs[first_paper..], &|_| {})?;
+    let vectors = [queries, papers].concat();
     let v = |i: usize| &vectors[i * dim..(i + 1) * dim];
     let all_sources: String = sources
         .iter()

@@ -13,7 +13,7 @@
 use super::explain::{explain, Source};
 use super::{rank, row_of, rrf, Hit, Mode, Options, QueryError};
 use crate::corpus::{split_sentences, MAX_PAPER_SENTENCES};
-use crate::embed::Embedder;
+use crate::embed::{Embedder, Role};
 use crate::index::{dot, Neighbor};
 use crate::store::Library;
 
@@ -83,7 +83,7 @@ pub fn related(
                 let mut parts = vec![text.to_string()];
                 parts.extend(split_sentences(text).into_iter().take(MAX_PAPER_SENTENCES));
                 let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-                let (all, _) = e.embed(&refs, &|_| {})?;
+                let (all, _) = e.embed_as(Role::Query, &refs, &|_| {})?;
                 let dim = e.info().dim;
                 let v = all[..dim].to_vec();
                 if !crate::embed::is_unit(&v) {
