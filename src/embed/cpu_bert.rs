@@ -927,16 +927,7 @@ fn pack_rows<'a>(dst: &'a mut Buf, src: &[f32], m: usize, k: usize, ld: usize) -
 mod tests {
     use super::*;
 
-    /// xorshift: deterministic test data without a rand dependency.
-    fn rng(seed: u64) -> impl FnMut() -> f32 {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        }
-    }
+    use kernel::rng;
 
     fn isas() -> Vec<Isa> {
         Isa::available()

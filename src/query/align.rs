@@ -148,7 +148,7 @@ fn symmetric_max_sim(cosines: &[f32], n: usize, m: usize) -> f32 {
 /// `candidate`, `m · dim`, unit rows): the symmetric max-sim of their
 /// cosines, in [-1, 1]; 1 when each side's every sentence has an identical
 /// one on the other side, 0 when either has none. The reference the
-/// quantized [`QuerySentences::score`] follows.
+/// quantized `QuerySentences::score` follows.
 pub fn align(query: &[f32], candidate: &[f32], dim: usize) -> f32 {
     let dim = dim.max(1);
     let (n, m) = (query.len() / dim, candidate.len() / dim);

@@ -7,17 +7,21 @@ use super::super::int8::{pair, QPanel};
 use super::super::Cols;
 use super::{layer_norm, panel, qpanel, softmax_cols, Act, Init, Isa, Panel, MR, NR};
 
-/// Deterministic values in [-1, 1) (xorshift).
-fn values(seed: u64, n: usize) -> Vec<f32> {
+/// Deterministic values in [-1, 1) (xorshift: no rand dependency).
+pub(in crate::embed::cpu_bert) fn rng(seed: u64) -> impl FnMut() -> f32 {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// `n` values of [`rng`]`(seed)`.
+fn values(seed: u64, n: usize) -> Vec<f32> {
+    let mut r = rng(seed);
+    (0..n).map(|_| r()).collect()
 }
 
 /// The largest difference of `got` from `want`, relative past magnitude 1.

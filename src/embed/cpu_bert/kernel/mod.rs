@@ -427,4 +427,6 @@ pub(super) fn self_check(isa: Isa) -> Result<(), String> {
 
 mod check;
 #[cfg(test)]
+pub(super) use check::rng;
+#[cfg(test)]
 mod tests;

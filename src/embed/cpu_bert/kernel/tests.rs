@@ -17,17 +17,6 @@ pub(super) fn broken(isa: Isa) -> bool {
     BROKEN.with(|b| b.get() == Some(isa))
 }
 
-/// xorshift: deterministic test data without a rand dependency.
-fn rng(seed: u64) -> impl FnMut() -> f32 {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    move || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-}
-
 fn erf_ref(x: f64) -> f64 {
     candle_core::cpu::erf::erf_f64(x)
 }
