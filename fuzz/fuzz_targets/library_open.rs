@@ -12,7 +12,7 @@
 //! loads. Whatever comes back must be in range; nothing may panic.
 //!
 //! Input layout: byte 0 picks the file (`FILES`: manifest, papers JSONL,
-//! vectors, keyword meta.json, graph, rows file), byte 1 is flags, the rest is the new content. Flag bit 0
+//! vectors, keyword meta.json, graph, rows file, sentence vectors), byte 1 is flags, the rest is the new content. Flag bit 0
 //! ("consistent") also rewrites the manifest's size, crc32 and seal (a sealed
 //! file's footer) for that file and the manifest's own checksum, so that the parsers behind the checksums
 //! (manifest fields, papers, vectors, and papersim's own binary formats:
@@ -44,7 +44,7 @@ use libfuzzer_sys::fuzz_target;
 use papersim::corpus::{Paper, TextTemplate};
 use papersim::embed::{ModelInfo, Pooling, Precision};
 use papersim::index::HnswParams;
-use papersim::store::{self, CommitSpec, Contents, Library, Manifest, MANIFEST};
+use papersim::store::{self, CommitSpec, Contents, Library, Manifest, SentenceVectors, MANIFEST};
 
 const DIM: usize = 8;
 
@@ -56,16 +56,18 @@ enum Which {
     KeywordMeta,
     Flat,
     Rows,
+    Sentences,
 }
 
 // Append only: byte 0 of the committed seeds indexes this list.
-const FILES: [Which; 6] = [
+const FILES: [Which; 7] = [
     Which::Manifest,
     Which::Papers,
     Which::Vectors,
     Which::KeywordMeta,
     Which::Flat,
     Which::Rows,
+    Which::Sentences,
 ];
 
 struct Fixture {
@@ -86,6 +88,10 @@ impl Fixture {
             Which::KeywordMeta => format!("{}/meta.json", f.keyword_dir),
             Which::Flat => f.flat.name.clone(),
             Which::Rows => f.rows.name.clone(),
+            Which::Sentences => f
+                .sentences
+                .as_ref()
+                .map_or_else(String::new, |e| e.name.clone()),
         }
     }
 }
@@ -142,10 +148,17 @@ fn fixture() -> &'static Fixture {
             text_template: &template,
             index: HnswParams::default(),
         };
+        // Each paper's vector as its one sentence: the sentence file is
+        // one of the files the fuzzer damages.
+        let mut sentences = SentenceVectors::new(DIM);
+        for row in vectors.chunks_exact(DIM) {
+            sentences.push_row(row);
+        }
         let contents = Contents {
             papers: &papers,
             texts: &texts,
             vectors: &vectors,
+            sentences: Some(&sentences),
         };
         let manifest = Library::commit(&lib, contents, &spec, &|_| {})
             .unwrap_or_else(|e| panic!("fuzz harness: commit: {e}"));
@@ -241,6 +254,26 @@ fn query(library: &Library, which: Which, trusted: bool, damaged: bool, name: &s
     }
     let _ = library.row_of("no such id");
 
+    // The sentence vectors load lazily: an error, or one range per row
+    // inside the file.
+    match library.sentences() {
+        Ok(Some(s)) => {
+            assert_eq!(s.rows(), n, "sentence rows");
+            for r in 0..n {
+                let range = s.range(r);
+                assert!(range.start <= range.end && range.end <= s.len());
+            }
+        }
+        Ok(None) => assert!(!library.has_sentences()),
+        Err(e) => {
+            let e = e.to_string();
+            assert!(!e.is_empty());
+            if trusted {
+                assert!(matches!(which, Which::Sentences), "intact sentences: {e}");
+            }
+        }
+    }
+
     // The vectors may be forged (consistent flag): searches must still only
     // return rows of the library. A clean unit query, as `search` gives one.
     let mut unit = vec![0f32; dim];
@@ -306,6 +339,7 @@ fn run(fx: &Fixture, which: Which, flags: u8, content: &[u8]) {
             Which::Vectors => Some(&mut m.files.vectors),
             Which::Flat => Some(&mut m.files.flat),
             Which::Rows => Some(&mut m.files.rows),
+            Which::Sentences => m.files.sentences.as_mut(),
             // See the module comment: the keyword index only behind a real
             // checksum.
             Which::KeywordMeta => None,
