@@ -184,18 +184,21 @@ pub fn build(
     }
 
     let sentence_start = Instant::now();
-    let sentences = if opts.sentences {
+    if opts.sentences {
         progress(Progress::Stage("embedding sentences"));
-        Some(embed_sentences(
-            embedder,
-            &kept_papers,
-            &mut cache,
-            opts.checkpoint_texts,
-            progress,
-        )?)
-    } else {
-        None
-    };
+    }
+    let sentences = opts
+        .sentences
+        .then(|| {
+            embed_sentences(
+                embedder,
+                &kept_papers,
+                &mut cache,
+                opts.checkpoint_texts,
+                progress,
+            )
+        })
+        .transpose()?;
     let sentence_seconds = sentence_start.elapsed().as_secs_f64();
 
     let index_start = Instant::now();
@@ -441,17 +444,17 @@ pub fn add(
     let replaced = dead.len();
 
     // A library with sentence vectors gets those of the added papers too.
-    let sentences = if lib.has_sentences() && !kept_papers.is_empty() {
-        Some(embed_sentences(
-            embedder,
-            &kept_papers,
-            &mut cache,
-            opts.checkpoint_texts,
-            progress,
-        )?)
-    } else {
-        None
-    };
+    let sentences = (lib.has_sentences() && !kept_papers.is_empty())
+        .then(|| {
+            embed_sentences(
+                embedder,
+                &kept_papers,
+                &mut cache,
+                opts.checkpoint_texts,
+                progress,
+            )
+        })
+        .transpose()?;
     let update_start = Instant::now();
     let contents = Contents {
         papers: &kept_papers,

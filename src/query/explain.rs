@@ -265,8 +265,9 @@ pub(crate) fn explain(
         pending.push(Pending::New(row, start..texts.len()));
     }
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    // Queries' and papers' sentences in one batch, each with its role's
-    // prompt: the papers' as the library embedded them.
+    // Queries' and papers' sentences, each with its role's prompt (the
+    // papers' as the library embedded them): two calls, as a prompt is
+    // per call.
     let (queries, _) = embedder.embed_as(Role::Query, &refs[..first_paper], &|_| {})?;
     let (papers, _) = embedder.embed_as(Role::Document, &refs[first_paper..], &|_| {})?;
     let vectors = [queries, papers].concat();

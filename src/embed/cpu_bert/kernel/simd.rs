@@ -10,9 +10,8 @@
 //!
 //! Written this way rather than through a SIMD crate (`pulp`) or
 //! `std::simd` (nightly only): the trait is ~20 one-line methods per
-//! instruction set, and the generic kernel compiled to the same inner loop as
-//! the hand-written AVX2 one it replaced (see `docs/kernels.md` for the
-//! figures).
+//! instruction set, and the generic kernel runs as fast as the hand-written
+//! AVX2 one it replaced (see `docs/kernels.md` for the figures).
 
 use super::super::int8::QPanel;
 use super::scalar::{ERF_P_F32, ERF_Q_F32, EXP_P, LN2_HI, LN2_LO, LOG2E, SQRT_2_OVER_PI};
