@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::corpus::{self, CorpusError, Issue, Paper, ReadOptions, TextTemplate};
 use crate::embed::{is_unit, EmbedError, EmbedStats, Embedder, Role};
-use crate::index::HnswParams;
+use crate::index::{HnswParams, Space};
 use crate::store::{
     failpoint, read_manifest, text_hash, CommitSpec, Contents, EmbedCache, Library, Manifest,
     SentenceVectors, StoreError,
@@ -187,7 +187,7 @@ pub fn build(
     if opts.sentences {
         progress(Progress::Stage("embedding sentences"));
     }
-    let sentences = opts
+    let mut sentences = opts
         .sentences
         .then(|| {
             embed_sentences(
@@ -199,6 +199,12 @@ pub fn build(
             )
         })
         .transpose()?;
+    if let Some(s) = &mut sentences {
+        progress(Progress::Stage("fitting the re-ranking space"));
+        let decoded: Vec<f32> = (0..s.rows()).flat_map(|r| s.row_f32(r)).collect();
+        let space = Space::fit(&kept_vectors, &decoded, dim).map(std::sync::Arc::new);
+        s.set_space(space, &kept_vectors);
+    }
     let sentence_seconds = sentence_start.elapsed().as_secs_f64();
 
     let index_start = Instant::now();
@@ -444,7 +450,7 @@ pub fn add(
     let replaced = dead.len();
 
     // A library with sentence vectors gets those of the added papers too.
-    let sentences = (lib.has_sentences() && !kept_papers.is_empty())
+    let mut sentences = (lib.has_sentences() && !kept_papers.is_empty())
         .then(|| {
             embed_sentences(
                 embedder,
@@ -455,6 +461,10 @@ pub fn add(
             )
         })
         .transpose()?;
+    // Added rows are normed in the library's space, not a refitted one.
+    if let (Some(s), Some(old)) = (&mut sentences, lib.sentences()?) {
+        s.set_space(old.space_shared(), &vectors);
+    }
     let update_start = Instant::now();
     let contents = Contents {
         papers: &kept_papers,

@@ -15,6 +15,7 @@ mod graph;
 mod graph_file;
 mod keyword;
 mod params;
+mod whiten;
 
 use std::path::PathBuf;
 
@@ -24,6 +25,7 @@ pub use exact::{exact_search, recall, synthetic, Neighbor};
 pub use graph::FlatGraph;
 pub use keyword::{KeywordIndex, PAPER_QUERY_TERMS};
 pub use params::{HnswParams, DEFAULT_SEED};
+pub use whiten::{Projected, Space, Whitening, PAPER_POWER, SENTENCE_POWER};
 
 /// Why an index operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -145,7 +145,7 @@ pub(crate) fn explain_stored(
     let per_sentence: Vec<QuerySentences> = source_sentences
         .chunks_exact(dim)
         .take(texts.len().min(labels.len()))
-        .map(|v| QuerySentences::new(v, dim))
+        .map(|v| QuerySentences::new(v, dim, None))
         .collect();
     for h in hits.iter_mut() {
         let Some(row) = lib.row_of(&h.id) else {

@@ -325,12 +325,11 @@ pub fn rank(
             None => Vec::new(),
         })
     };
-    let keyword_weight = || -> Result<f32, QueryError> {
-        let paper = match text {
+    let is_paper = || -> Result<bool, QueryError> {
+        Ok(match text {
             Some(t) => lib.keyword()?.is_paper_query(t),
             None => false,
-        };
-        Ok(if paper { PAPER_KEYWORD_WEIGHT } else { 1.0 })
+        })
     };
     let stored = match (opts.mode, sentences) {
         (Mode::Sentences, Some(s)) if !s.is_empty() => lib.sentences()?,
@@ -341,15 +340,26 @@ pub fn rank(
         Mode::Keyword => keyword(depth)?,
         Mode::Hybrid | Mode::Sentences => {
             let n = depth.max(FUSION_DEPTH);
-            let w = keyword_weight()?;
+            let paper = is_paper()?;
             let (d, k) = (dense(n), keyword(n)?);
             let mut fused = match (stored, sentences) {
                 (Some(stored), Some(s)) => {
-                    let q = align::QuerySentences::new(s, lib.vectors().dim());
+                    let space = stored.space().map(|sp| &sp.sentences);
+                    let q = align::QuerySentences::new(s, lib.vectors().dim(), space);
+                    let d = match vector {
+                        Some(v) => {
+                            align::whitened_dense(stored, lib.vectors().as_slice(), v, d, &k)
+                        }
+                        None => d,
+                    };
                     let by_alignment = align::rerank(&q, stored, &d, &k);
+                    let w = if paper { align::PAPER_KEYWORD_WEIGHT } else { 1.0 };
                     align::fuse(d, k, w, by_alignment)
                 }
-                _ => rrf_weighted(&[(d, 1.0), (k, w)]),
+                _ => {
+                    let w = if paper { PAPER_KEYWORD_WEIGHT } else { 1.0 };
+                    rrf_weighted(&[(d, 1.0), (k, w)])
+                }
             };
             fused.truncate(depth);
             fused

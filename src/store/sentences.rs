@@ -6,7 +6,14 @@
 //! Layout (little-endian): magic "PSIMSEN\0" | format version u32 | dim u32 |
 //! rows u64 | sentences u64 | (rows + 1) u64 offsets (row r's sentences are
 //! `offsets[r]..offsets[r+1]`) | sentences f32 scales | sentences·dim i8
-//! codes | crc32 u32 of everything before.
+//! codes | space u32 (0 or 1) | with a space: the papers' whitening (dim f32
+//! mean, dim·dim f32 matrix), the sentences' (the same), rows f32 whitened
+//! norms of the paper vectors, sentences f32 whitened norms of the
+//! sentences | crc32 u32 of everything before. Version 1 files end after the
+//! codes (no space) and are still read.
+//!
+//! The space ([`Space`]) is fitted at build and kept by `add`, `remove`,
+//! `compact` and `repair`: rows added later are normed in it, not refitted.
 //!
 //! 8-bit codes: a 384-d sentence takes 388 bytes instead of 1,536, and
 //! sentence scores only need to rank candidates (the codes keep cosines to
@@ -14,14 +21,18 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::fsio::{io_err, write_sealed};
 use super::manifest::FileEntry;
 use super::StoreError;
 use crate::format::{Reader, SealedWriter};
+use crate::index::{Space, Whitening};
 
 const MAGIC: &[u8; 8] = b"PSIMSEN\0";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The last version without a space.
+const VERSION_NO_SPACE: u32 = 1;
 
 /// Sentence vectors of every row of a library, as i8 codes: sentence `i` is
 /// about `scale(i) · code(i)`.
@@ -31,6 +42,12 @@ pub struct SentenceVectors {
     offsets: Vec<u64>,
     scales: Vec<f32>,
     codes: Vec<i8>,
+    /// The re-ranking space, shared by copies made for `compact`.
+    space: Option<Arc<Space>>,
+    /// With a space: each row's paper vector's whitened norm.
+    paper_norms: Vec<f32>,
+    /// With a space: each sentence's whitened norm.
+    sentence_norms: Vec<f32>,
 }
 
 /// Symmetric 8-bit code of `v`: the largest |component| maps to 127. A zero
@@ -54,7 +71,68 @@ impl SentenceVectors {
             offsets: vec![0],
             scales: Vec::new(),
             codes: Vec::new(),
+            space: None,
+            paper_norms: Vec::new(),
+            sentence_norms: Vec::new(),
         }
+    }
+
+    /// No rows yet, the same dim and space as `self` (rows copied in with
+    /// [`SentenceVectors::push_from`] keep their norms).
+    pub fn empty_like(&self) -> Self {
+        SentenceVectors {
+            space: self.space.clone(),
+            ..SentenceVectors::new(self.dim)
+        }
+    }
+
+    /// Sets the re-ranking space (or none) and computes every row's norms
+    /// in it; `papers` are the rows' paper vectors, `rows · dim` floats.
+    /// Rows pushed later with [`SentenceVectors::push_row`] are not normed:
+    /// set the space once all rows are in.
+    pub fn set_space(&mut self, space: Option<Arc<Space>>, papers: &[f32]) {
+        use rayon::prelude::*;
+        self.paper_norms.clear();
+        self.sentence_norms.clear();
+        if let Some(s) = &space {
+            let dim = self.dim.max(1);
+            self.paper_norms = papers
+                .par_chunks_exact(dim)
+                .map(|v| s.papers.norm(v))
+                .collect();
+            self.sentence_norms = (0..self.len())
+                .into_par_iter()
+                .map(|i| s.sentences.norm(&self.decode(i)))
+                .collect();
+        }
+        self.space = space;
+    }
+
+    /// The re-ranking space, when the build fitted one (large enough
+    /// libraries built by this version).
+    pub fn space(&self) -> Option<&Space> {
+        self.space.as_deref()
+    }
+
+    /// The space, shared.
+    pub fn space_shared(&self) -> Option<Arc<Space>> {
+        self.space.clone()
+    }
+
+    /// Row `row`'s paper vector's whitened norm (0 without a space).
+    pub fn paper_norm(&self, row: usize) -> f32 {
+        self.paper_norms.get(row).copied().unwrap_or(0.0)
+    }
+
+    /// Sentence `i`'s whitened norm (0 without a space).
+    pub fn sentence_norm(&self, i: usize) -> f32 {
+        self.sentence_norms.get(i).copied().unwrap_or(0.0)
+    }
+
+    /// Sentence `i` decoded to f32.
+    fn decode(&self, i: usize) -> Vec<f32> {
+        let s = self.scales[i];
+        self.code(i).iter().map(|&c| f32::from(c) * s).collect()
     }
 
     /// Appends one row: its sentences' f32 vectors, `n · dim` floats.
@@ -70,6 +148,11 @@ impl SentenceVectors {
     /// Appends row `row` of `other` (same dim) as it is.
     pub fn push_from(&mut self, other: &SentenceVectors, row: usize) {
         let r = other.range(row);
+        if self.space.is_some() && other.space.is_some() {
+            self.paper_norms.push(other.paper_norm(row));
+            self.sentence_norms
+                .extend(r.clone().map(|i| other.sentence_norm(i)));
+        }
         self.scales.extend_from_slice(&other.scales[r.clone()]);
         self.codes
             .extend_from_slice(&other.codes[r.start * other.dim..r.end * other.dim]);
@@ -118,16 +201,35 @@ impl SentenceVectors {
     pub fn row_f32(&self, row: usize) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.range(row).len() * self.dim);
         for i in self.range(row) {
-            let s = self.scales[i];
-            out.extend(self.code(i).iter().map(|&c| f32::from(c) * s));
+            out.extend(self.decode(i));
         }
         out
     }
 
+    /// True when the space is set and every row and sentence is normed.
+    fn normed(&self) -> bool {
+        self.space.is_some()
+            && self.paper_norms.len() == self.rows()
+            && self.sentence_norms.len() == self.len()
+    }
+
     /// Bytes of the file this writes, seal included.
     pub fn file_bytes(&self) -> u64 {
-        (8 + 4 + 4 + 8 + 8 + self.offsets.len() * 8 + self.scales.len() * 4 + self.codes.len() + 4)
-            as u64
+        let space = if self.normed() {
+            2 * (self.dim + self.dim * self.dim) + self.rows() + self.len()
+        } else {
+            0
+        };
+        (8 + 4
+            + 4
+            + 8
+            + 8
+            + self.offsets.len() * 8
+            + self.scales.len() * 4
+            + self.codes.len()
+            + 4
+            + space * 4
+            + 4) as u64
     }
 }
 
@@ -143,6 +245,12 @@ pub(super) fn write_sentences(
             p.dim
         )));
     }
+    // The first part's space is the file's; every part must be normed in
+    // it, or the file is written without one.
+    let space = parts
+        .first()
+        .and_then(|p| p.space.clone())
+        .filter(|s| parts.iter().all(|p| p.normed() && p.space.as_deref() == Some(s)));
     let rows: usize = parts.iter().map(|p| p.rows()).sum();
     let sentences: usize = parts.iter().map(|p| p.len()).sum();
     write_sealed(path, |w| {
@@ -168,6 +276,26 @@ pub(super) fn write_sentences(
             let bytes: Vec<u8> = p.codes.iter().map(|&c| c as u8).collect();
             w.write_all(&bytes)?;
         }
+        let floats = |w: &mut SealedWriter<_>, xs: &[f32]| -> std::io::Result<()> {
+            let bytes: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+            w.write_all(&bytes)
+        };
+        match &space {
+            Some(s) => {
+                w.write_all(&1u32.to_le_bytes())?;
+                for wh in [&s.papers, &s.sentences] {
+                    floats(&mut w, wh.mean())?;
+                    floats(&mut w, wh.matrix())?;
+                }
+                for p in parts {
+                    floats(&mut w, &p.paper_norms)?;
+                }
+                for p in parts {
+                    floats(&mut w, &p.sentence_norms)?;
+                }
+            }
+            None => w.write_all(&0u32.to_le_bytes())?,
+        }
         w.finish().map(drop)
     })
 }
@@ -189,9 +317,10 @@ pub(super) fn read_sentences(
 fn parse(bytes: &[u8], dim: usize, rows: usize) -> Result<SentenceVectors, String> {
     let mut r = Reader::sealed(bytes, MAGIC, 32, "sentence vectors")?;
     let version = r.u32()?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_NO_SPACE {
         return Err(format!(
-            "sentence vectors format version {version}, this papersim reads {VERSION}"
+            "sentence vectors format version {version}, this papersim reads \
+             {VERSION_NO_SPACE} and {VERSION}"
         ));
     }
     let fdim = r.u32()? as usize;
@@ -217,11 +346,7 @@ fn parse(bytes: &[u8], dim: usize, rows: usize) -> Result<SentenceVectors, Strin
     {
         return Err("sentence offsets are not ascending from 0 to the count".into());
     }
-    let scales: Vec<f32> = r
-        .take(n.checked_mul(4).ok_or("too large")?)?
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+    let scales = floats(&mut r, n)?;
     if let Some(i) = scales.iter().position(|s| !s.is_finite() || *s < 0.0) {
         return Err(format!("sentence {i} has scale {}", scales[i]));
     }
@@ -230,15 +355,54 @@ fn parse(bytes: &[u8], dim: usize, rows: usize) -> Result<SentenceVectors, Strin
         .iter()
         .map(|&b| b as i8)
         .collect();
-    if r.left() != 0 {
-        return Err(format!("{} bytes past the codes", r.left()));
-    }
-    Ok(SentenceVectors {
+    let mut out = SentenceVectors {
         dim,
         offsets,
         scales,
         codes,
-    })
+        ..SentenceVectors::new(dim)
+    };
+    if version != VERSION_NO_SPACE {
+        match r.u32()? {
+            0 => {}
+            1 => {
+                let mut whitening = || -> Result<Whitening, String> {
+                    let mean = floats(&mut r, dim)?;
+                    let matrix = floats(&mut r, dim.checked_mul(dim).ok_or("too large")?)?;
+                    if let Some(x) = mean.iter().chain(&matrix).find(|x| !x.is_finite()) {
+                        return Err(format!("the whitening holds {x}"));
+                    }
+                    Whitening::from_parts(dim, mean, matrix).ok_or_else(|| "whitening shape".into())
+                };
+                let papers = whitening()?;
+                let sentences = whitening()?;
+                out.paper_norms = floats(&mut r, rows)?;
+                out.sentence_norms = floats(&mut r, n)?;
+                if let Some(x) = out
+                    .paper_norms
+                    .iter()
+                    .chain(&out.sentence_norms)
+                    .find(|x| !x.is_finite() || **x < 0.0)
+                {
+                    return Err(format!("a whitened norm is {x}"));
+                }
+                out.space = Some(Arc::new(Space { papers, sentences }));
+            }
+            other => return Err(format!("space flag {other}, expected 0 or 1")),
+        }
+    }
+    if r.left() != 0 {
+        return Err(format!("{} bytes past the end of the sentence vectors", r.left()));
+    }
+    Ok(out)
+}
+
+/// `n` little-endian f32s.
+fn floats(r: &mut Reader, n: usize) -> Result<Vec<f32>, String> {
+    Ok(r.take(n.checked_mul(4).ok_or("too large")?)?
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 #[cfg(test)]
@@ -287,5 +451,57 @@ mod tests {
         let s = quantize(&[0.5, -0.25], &mut out);
         assert_eq!(out, vec![127, -64]);
         assert!((s - 0.5 / 127.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_space_and_norms_round_trip_and_version_1_files_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let dim = 2;
+        // 4 papers of 2 sentences each, skewed so the whitening is not flat.
+        let papers: Vec<f32> = [0.9, 0.1, 0.8, 0.3, 0.95, -0.2, 0.7, 0.5].to_vec();
+        let mut a = SentenceVectors::new(dim);
+        for r in 0..4 {
+            let t = r as f32 * 0.3;
+            a.push_row(&[t.cos(), t.sin(), (t + 1.0).cos(), (t + 1.0).sin()]);
+        }
+        let decoded: Vec<f32> = (0..4).flat_map(|r| a.row_f32(r)).collect();
+        let space = Arc::new(Space::fit(&papers, &decoded, dim).unwrap());
+        a.set_space(Some(space.clone()), &papers);
+        assert!(a.paper_norm(3) > 0.0 && a.sentence_norm(7) > 0.0);
+        let path = dir.path().join("sentences.1.i8");
+        let entry = write_sentences(&path, &[&a], dim).unwrap();
+        assert_eq!(entry.bytes, a.file_bytes());
+        let got = read_sentences(&path, dim, 4).unwrap();
+        assert_eq!(got, a);
+        // Rows copied for compact keep their norms; the file keeps the space.
+        let mut kept = got.empty_like();
+        kept.push_from(&got, 2);
+        assert_eq!(kept.space(), Some(&*space));
+        assert_eq!(kept.paper_norm(0), got.paper_norm(2));
+        assert_eq!(kept.sentence_norm(1), got.sentence_norm(5));
+        // A part without norms drops the space from the file rather than
+        // writing norms for some rows only.
+        let mut bare = SentenceVectors::new(dim);
+        bare.push_row(&[1.0, 0.0]);
+        write_sentences(&path, &[&got, &bare], dim).unwrap();
+        let mixed = read_sentences(&path, dim, 5).unwrap();
+        assert!(mixed.space().is_none());
+        assert_eq!(mixed.paper_norm(0), 0.0);
+        // A version 1 file (no space flag) reads as a library without space.
+        write_sealed(&path, |w| {
+            let mut w = SealedWriter::new(w, MAGIC, VERSION_NO_SPACE)?;
+            w.write_all(&2u32.to_le_bytes())?;
+            w.write_all(&1u64.to_le_bytes())?;
+            w.write_all(&1u64.to_le_bytes())?;
+            w.write_all(&0u64.to_le_bytes())?;
+            w.write_all(&1u64.to_le_bytes())?;
+            w.write_all(&(1.0f32 / 127.0).to_le_bytes())?;
+            w.write_all(&[127u8, 0])?;
+            w.finish().map(drop)
+        })
+        .unwrap();
+        let old = read_sentences(&path, dim, 1).unwrap();
+        assert!(old.space().is_none());
+        assert_eq!(old.row_f32(0), vec![1.0, 0.0]);
     }
 }

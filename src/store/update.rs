@@ -14,7 +14,7 @@ use std::io;
 use super::commit::{self, changed, keyword_entries, write_graph, write_manifest};
 use super::fsio::{self, failpoint, io_err};
 use super::manifest::read_manifest;
-use super::sentences::{write_sentences, SentenceVectors};
+use super::sentences::write_sentences;
 use super::{papers, vectors, CommitSpec, Contents, Library, Manifest, StoreError};
 use crate::corpus::Paper;
 use crate::index::{self, KeywordIndex};
@@ -163,7 +163,7 @@ impl Library {
         }
         let sentences = match self.sentences()? {
             Some(all) => {
-                let mut kept = SentenceVectors::new(all.dim());
+                let mut kept = all.empty_like();
                 for &r in &rows {
                     kept.push_from(all, r);
                 }

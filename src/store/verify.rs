@@ -8,7 +8,6 @@ use serde::Serialize;
 use super::fsio;
 use super::library::{load_data, load_graph, load_keyword, load_sentences};
 use super::manifest::{live_rows, read_manifest, MANIFEST};
-use super::sentences::SentenceVectors;
 use super::{CommitSpec, Contents, Library, Manifest, Papers, StoreError};
 use crate::embed::is_unit;
 
@@ -196,7 +195,7 @@ pub fn repair(dir: &Path, progress: &dyn Fn(&str)) -> Result<Manifest, StoreErro
     let sentences = match &m.files.sentences {
         Some(_) => {
             let all = load_sentences(dir, &m)?;
-            let mut kept = SentenceVectors::new(all.dim());
+            let mut kept = all.empty_like();
             for &r in &rows {
                 kept.push_from(&all, r);
             }
