@@ -373,6 +373,7 @@ pub fn library_info(lib: &Library) -> String {
                 m.index.m, m.index.ef_construction, m.index.ef_search, m.index.seed
             ),
         ),
+        ("sentences", sentences_line(lib)),
         ("disk bytes", lib.disk_bytes().to_string()),
         ("created", m.created.clone()),
         ("updated", m.updated.clone()),
@@ -382,6 +383,23 @@ pub fn library_info(lib: &Library) -> String {
         let _ = writeln!(out, "{k:>14}  {v}");
     }
     out
+}
+
+/// What the `sentences` mode of `similar` and `related` has to work with.
+fn sentences_line(lib: &Library) -> String {
+    match lib.sentences() {
+        Ok(None) => "none (built with --no-sentences: similar and related rank by hybrid)".into(),
+        Ok(Some(s)) if s.space().is_some() => format!(
+            "{} vectors, re-ranking space fitted (similar and related re-rank by them)",
+            s.len()
+        ),
+        Ok(Some(s)) => format!(
+            "{} vectors, no re-ranking space (fewer papers than dimensions at build, \
+             or built by an older papersim; rebuild to fit one)",
+            s.len()
+        ),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// The kernels this machine's CPU encoder runs, and the others it could.

@@ -196,3 +196,94 @@ fn a_crash_after_writing_sentence_vectors_leaves_the_old_library() {
     assert_eq!(similar(&lib, &["-k", "5"]), good);
     verify_ok(&lib);
 }
+
+/// nDCG@10 of `mode` in `eval --json` rows.
+fn ndcg10(rows: &Value, mode: &str) -> f64 {
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["mode"] == mode)
+        .and_then(|r| r["ndcg@10"].as_f64())
+        .unwrap_or_else(|| panic!("no {mode} row in {rows}"))
+}
+
+/// The bar, end to end on CiteSeer's citation links: a default
+/// build fits the re-ranking space, and the default paper-to-paper mode
+/// beats dense by at least 0.03 nDCG@10. Then `remove`, `compact` and `add`
+/// keep the space (int8 encoder, to keep the build short).
+#[test]
+fn on_citeseer_the_default_ranking_beats_dense_and_updates_keep_the_space() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let (Some(corpus), Some(qrels)) = (
+        common::shared("data/citeseer/corpus.jsonl.gz"),
+        common::shared("data/citeseer/paper-qrels.txt"),
+    ) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    build_ok(&corpus, &lib, &["--format", "beir", "--precision", "int8"]);
+    let space = |lib: &Path| common::info(lib)["sentences"]["reranking_space"].clone();
+    assert_eq!(space(&lib), true);
+    let eval = |lib: &Path| {
+        json(&ok(papersim(&[
+            "eval",
+            "--library",
+            s(lib),
+            "--paper-qrels",
+            s(&qrels),
+            "--modes",
+            "dense,hybrid,sentences",
+            "--json",
+        ])))
+    };
+    let rows = eval(&lib);
+    let (dense, hybrid, default) = (
+        ndcg10(&rows, "dense"),
+        ndcg10(&rows, "hybrid"),
+        ndcg10(&rows, "sentences"),
+    );
+    eprintln!(
+        "CiteSeer nDCG@10 (int8): dense {dense:.4}, hybrid {hybrid:.4}, sentences {default:.4}"
+    );
+    assert!(default >= dense + 0.03, "{rows}");
+    assert!(default > hybrid, "{rows}");
+
+    // Remove and compact: the rows left keep their norms in the same space.
+    let gone = "labrou01standardizing";
+    ok(papersim(&["remove", "--library", s(&lib), gone]));
+    ok(papersim(&["compact", "--library", s(&lib), "--force"]));
+    assert_eq!(space(&lib), true);
+    verify_ok(&lib);
+    let after = ndcg10(&eval(&lib), "sentences");
+    assert!((after - default).abs() < 0.002, "{after} vs {default}");
+
+    // Papers added later are normed in the library's space.
+    ok(papersim(&[
+        "add",
+        "--corpus",
+        s(&hf_daily()),
+        "--library",
+        s(&lib),
+        "--limit",
+        "5",
+        "--precision",
+        "int8",
+    ]));
+    assert_eq!(space(&lib), true);
+    verify_ok(&lib);
+    let v = json(&ok(papersim(&[
+        "similar",
+        "100157",
+        "--library",
+        s(&lib),
+        "-k",
+        "3",
+        "--json",
+    ])));
+    assert_eq!(ids(&v).len(), 3, "{v}");
+    assert!(!ids(&v).contains(&gone.to_string()), "{v}");
+    assert!(v["results"][0]["why"].is_object(), "{v}");
+}

@@ -322,6 +322,13 @@ pub fn info(a: InfoArgs) -> Result<ExitCode> {
         v["disk_bytes"] = lib.disk_bytes().into();
         v["live"] = lib.live_len().into();
         v["dead_fraction"] = lib.dead_fraction().into();
+        v["sentences"] = match lib.sentences()? {
+            Some(s) => serde_json::json!({
+                "vectors": s.len(),
+                "reranking_space": s.space().is_some(),
+            }),
+            None => serde_json::Value::Null,
+        };
         v["cpu_kernels"] = match papersim::embed::cpu_kernels() {
             Ok(k) => serde_json::to_value(k)?,
             Err(e) => serde_json::json!({ "error": e.to_string() }),

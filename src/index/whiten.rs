@@ -317,7 +317,11 @@ mod tests {
                 let back: f64 = (0..dim)
                     .map(|k| v[i * dim + k] * values[k] * v[j * dim + k])
                     .sum();
-                assert!((back - a[i * dim + j]).abs() < 1e-9, "{back} vs {}", a[i * dim + j]);
+                assert!(
+                    (back - a[i * dim + j]).abs() < 1e-9,
+                    "{back} vs {}",
+                    a[i * dim + j]
+                );
             }
         }
     }

@@ -322,7 +322,10 @@ mod tests {
         (0..n)
             .flat_map(|r| {
                 let v: Vec<f32> = (0..dim)
-                    .map(|i| (((r + seed) * 31 + i * 17) % 23) as f32 / 23.0 - 0.5 + if i == 0 { 2.0 } else { 0.0 })
+                    .map(|i| {
+                        (((r + seed) * 31 + i * 17) % 23) as f32 / 23.0 - 0.5
+                            + if i == 0 { 2.0 } else { 0.0 }
+                    })
                     .collect();
                 unit(&v)
             })

@@ -353,7 +353,11 @@ pub fn rank(
                         None => d,
                     };
                     let by_alignment = align::rerank(&q, stored, &d, &k);
-                    let w = if paper { align::PAPER_KEYWORD_WEIGHT } else { 1.0 };
+                    let w = if paper {
+                        align::PAPER_KEYWORD_WEIGHT
+                    } else {
+                        1.0
+                    };
                     align::fuse(d, k, w, by_alignment)
                 }
                 _ => {

@@ -247,10 +247,11 @@ pub(super) fn write_sentences(
     }
     // The first part's space is the file's; every part must be normed in
     // it, or the file is written without one.
-    let space = parts
-        .first()
-        .and_then(|p| p.space.clone())
-        .filter(|s| parts.iter().all(|p| p.normed() && p.space.as_deref() == Some(s)));
+    let space = parts.first().and_then(|p| p.space.clone()).filter(|s| {
+        parts
+            .iter()
+            .all(|p| p.normed() && p.space.as_deref() == Some(s))
+    });
     let rows: usize = parts.iter().map(|p| p.rows()).sum();
     let sentences: usize = parts.iter().map(|p| p.len()).sum();
     write_sealed(path, |w| {
@@ -392,7 +393,10 @@ fn parse(bytes: &[u8], dim: usize, rows: usize) -> Result<SentenceVectors, Strin
         }
     }
     if r.left() != 0 {
-        return Err(format!("{} bytes past the end of the sentence vectors", r.left()));
+        return Err(format!(
+            "{} bytes past the end of the sentence vectors",
+            r.left()
+        ));
     }
     Ok(out)
 }
