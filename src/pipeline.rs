@@ -97,6 +97,9 @@ pub struct BuildReport {
     pub sentences: usize,
     /// Seconds spent embedding the sentences (included in `total_seconds`).
     pub sentence_seconds: f64,
+    /// Seconds spent fitting the re-ranking space and norming every paper
+    /// and sentence in it (included in `sentence_seconds`).
+    pub space_seconds: f64,
     /// Seconds spent writing the library and building its indexes.
     pub index_seconds: f64,
     /// Seconds of the whole build, reading the corpus included.
@@ -199,12 +202,14 @@ pub fn build(
             )
         })
         .transpose()?;
+    let space_start = Instant::now();
     if let Some(s) = &mut sentences {
         progress(Progress::Stage("fitting the re-ranking space"));
         let decoded: Vec<f32> = (0..s.rows()).flat_map(|r| s.row_f32(r)).collect();
         let space = Space::fit(&kept_vectors, &decoded, dim).map(std::sync::Arc::new);
         s.set_space(space, &kept_vectors);
     }
+    let space_seconds = space_start.elapsed().as_secs_f64();
     let sentence_seconds = sentence_start.elapsed().as_secs_f64();
 
     let index_start = Instant::now();
@@ -234,6 +239,7 @@ pub fn build(
         resumed,
         sentences: sentences.as_ref().map_or(0, SentenceVectors::len),
         sentence_seconds,
+        space_seconds,
         index_seconds: index_start.elapsed().as_secs_f64(),
         total_seconds: start.elapsed().as_secs_f64(),
         device: embedder.device_name(),

@@ -207,6 +207,7 @@ pub fn build_summary(r: &BuildReport) -> String {
         ("padding ratio", format!("{:.3}", r.padding_ratio)),
         ("sentences", r.sentences.to_string()),
         ("sentence secs", format!("{:.1}", r.sentence_seconds)),
+        ("space secs", format!("{:.1}", r.space_seconds)),
         ("index seconds", format!("{:.1}", r.index_seconds)),
         ("total seconds", format!("{:.1}", r.total_seconds)),
     ];

@@ -7,6 +7,11 @@
 //! means averaged. A candidate scores high when the points the two make
 //! match one by one, which a single whole-abstract vector blurs. The best
 //! pair of all is the explanation of the match.
+//!
+//! In a library with a re-ranking space ([`crate::index::Space`]) the
+//! cosines of the alignment, and those of the whole-paper ranking it is
+//! fused with ([`whitened_dense`]), are taken after whitening, which
+//! discounts what every abstract says; explanations keep plain cosines.
 
 use super::rrf_weighted;
 use crate::index::{dot_i8, Neighbor, Whitening};

@@ -1,6 +1,7 @@
 //! Answering "papers like this": from a query sentence, a paper id, or a
 //! draft and seed papers ([`related`]), by dense, keyword or hybrid ranking,
-//! or hybrid re-ranked by sentence alignment ([`Mode::Sentences`]).
+//! or hybrid re-ranked by whitened cosine and sentence alignment
+//! ([`Mode::Sentences`]).
 
 mod align;
 mod explain;
@@ -126,9 +127,9 @@ pub enum Mode {
     Keyword,
     /// Both, fused by reciprocal rank.
     Hybrid,
-    /// Hybrid's candidates re-ranked by reciprocal-rank fusion of the dense,
-    /// keyword and sentence-alignment rankings (see `align`); hybrid in a
-    /// library without sentence vectors.
+    /// Hybrid's candidates re-ranked by reciprocal-rank fusion of the
+    /// whitened-cosine, keyword and sentence-alignment rankings (see
+    /// `align`); hybrid in a library without sentence vectors.
     Sentences,
 }
 
@@ -138,11 +139,10 @@ pub const DEFAULT_MODE: Mode = Mode::Hybrid;
 
 /// The default mode of `similar` and `related` (the query is a paper or a
 /// draft abstract), measured by `papersim eval --paper-qrels` on CiteSeer's
-/// citation links (docs/evaluation.md): sentences 0.3830 nDCG@10, hybrid
+/// citation links (docs/evaluation.md): sentences 0.3903 nDCG@10, hybrid
 /// 0.3823, dense 0.3572; related-work recall@20 (centroid, one seed)
-/// 0.5460 against hybrid's 0.5413. A small gain, but on every measure, and
-/// its best sentence pair explains each hit for free. A library without
-/// sentence vectors ranks by hybrid.
+/// 0.5594 against hybrid's 0.5413. Its best sentence pair also explains
+/// each hit for free. A library without sentence vectors ranks by hybrid.
 pub const PAPER_DEFAULT_MODE: Mode = Mode::Sentences;
 
 impl FromStr for Mode {
