@@ -43,7 +43,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use papersim::corpus::{Paper, TextTemplate};
 use papersim::embed::{ModelInfo, Pooling, Precision};
-use papersim::index::HnswParams;
+use papersim::index::{HnswParams, Space};
 use papersim::store::{self, CommitSpec, Contents, Library, Manifest, SentenceVectors, MANIFEST};
 
 const DIM: usize = 8;
@@ -154,6 +154,17 @@ fn fixture() -> &'static Fixture {
         for row in vectors.chunks_exact(DIM) {
             sentences.push_row(row);
         }
+        // With a re-ranking space, so that its whitenings and norms are
+        // damaged too (fitted on more vectors than the 6 papers, which are
+        // fewer than the dimensions).
+        let mut fit = vec![0f32; 16 * DIM];
+        for (i, row) in fit.chunks_exact_mut(DIM).enumerate() {
+            row[i % DIM] = 0.6;
+            row[(i + 3) % DIM] = 0.8;
+        }
+        let space = Space::fit(&fit, &fit, DIM)
+            .unwrap_or_else(|| panic!("fuzz harness: no space fitted"));
+        sentences.set_space(Some(std::sync::Arc::new(space)), &vectors);
         let contents = Contents {
             papers: &papers,
             texts: &texts,
