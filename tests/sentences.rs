@@ -45,6 +45,14 @@ fn sentence_rows(lib: &Path) -> u64 {
     u64::from_le_bytes(b[16..24].try_into().unwrap())
 }
 
+/// `add` of the Daily Papers sample to `lib`, with `extra` flags.
+fn add_daily(lib: &Path, extra: &[&str]) {
+    let corpus = hf_daily();
+    let mut args = vec!["add", "--corpus", s(&corpus), "--library", s(lib)];
+    args.extend_from_slice(extra);
+    ok(papersim(&args));
+}
+
 #[test]
 fn a_default_build_stores_sentence_vectors_and_similar_explains_with_them() {
     if common::model_dir().is_none() {
@@ -115,15 +123,7 @@ fn add_remove_and_compact_keep_one_sentence_list_per_row() {
     let lib = tmp.path().join("lib");
     build_ok(&hf_daily(), &lib, &["--limit", "20"]);
     let before = sentence_rows(&lib);
-    ok(papersim(&[
-        "add",
-        "--corpus",
-        s(&hf_daily()),
-        "--library",
-        s(&lib),
-        "--limit",
-        "40",
-    ]));
+    add_daily(&lib, &["--limit", "40"]);
     let m = manifest(&lib);
     let rows = m["papers"].as_u64().unwrap();
     assert!(rows > before);
@@ -261,17 +261,7 @@ fn on_citeseer_the_default_ranking_beats_dense_and_updates_keep_the_space() {
     assert!((after - default).abs() < 0.002, "{after} vs {default}");
 
     // Papers added later are normed in the library's space.
-    ok(papersim(&[
-        "add",
-        "--corpus",
-        s(&hf_daily()),
-        "--library",
-        s(&lib),
-        "--limit",
-        "5",
-        "--precision",
-        "int8",
-    ]));
+    add_daily(&lib, &["--limit", "5", "--precision", "int8"]);
     assert_eq!(space(&lib), true);
     verify_ok(&lib);
     let v = json(&ok(papersim(&[

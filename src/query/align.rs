@@ -156,18 +156,7 @@ pub(crate) fn rerank(
     dense: &[Neighbor],
     keyword: &[Neighbor],
 ) -> Vec<Neighbor> {
-    let mut seen = std::collections::HashSet::new();
-    let mut out: Vec<Neighbor> = dense
-        .iter()
-        .chain(keyword)
-        .filter(|n| seen.insert(n.row))
-        .map(|n| Neighbor {
-            row: n.row,
-            score: q.score(stored, n.row),
-        })
-        .collect();
-    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
-    out
+    rescore(dense, keyword, |row| q.score(stored, row))
 }
 
 /// The candidates of the dense and keyword rankings (each row once),
@@ -185,6 +174,21 @@ pub(crate) fn whitened_dense(
         return dense;
     };
     let p = space.papers.project(q);
+    rescore(&dense, keyword, |row| {
+        vectors
+            .chunks_exact(q.len().max(1))
+            .nth(row)
+            .map_or(0.0, |v| Whitening::cosine(&p, v, stored.paper_norm(row)))
+    })
+}
+
+/// The rows of `dense` then `keyword`, each once, scored by `score` and
+/// sorted best first (ties by row, for a deterministic order).
+fn rescore(
+    dense: &[Neighbor],
+    keyword: &[Neighbor],
+    score: impl Fn(usize) -> f32,
+) -> Vec<Neighbor> {
     let mut seen = std::collections::HashSet::new();
     let mut out: Vec<Neighbor> = dense
         .iter()
@@ -192,10 +196,7 @@ pub(crate) fn whitened_dense(
         .filter(|n| seen.insert(n.row))
         .map(|n| Neighbor {
             row: n.row,
-            score: vectors
-                .chunks_exact(q.len().max(1))
-                .nth(n.row)
-                .map_or(0.0, |v| Whitening::cosine(&p, v, stored.paper_norm(n.row))),
+            score: score(n.row),
         })
         .collect();
     out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
