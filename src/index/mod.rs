@@ -25,7 +25,7 @@ pub use exact::{exact_search, recall, synthetic, Neighbor};
 pub use graph::FlatGraph;
 pub use keyword::{KeywordIndex, PAPER_QUERY_TERMS};
 pub use params::{HnswParams, DEFAULT_SEED};
-pub use whiten::{Projected, Space, Whitening, PAPER_POWER, SENTENCE_POWER};
+pub use whiten::{Projected, Space, Whitening, FIT_SAMPLE, PAPER_POWER, SENTENCE_POWER};
 
 /// Why an index operation failed.
 #[derive(Debug, thiserror::Error)]

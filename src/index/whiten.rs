@@ -45,7 +45,7 @@ const EIGEN_FLOOR: f64 = 1e-6;
 /// At most this many vectors are read to estimate the covariance (evenly
 /// spaced): enough for a 384-d estimate, and it bounds the cost on large
 /// libraries.
-const FIT_SAMPLE: usize = 50_000;
+pub const FIT_SAMPLE: usize = 50_000;
 
 impl Whitening {
     /// Fits a whitening of power `power` to `vectors` (`n · dim` floats).

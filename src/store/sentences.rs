@@ -129,6 +129,17 @@ impl SentenceVectors {
         self.sentence_norms.get(i).copied().unwrap_or(0.0)
     }
 
+    /// At most `max` sentences, evenly spaced over the rows, decoded to f32
+    /// (`n · dim` floats): what a space is fitted to, without decoding all
+    /// of a large library's sentences at once.
+    pub fn sample_f32(&self, max: usize) -> Vec<f32> {
+        let step = self.len().div_ceil(max.max(1)).max(1);
+        (0..self.len())
+            .step_by(step)
+            .flat_map(|i| self.decode(i))
+            .collect()
+    }
+
     /// Sentence `i` decoded to f32.
     fn decode(&self, i: usize) -> Vec<f32> {
         let s = self.scales[i];
@@ -469,6 +480,12 @@ mod tests {
             a.push_row(&[t.cos(), t.sin(), (t + 1.0).cos(), (t + 1.0).sin()]);
         }
         let decoded: Vec<f32> = (0..4).flat_map(|r| a.row_f32(r)).collect();
+        // A sample of 3 of the 8 sentences: every third, from the first.
+        let sample = a.sample_f32(3);
+        assert_eq!(sample.len(), 3 * dim);
+        assert_eq!(sample[..dim], decoded[..dim]);
+        assert_eq!(sample[dim..2 * dim], decoded[3 * dim..4 * dim]);
+        assert_eq!(a.sample_f32(100), decoded);
         let space = Arc::new(Space::fit(&papers, &decoded, dim).unwrap());
         a.set_space(Some(space.clone()), &papers);
         assert!(a.paper_norm(3) > 0.0 && a.sentence_norm(7) > 0.0);
