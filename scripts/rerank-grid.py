@@ -103,6 +103,23 @@ def main(lib, npy, meta, run, qrels):
     show("hybrid (keyword 1)", score(lambda a: rrf([(cands[a][0], 1), (cands[a][1], 1)])))
     paper_w = {p: whiten(v, p) if p else v for p in [0, 0.25, 0.5]}
     sent_w = {p: whiten(sv, p) if p else sv for p in [0, 0.25, 0.5]}
+
+    # Each signal alone, over the same candidates: the paper cosine and the
+    # sentence alignment, raw, centred (power 0) and whitened.
+    for label, p in [("raw", None), ("centred", 0.0), ("p=0.25", 0.25), ("p=0.5", 0.5)]:
+        w = v if p is None else whiten(v, p)
+        x = sv if p is None else whiten(sv, p)
+
+        def by_cosine(a, w=w):
+            c = cands[a][2]
+            return list(c[np.argsort(-(w[c] @ w[idx[a]]))])
+
+        def by_alignment(a, x=x):
+            c = cands[a][2]
+            return list(c[np.argsort(-np.array([align(idx[a], j, x) for j in c]))])
+
+        show(f"paper cosine alone, {label}", score(by_cosine))
+        show(f"sentence alignment alone, {label}", score(by_alignment))
     for pp, ps in itertools.product([0, 0.25, 0.5], [0, 0.25, 0.5]):
         w = paper_w[pp]
         al = {a: np.array([align(idx[a], c, sent_w[ps]) for c in cands[a][2]]) for a in queries}
