@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::corpus::{self, CorpusError, Issue, Paper, ReadOptions, TextTemplate};
 use crate::embed::{is_unit, EmbedError, EmbedStats, Embedder, Role};
-use crate::index::{self, HnswParams, Space};
+use crate::index::HnswParams;
 use crate::store::{
     failpoint, read_manifest, text_hash, CommitSpec, Contents, EmbedCache, Library, Manifest,
     SentenceVectors, StoreError,
@@ -205,9 +205,7 @@ pub fn build(
     let space_start = Instant::now();
     if let Some(s) = &mut sentences {
         progress(Progress::Stage("fitting the re-ranking space"));
-        let sample = s.sample_f32(index::FIT_SAMPLE);
-        let space = Space::fit(&kept_vectors, &sample, dim).map(std::sync::Arc::new);
-        s.set_space(space, &kept_vectors);
+        s.fit_space(&kept_vectors);
     }
     let space_seconds = space_start.elapsed().as_secs_f64();
     let sentence_seconds = sentence_start.elapsed().as_secs_f64();

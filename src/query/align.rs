@@ -109,14 +109,14 @@ impl QuerySentences {
         if m == 0 || self.len() == 0 {
             return 0.0;
         }
+        // Whitened cosines when both sides are in the library's space.
+        let whitened = self.whitened.as_ref().filter(|_| stored.space().is_some());
         let mut cosines = Vec::with_capacity(self.len() * m);
         for q in 0..self.len() {
-            match (&self.whitened, stored.space().is_some()) {
-                (Some(w), true) => {
-                    cosines.extend(range.clone().map(|i| self.whitened_cosine(w, q, stored, i)))
-                }
-                _ => cosines.extend(range.clone().map(|i| self.cosine(q, stored, i))),
-            }
+            cosines.extend(range.clone().map(|i| match whitened {
+                Some(w) => self.whitened_cosine(w, q, stored, i),
+                None => self.cosine(q, stored, i),
+            }));
         }
         symmetric_max_sim(&cosines, self.len(), m)
     }

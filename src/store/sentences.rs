@@ -27,7 +27,7 @@ use super::fsio::{io_err, write_sealed};
 use super::manifest::FileEntry;
 use super::StoreError;
 use crate::format::{Reader, SealedWriter};
-use crate::index::{Space, Whitening};
+use crate::index::{Space, Whitening, FIT_SAMPLE};
 
 const MAGIC: &[u8; 8] = b"PSIMSEN\0";
 const VERSION: u32 = 2;
@@ -129,10 +129,20 @@ impl SentenceVectors {
         self.sentence_norms.get(i).copied().unwrap_or(0.0)
     }
 
+    /// Fits a re-ranking space to `papers` (the rows' paper vectors,
+    /// `rows · dim` floats) and these sentences, and norms every row and
+    /// sentence in it; no space when there are too few of either
+    /// ([`Space::fit`]).
+    pub fn fit_space(&mut self, papers: &[f32]) {
+        let sample = self.sample_f32(FIT_SAMPLE);
+        let space = Space::fit(papers, &sample, self.dim).map(Arc::new);
+        self.set_space(space, papers);
+    }
+
     /// At most `max` sentences, evenly spaced over the rows, decoded to f32
     /// (`n · dim` floats): what a space is fitted to, without decoding all
     /// of a large library's sentences at once.
-    pub fn sample_f32(&self, max: usize) -> Vec<f32> {
+    fn sample_f32(&self, max: usize) -> Vec<f32> {
         let step = self.len().div_ceil(max.max(1)).max(1);
         (0..self.len())
             .step_by(step)
