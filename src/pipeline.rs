@@ -6,12 +6,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::corpus::{self, CorpusError, Issue, Paper, ReadOptions, TextTemplate};
-use crate::embed::{is_unit, EmbedError, EmbedStats, Embedder, Role};
+use crate::corpus::{self, CorpusError, Issue, LocatedSentences, Paper, ReadOptions, TextTemplate};
+use crate::embed::{
+    is_unit, EmbedError, EmbedStats, Embedder, Role, SentenceMethod, TextSentences,
+};
 use crate::index::HnswParams;
 use crate::store::{
-    failpoint, read_manifest, text_hash, CommitSpec, Contents, EmbedCache, Library, Manifest,
-    SentenceVectors, StoreError,
+    failpoint, read_manifest, sentence_hash, text_hash, CommitSpec, Contents, EmbedCache, Library,
+    Manifest, SentenceVectors, StoreError, TextHash,
 };
 
 /// Everything that can stop a `build`, `add` or `remove`.
@@ -59,8 +61,9 @@ pub struct BuildOptions {
     /// Texts embedded between two checkpoints (see [`embed_resumable`]).
     pub checkpoint_texts: usize,
     /// Also store a vector per sentence of each paper (what `similar`'s
-    /// sentence alignment and cheap explanations use); `--no-sentences`
-    /// turns it off to save build time and space.
+    /// sentence alignment and cheap explanations use), pooled from the
+    /// paper's own forward pass ([`embed_papers`]); `--no-sentences` turns
+    /// it off to save space.
     pub sentences: bool,
 }
 
@@ -95,7 +98,14 @@ pub struct BuildReport {
     pub padding_ratio: f64,
     /// Sentences whose vectors were stored (0 with `--no-sentences`).
     pub sentences: usize,
-    /// Seconds spent embedding the sentences (included in `total_seconds`).
+    /// Of those, the ones embedded on their own, because their paper's
+    /// forward pass could not give them: past the model's token window, or
+    /// left out of the embedded text by the template. The rest are pooled
+    /// from their paper's pass.
+    pub sentences_alone: usize,
+    /// Seconds spent on sentence vectors besides the papers' forward
+    /// passes: the sentences embedded alone and the re-ranking space
+    /// (included in `total_seconds`).
     pub sentence_seconds: f64,
     /// Seconds spent fitting the re-ranking space and norming every paper
     /// and sentence in it (included in `sentence_seconds`).
@@ -155,15 +165,20 @@ pub fn build(
     }
     progress(Progress::Read(papers.len()));
 
-    let texts: Vec<String> = papers.iter().map(|p| opts.template.render(p)).collect();
+    let located: Vec<LocatedSentences> = papers
+        .iter()
+        .map(|p| corpus::locate_sentences(&opts.template, p))
+        .collect();
     let mut cache = EmbedCache::open(
         library,
         embedder.info().dim,
         &embedder.info().checkpoint_key(),
     )?;
-    let (vectors, stats, resumed) = embed_resumable(
+    let method = opts.sentences.then_some(SentenceMethod::Contextual);
+    let embedded = embed_papers(
         embedder,
-        &texts,
+        &located,
+        method,
         &mut cache,
         opts.checkpoint_texts,
         progress,
@@ -174,41 +189,35 @@ pub fn build(
     let dim = embedder.info().dim;
     let mut kept_papers = Vec::with_capacity(papers.len());
     let mut kept_texts = Vec::with_capacity(papers.len());
-    let mut kept_vectors = Vec::with_capacity(vectors.len());
-    for ((p, t), v) in papers.into_iter().zip(texts).zip(vectors.chunks_exact(dim)) {
+    let mut kept_vectors = Vec::with_capacity(embedded.vectors.len());
+    let mut sentences = method.map(|m| SentenceVectors::new(dim, m));
+    let rows = papers
+        .into_iter()
+        .zip(located)
+        .zip(embedded.vectors.chunks_exact(dim))
+        .zip(&embedded.sentences);
+    for (((p, l), v), sentence_row) in rows {
         if is_unit(v) {
             kept_papers.push(p);
-            kept_texts.push(t);
+            kept_texts.push(l.text);
             kept_vectors.extend_from_slice(v);
+            if let Some(s) = &mut sentences {
+                s.push_row(sentence_row);
+            }
         } else {
             skipped += 1;
             issues.push(degenerate(corpus_path, &p));
         }
     }
 
-    let sentence_start = Instant::now();
-    if opts.sentences {
-        progress(Progress::Stage("embedding sentences"));
-    }
-    let mut sentences = opts
-        .sentences
-        .then(|| {
-            embed_sentences(
-                embedder,
-                &kept_papers,
-                &mut cache,
-                opts.checkpoint_texts,
-                progress,
-            )
-        })
-        .transpose()?;
     let space_start = Instant::now();
     if let Some(s) = &mut sentences {
         progress(Progress::Stage("fitting the re-ranking space"));
         s.fit_space(&kept_vectors);
     }
     let space_seconds = space_start.elapsed().as_secs_f64();
-    let sentence_seconds = sentence_start.elapsed().as_secs_f64();
+    let sentence_seconds = embedded.alone_seconds + space_seconds;
+    let stats = embedded.stats;
 
     let index_start = Instant::now();
     let spec = CommitSpec {
@@ -234,8 +243,9 @@ pub fn build(
         tokens_per_s: stats.tokens_per_s(),
         padding_ratio: stats.padding_ratio(),
         embed: stats,
-        resumed,
+        resumed: embedded.resumed,
         sentences: sentences.as_ref().map_or(0, SentenceVectors::len),
+        sentences_alone: embedded.alone,
         sentence_seconds,
         space_seconds,
         index_seconds: index_start.elapsed().as_secs_f64(),
@@ -289,31 +299,123 @@ pub fn embed_resumable(
     Ok((vectors, stats, resumed))
 }
 
-/// Embeds the sentences of each paper ([`corpus::paper_sentences`]) through
-/// the build's checkpoint `cache` (a sentence already embedded by an
-/// interrupted run, or equal to a text embedded before, is not embedded
-/// again), one row per paper. Sentences are short, so the token-budget
-/// batches of [`Embedder::embed`] hold many of them.
-pub fn embed_sentences(
+/// Each paper's vector and, when asked, its sentences' vectors: what
+/// [`embed_papers`] gives.
+#[derive(Debug, Clone, Default)]
+pub struct PaperVectors {
+    /// `papers · dim` floats, in input order.
+    pub vectors: Vec<f32>,
+    /// Per paper, its sentences' vectors (`n · dim` floats, in
+    /// [`LocatedSentences::sentences`] order); empty without sentences.
+    pub sentences: Vec<Vec<f32>>,
+    /// Throughput of the papers' forward passes run now.
+    pub stats: EmbedStats,
+    /// Papers taken whole from an interrupted earlier run's checkpoint.
+    pub resumed: usize,
+    /// Sentences embedded on their own now (see
+    /// [`Embedder::embed_with_sentences`]).
+    pub alone: usize,
+    /// Seconds spent embedding those.
+    pub alone_seconds: f64,
+}
+
+/// Embeds each paper's text (with the model's document prompt, recorded in
+/// the manifest through `embedder.info()`) and, given a `sentences` method,
+/// its sentences ([`Embedder::embed_with_sentences`]: contextual ones from
+/// the paper's own forward pass).
+///
+/// Resumable like [`embed_resumable`]: each chunk of `checkpoint_texts`
+/// papers is appended to `cache` with its sentences' vectors, and a paper
+/// whose vector and sentence vectors are all there is not embedded again.
+pub fn embed_papers(
     embedder: &Embedder,
-    papers: &[Paper],
+    papers: &[LocatedSentences],
+    sentences: Option<SentenceMethod>,
     cache: &mut EmbedCache,
     checkpoint_texts: usize,
     progress: &dyn Fn(Progress),
-) -> Result<SentenceVectors, PipelineError> {
+) -> Result<PaperVectors, PipelineError> {
     let dim = embedder.info().dim;
-    let per_paper: Vec<Vec<String>> = papers.iter().map(corpus::paper_sentences).collect();
-    let texts: Vec<String> = per_paper.iter().flatten().cloned().collect();
-    progress(Progress::Read(papers.len() + texts.len()));
-    progress(Progress::Embedded(papers.len()));
-    let (vectors, _, _) = embed_resumable(embedder, &texts, cache, checkpoint_texts, progress)?;
-    let mut out = SentenceVectors::new(dim);
-    let mut at = 0;
-    for s in &per_paper {
-        out.push_row(&vectors[at * dim..(at + s.len()) * dim]);
-        at += s.len();
+    // Checkpoint keys: each paper's text and each of its sentences.
+    let keys: Vec<(TextHash, Vec<TextHash>)> = papers
+        .iter()
+        .map(|p| {
+            let s = sentences.map_or_else(Vec::new, |m| sentence_keys(p, m));
+            (text_hash(&p.text), s)
+        })
+        .collect();
+    let mut out = PaperVectors {
+        vectors: vec![0f32; papers.len() * dim],
+        sentences: vec![Vec::new(); papers.len()],
+        ..PaperVectors::default()
+    };
+    let mut todo = Vec::new();
+    for (i, (key, sentence_keys)) in keys.iter().enumerate() {
+        let found = cache.found();
+        let stored = |h: &TextHash| found.get(h).filter(|v| v.len() == dim);
+        if stored(key).is_none() || sentence_keys.iter().any(|h| stored(h).is_none()) {
+            todo.push(i);
+            continue;
+        }
+        out.vectors[i * dim..(i + 1) * dim].copy_from_slice(&found[key]);
+        out.sentences[i] = sentence_keys
+            .iter()
+            .flat_map(|h| &found[h])
+            .copied()
+            .collect();
+    }
+    out.resumed = papers.len() - todo.len();
+    if out.resumed > 0 {
+        progress(Progress::Embedded(out.resumed));
+    }
+    let method = sentences.unwrap_or(SentenceMethod::Contextual);
+    for chunk in todo.chunks(checkpoint_texts.max(1)) {
+        let texts: Vec<&str> = chunk.iter().map(|&i| papers[i].text.as_str()).collect();
+        let wanted: Vec<TextSentences> = match sentences {
+            Some(_) => chunk
+                .iter()
+                .map(|&i| TextSentences {
+                    sentences: &papers[i].sentences,
+                    spans: &papers[i].spans,
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let got = embedder.embed_with_sentences(Role::Document, method, &texts, &wanted, &|n| {
+            progress(Progress::Embedded(n))
+        })?;
+        out.stats.add(&got.stats);
+        out.alone += got.alone;
+        out.alone_seconds += got.alone_seconds;
+        let mut hashes = Vec::new();
+        let mut vectors = Vec::new();
+        for ((k, &i), row) in chunk.iter().enumerate().zip(got.sentences) {
+            let v = &got.vectors[k * dim..(k + 1) * dim];
+            out.vectors[i * dim..(i + 1) * dim].copy_from_slice(v);
+            hashes.push(keys[i].0);
+            vectors.extend_from_slice(v);
+            hashes.extend_from_slice(&keys[i].1);
+            vectors.extend_from_slice(&row);
+            out.sentences[i] = row;
+        }
+        cache.append(&hashes, &vectors)?;
+        failpoint("after-checkpoint");
     }
     Ok(out)
+}
+
+/// The checkpoint key of each of a paper's sentences: by `method`, as a
+/// text of its own (what a separate pass embeds), or as a part of its
+/// paper's text (a contextual vector depends on the whole paper).
+fn sentence_keys(p: &LocatedSentences, method: SentenceMethod) -> Vec<TextHash> {
+    p.sentences
+        .iter()
+        .zip(&p.spans)
+        .map(|(s, span)| match method {
+            SentenceMethod::Separate => text_hash(s),
+            SentenceMethod::Contextual => sentence_hash(&p.text, s, span.as_ref()),
+        })
+        .collect()
 }
 
 /// How [`add`] reads and embeds a corpus; the text template and index
@@ -370,8 +472,10 @@ pub struct AddReport {
 }
 
 /// Adds the papers of `corpus_path` that `library` lacks or holds in another
-/// version. Only papers whose embedded text is new are embedded (resumably,
-/// like `build`); the rest of the library is reused as it is.
+/// version. Only papers whose embedded text is new get a new vector
+/// (embedded resumably, like `build`), and, in a library with sentence
+/// vectors, every added paper its sentences' from the same pass; the rest of
+/// the library is reused as it is.
 pub fn add(
     corpus_path: &Path,
     library: &Path,
@@ -413,35 +517,52 @@ pub fn add(
             }
         }
     }
-    let to_embed: Vec<String> = added
-        .iter()
-        .filter(|a| a.2.is_none())
-        .map(|a| a.1.clone())
+    // Through the model: the papers with a new text and, in a library with
+    // sentence vectors, the replaced ones too, for their sentences, which
+    // are made the way the library's own were.
+    let method = lib.sentences()?.map(SentenceVectors::method);
+    let through: Vec<usize> = (0..added.len())
+        .filter(|&i| method.is_some() || added[i].2.is_none())
         .collect();
-    progress(Progress::Read(to_embed.len()));
+    let located: Vec<LocatedSentences> = through
+        .iter()
+        .map(|&i| corpus::locate_sentences(&template, &added[i].0))
+        .collect();
+    progress(Progress::Read(located.len()));
     // The library's model and document prompt (load_embedder set both).
     let mut cache = EmbedCache::open(library, dim, &embedder.info().checkpoint_key())?;
-    let (fresh, stats, resumed) = embed_resumable(
+    let embedded = embed_papers(
         embedder,
-        &to_embed,
+        &located,
+        method,
         &mut cache,
         opts.checkpoint_texts,
         progress,
     )?;
+    let mut position = vec![None; added.len()];
+    for (k, &i) in through.iter().enumerate() {
+        position[i] = Some(k);
+    }
 
     let mut kept_papers = Vec::with_capacity(added.len());
     let mut kept_texts = Vec::with_capacity(added.len());
     let mut vectors = Vec::with_capacity(added.len() * dim);
-    let mut fresh_rows = fresh.chunks_exact(dim);
-    for (p, text, reuse) in added {
-        let v = match reuse {
-            Some(row) => lib.vectors().row(row),
-            None => fresh_rows.next().unwrap_or(&[]),
+    // A library with sentence vectors gets those of the added papers too.
+    let mut sentences = method.map(|m| SentenceVectors::new(dim, m));
+    for ((p, text, reuse), at) in added.into_iter().zip(position) {
+        let fresh = at.map(|k| &embedded.vectors[k * dim..(k + 1) * dim]);
+        let v = match (reuse, fresh) {
+            (Some(row), _) => lib.vectors().row(row),
+            (None, Some(v)) => v,
+            (None, None) => &[],
         };
         if is_unit(v) {
             vectors.extend_from_slice(v);
             kept_papers.push(p);
             kept_texts.push(text);
+            if let (Some(s), Some(k)) = (&mut sentences, at) {
+                s.push_row(&embedded.sentences[k]);
+            }
         } else {
             skipped += 1;
             issues.push(degenerate(corpus_path, &p));
@@ -453,18 +574,7 @@ pub fn add(
     dead.retain(|&row| lib.papers().id(row).is_some_and(|id| kept_ids.contains(id)));
     let replaced = dead.len();
 
-    // A library with sentence vectors gets those of the added papers too.
-    let mut sentences = (lib.has_sentences() && !kept_papers.is_empty())
-        .then(|| {
-            embed_sentences(
-                embedder,
-                &kept_papers,
-                &mut cache,
-                opts.checkpoint_texts,
-                progress,
-            )
-        })
-        .transpose()?;
+    let mut sentences = sentences.filter(|_| !kept_papers.is_empty());
     // Added rows are normed in the library's space, not a refitted one.
     if let (Some(s), Some(old)) = (&mut sentences, lib.sentences()?) {
         s.set_space(old.space_shared(), &vectors);
@@ -492,9 +602,9 @@ pub fn add(
         vectors_reused: reused,
         unchanged,
         skipped,
-        resumed,
-        docs_per_s: stats.docs_per_s(),
-        embed: stats,
+        resumed: embedded.resumed,
+        docs_per_s: embedded.stats.docs_per_s(),
+        embed: embedded.stats,
         update_seconds: update_start.elapsed().as_secs_f64(),
         total_seconds: start.elapsed().as_secs_f64(),
         live,

@@ -206,6 +206,9 @@ pub fn build_summary(r: &BuildReport) -> String {
         ("tokens/s", format!("{:.0}", r.tokens_per_s)),
         ("padding ratio", format!("{:.3}", r.padding_ratio)),
         ("sentences", r.sentences.to_string()),
+        // Most sentences are pooled from their paper's pass; the rest cost
+        // a pass of their own.
+        ("embedded alone", r.sentences_alone.to_string()),
         ("sentence secs", format!("{:.1}", r.sentence_seconds)),
         ("space secs", format!("{:.1}", r.space_seconds)),
         ("index seconds", format!("{:.1}", r.index_seconds)),

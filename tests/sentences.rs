@@ -7,6 +7,9 @@ mod common;
 use std::path::Path;
 
 use common::{build_env, build_json, build_ok, hf_daily, json, ok, papersim, s, stderr};
+use papersim::corpus::locate_sentences;
+use papersim::embed::{from_dir, relative_to, DeviceSpec, Embedder, Precision, Role};
+use papersim::store::{quantize, Library};
 use serde_json::Value;
 
 const QUERY: &str = "objective-mismatch-in-model-based-reinforcement-learning";
@@ -276,4 +279,125 @@ fn on_citeseer_the_default_ranking_beats_dense_and_updates_keep_the_space() {
     assert_eq!(ids(&v).len(), 3, "{v}");
     assert!(!ids(&v).contains(&gone.to_string()), "{v}");
     assert!(v["results"][0]["why"].is_object(), "{v}");
+}
+
+/// `v` as the sentences file stores it: 8-bit codes times their scale.
+fn stored_form(v: &[f32]) -> Vec<f32> {
+    let mut codes = Vec::new();
+    let scale = quantize(v, &mut codes);
+    codes.iter().map(|&c| f32::from(c) * scale).collect()
+}
+
+/// Every paper's sentence vectors as the library stores them, decoded.
+fn stored_sentences(lib: &Path) -> Vec<Vec<f32>> {
+    let lib = Library::open(lib).unwrap();
+    let s = lib.sentences().unwrap().expect("sentence vectors");
+    (0..s.rows()).map(|row| s.row_f32(row)).collect()
+}
+
+/// What a build and `add` store is what one forward pass per paper gives:
+/// each sentence pooled over its tokens in its paper's pass (only one past
+/// the model's token window embedded alone), then made relative to the
+/// paper's vector.
+#[test]
+fn stored_sentence_vectors_are_pooled_from_their_papers_own_pass() {
+    let Some(model) = common::model_dir() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    let corpus = common::arxiv_sample();
+    // arXiv abstracts often run past 256 tokens: both kinds of sentence.
+    let report = build_json(&corpus, &lib, &["--limit", "20"]);
+    assert!(report["sentences_alone"].as_u64().unwrap() > 0, "{report}");
+    let args = ["add", "--corpus", s(&corpus), "--library", s(&lib)];
+    ok(papersim(&[&args[..], &["--limit", "30"]].concat()));
+
+    let files = from_dir(&model, "models/all-MiniLM-L6-v2").unwrap();
+    let embedder = Embedder::load(&files, DeviceSpec::Cpu, Precision::F32).unwrap();
+    let stored = stored_sentences(&lib);
+    let library = Library::open(&lib).unwrap();
+    let template = library.manifest().text_template.clone();
+    assert_eq!(stored.len(), 30);
+    let dim = embedder.info().dim;
+    let (mut pooled, mut alone) = (0, 0);
+    for (row, stored) in stored.iter().enumerate() {
+        let located = locate_sentences(&template, &library.paper(row).unwrap());
+        let spans = located.spans.iter().flatten().cloned().collect();
+        let pass = embedder
+            .embed_with_spans(Role::Document, &[&located.text], &[spans], &|_| {})
+            .unwrap();
+        let paper = library.vectors().row(row);
+        assert!(common::cosine(paper, &pass.vectors) > 0.9999, "row {row}");
+        let mut from_pass = pass.spans[0].iter();
+        assert_eq!(stored.len(), located.sentences.len() * dim, "row {row}");
+        for (j, span) in located.spans.iter().enumerate() {
+            let mut want = match span
+                .as_ref()
+                .and_then(|_| from_pass.next().cloned().flatten())
+            {
+                Some(v) => {
+                    pooled += 1;
+                    v
+                }
+                None => {
+                    alone += 1;
+                    let text = located.sentences[j].as_str();
+                    embedder
+                        .embed_as(Role::Document, &[text], &|_| {})
+                        .unwrap()
+                        .0
+                }
+            };
+            // A one-sentence paper's sentence is the paper.
+            match located.sentences.len() {
+                1 => want.clone_from(&pass.vectors),
+                _ => relative_to(&mut want, &pass.vectors),
+            }
+            let got = &stored[j * dim..(j + 1) * dim];
+            let cos = common::cosine(got, &stored_form(&want));
+            assert!(cos >= 0.9999, "row {row} sentence {j}: cosine {cos}");
+        }
+    }
+    assert!(
+        pooled > 5 * alone && alone > 0,
+        "{pooled} pooled, {alone} alone"
+    );
+}
+
+/// A build killed after its first checkpoint resumes without embedding
+/// those papers again and stores the same sentence vectors as a build
+/// that was never interrupted.
+#[test]
+fn an_interrupted_build_resumes_with_the_same_sentence_vectors() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = common::arxiv_sample();
+    let run = |lib: &Path, env: &[(&str, &str)]| {
+        let flags = ["--limit", "24", "--checkpoint-every", "8", "--json"];
+        build_env(&corpus, lib, &flags, env)
+    };
+    let lib = tmp.path().join("lib");
+    let killed = run(&lib, &[("PAPERSIM_FAILPOINT", "after-checkpoint")]);
+    assert!(!killed.status.success(), "the failpoint did not fire");
+    assert!(lib.join("embed-cache.bin").exists());
+    let resumed = json(&ok(run(&lib, &[])));
+    assert_eq!(resumed["resumed"], 8, "{resumed}");
+    assert_eq!(resumed["embed"]["docs"], 16, "{resumed}");
+
+    let clean = tmp.path().join("clean");
+    let whole = json(&ok(run(&clean, &[])));
+    assert_eq!(resumed["sentences"], whole["sentences"]);
+    let (a, b) = (stored_sentences(&lib), stored_sentences(&clean));
+    assert_eq!(a.len(), b.len());
+    for (row, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x.len(), y.len(), "row {row}");
+        let dim = 384;
+        for (j, (u, v)) in x.chunks(dim).zip(y.chunks(dim)).enumerate() {
+            let cos = common::cosine(u, v);
+            assert!(cos >= 0.9999, "row {row} sentence {j}: cosine {cos}");
+        }
+    }
 }

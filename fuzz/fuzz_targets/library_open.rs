@@ -42,7 +42,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use papersim::corpus::{Paper, TextTemplate};
-use papersim::embed::{ModelInfo, Pooling, Precision};
+use papersim::embed::{ModelInfo, Pooling, Precision, SentenceMethod};
 use papersim::index::{HnswParams, Space};
 use papersim::store::{self, CommitSpec, Contents, Library, Manifest, SentenceVectors, MANIFEST};
 
@@ -150,7 +150,7 @@ fn fixture() -> &'static Fixture {
         };
         // Each paper's vector as its one sentence: the sentence file is
         // one of the files the fuzzer damages.
-        let mut sentences = SentenceVectors::new(DIM);
+        let mut sentences = SentenceVectors::new(DIM, SentenceMethod::Contextual);
         for row in vectors.chunks_exact(DIM) {
             sentences.push_row(row);
         }

@@ -28,7 +28,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-pub use sentences::{paper_sentences, split_sentences, MAX_PAPER_SENTENCES};
+pub use sentences::{
+    locate_sentences, paper_sentences, sentence_ranges, split_sentences, LocatedSentences,
+    MAX_PAPER_SENTENCES,
+};
 pub use template::TextTemplate;
 
 pub(crate) use fields::is_arxiv_id;

@@ -84,29 +84,44 @@ impl TextTemplate {
 
     /// The text to embed for `paper`; see the type's documentation for the rule.
     pub fn render(&self, paper: &Paper) -> String {
+        self.render_at(paper).0
+    }
+
+    /// [`render`](Self::render), with the byte offsets in the text where the
+    /// (trimmed) title and abstract were written, each where it first
+    /// appears; `None` for a field the text leaves out.
+    pub(super) fn render_at(&self, paper: &Paper) -> (String, Option<usize>, Option<usize>) {
         let title = paper.title.trim();
         let abstract_text = paper.abstract_text.trim();
         if abstract_text.is_empty() {
-            return title.to_string();
+            return (title.to_string(), Some(0), None);
         }
         if title.is_empty() {
-            return abstract_text.to_string();
+            return (abstract_text.to_string(), None, Some(0));
         }
         // Construction validated the template; the fallback only keeps this total.
         let Ok(pieces) = parse(&self.0) else {
-            return format!("{title}. {abstract_text}");
+            let text = format!("{title}. {abstract_text}");
+            return (text, Some(0), Some(title.len() + 2));
         };
         let mut out = String::with_capacity(self.0.len() + title.len() + abstract_text.len());
+        let (mut title_at, mut abstract_at) = (None, None);
         for piece in pieces {
             match piece {
                 Piece::Literal(s) => out.push_str(s),
-                Piece::Field(Field::Title) => out.push_str(title),
-                Piece::Field(Field::Abstract) => out.push_str(abstract_text),
+                Piece::Field(Field::Title) => {
+                    title_at.get_or_insert(out.len());
+                    out.push_str(title)
+                }
+                Piece::Field(Field::Abstract) => {
+                    abstract_at.get_or_insert(out.len());
+                    out.push_str(abstract_text)
+                }
                 Piece::Field(Field::Authors) => out.push_str(&paper.authors.join(", ")),
                 Piece::Field(Field::Categories) => out.push_str(&paper.categories.join(" ")),
             }
         }
-        out
+        (out, title_at, abstract_at)
     }
 }
 

@@ -12,13 +12,14 @@ mod model;
 pub mod modules;
 mod pooling;
 pub mod prompts;
+mod spans;
 
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 pub use backend::{Backend, CandleBert, DeviceSpec, TokenBatch};
 pub use batch::BatchLimits;
@@ -31,6 +32,10 @@ pub use model::{
 };
 pub use pooling::{normalize, Pooling};
 pub use prompts::{Prompt, Prompts, Role};
+pub use spans::{
+    pool_spans, relative_to, SentenceEmbedding, SentenceMethod, SpanEmbedding, TextSentences,
+    TEXT_SHARE,
+};
 
 /// Everything that can go wrong while finding, loading or running a model.
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +266,11 @@ pub struct Embedder {
     query_prompt: Option<Prompt>,
     plain_prompt: Option<Prompt>,
 }
+
+/// What [`Embedder::run_batches`] calls with each forward pass: its texts'
+/// indexes, their encodings, the padded batch and its last hidden states.
+type EachBatch<'a> =
+    dyn FnMut(&[usize], &[&Encoding], &TokenBatch, &[f32]) -> Result<(), EmbedError> + 'a;
 
 /// Texts tokenized at a time: bounds memory on big corpora (a tokenizers
 /// `Encoding` carries offsets and token strings) while leaving enough texts
@@ -554,33 +564,41 @@ impl Embedder {
     ) -> Result<(Vec<f32>, EmbedStats), EmbedError> {
         let dim = self.info.dim;
         let mut out = vec![0f32; texts.len() * dim];
+        let stats = self.run_batches(texts, progress, &mut |rows, _, tb, hidden| {
+            let pooled = self.pool_texts(tb, hidden);
+            for (k, &row) in rows.iter().enumerate() {
+                out[row * dim..(row + 1) * dim].copy_from_slice(&pooled[k * dim..(k + 1) * dim]);
+            }
+            Ok(())
+        })?;
+        Ok((out, stats))
+    }
+
+    /// Tokenizes `texts` (a chunk at a time), runs them through the backend
+    /// in length-sorted batches under the token budget, and hands each batch
+    /// to `each`: its texts' indexes into `texts`, their encodings, the
+    /// padded batch and its last hidden states (`[batch, seq, backend dim]`).
+    fn run_batches(
+        &self,
+        texts: &[&str],
+        progress: &dyn Fn(usize),
+        each: &mut EachBatch,
+    ) -> Result<EmbedStats, EmbedError> {
         let mut stats = EmbedStats::default();
         let start = Instant::now();
         for (c, chunk) in texts.chunks(TOKENIZE_CHUNK).enumerate() {
-            let ids = self.tokenize(chunk)?;
-            let lengths: Vec<usize> = ids.iter().map(Vec::len).collect();
+            let enc = self
+                .tokenizer
+                .encode_batch(chunk.to_vec(), true)
+                .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+            let lengths: Vec<usize> = enc.iter().map(Encoding::len).collect();
             for b in batch::plan(&lengths, self.limits) {
-                let rows: Vec<&[u32]> = b.iter().map(|&i| ids[i].as_slice()).collect();
+                let rows: Vec<&[u32]> = b.iter().map(|&i| enc[i].get_ids()).collect();
                 let tb = TokenBatch::pad(&rows, self.pad_id);
                 let hidden = self.backend.forward(&tb)?;
-                let pooled = if self.dense.is_empty() {
-                    self.info.pooling.pool(&hidden, &tb.mask, tb.seq, dim)
-                } else {
-                    let h = self.backend.dim();
-                    let mut x = self.info.pooling.pool_raw(&hidden, &tb.mask, tb.seq, h);
-                    for d in &self.dense {
-                        x = d.apply(&x);
-                    }
-                    x.chunks_mut(dim).for_each(|v| {
-                        normalize(v);
-                    });
-                    x
-                };
-                for (k, &i) in b.iter().enumerate() {
-                    let row = c * TOKENIZE_CHUNK + i;
-                    out[row * dim..(row + 1) * dim]
-                        .copy_from_slice(&pooled[k * dim..(k + 1) * dim]);
-                }
+                let indexes: Vec<usize> = b.iter().map(|&i| c * TOKENIZE_CHUNK + i).collect();
+                let encodings: Vec<&Encoding> = b.iter().map(|&i| &enc[i]).collect();
+                each(&indexes, &encodings, &tb, &hidden)?;
                 stats.tokens += rows.iter().map(|r| r.len()).sum::<usize>();
                 stats.padded_tokens += tb.batch * tb.seq;
                 stats.batches += 1;
@@ -589,7 +607,30 @@ impl Embedder {
         }
         stats.docs = texts.len();
         stats.seconds = start.elapsed().as_secs_f64();
-        Ok((out, stats))
+        Ok(stats)
+    }
+
+    /// One embedding per text of a batch: pooled under the mask, then
+    /// [`finish`](Self::finish)ed.
+    fn pool_texts(&self, tb: &TokenBatch, hidden: &[f32]) -> Vec<f32> {
+        let raw = self
+            .info
+            .pooling
+            .pool_raw(hidden, &tb.mask, tb.seq, self.backend.dim());
+        self.finish(raw)
+    }
+
+    /// Pooled rows of the backend's width → embeddings: the model's Dense
+    /// layers, if any, then L2 normalisation of each row (a zero or
+    /// non-finite row is left as is).
+    fn finish(&self, mut x: Vec<f32>) -> Vec<f32> {
+        for d in &self.dense {
+            x = d.apply(&x);
+        }
+        x.chunks_mut(self.info.dim.max(1)).for_each(|v| {
+            normalize(v);
+        });
+        x
     }
 }
 

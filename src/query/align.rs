@@ -306,7 +306,7 @@ mod tests {
                 unit(&v)
             })
             .collect();
-        let mut stored = SentenceVectors::new(dim);
+        let mut stored = SentenceVectors::new(dim, crate::embed::SentenceMethod::Contextual);
         stored.push_row(&[rows[0].clone(), rows[1].clone()].concat());
         stored.push_row(&[rows[2].clone(), rows[3].clone(), rows[4].clone()].concat());
         let qv = [rows[1].clone(), rows[4].clone()].concat();
@@ -344,7 +344,7 @@ mod tests {
         let papers = skewed(40, dim, 0);
         let sentences = skewed(120, dim, 7);
         let space = crate::index::Space::fit(&papers, &sentences, dim).unwrap();
-        let mut stored = SentenceVectors::new(dim);
+        let mut stored = SentenceVectors::new(dim, crate::embed::SentenceMethod::Contextual);
         for r in 0..40 {
             stored.push_row(&sentences[r * 3 * dim..(r + 1) * 3 * dim]);
         }

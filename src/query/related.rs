@@ -10,10 +10,12 @@
 //! negative seed than to every positive is dropped. Maximal marginal relevance then trades
 //! relevance for diversity (`diversity` 0 = pure relevance).
 
+use std::ops::Range;
+
 use super::explain::{explain, Source};
 use super::{rank, row_of, rrf, Hit, Mode, Options, QueryError};
-use crate::corpus::{split_sentences, MAX_PAPER_SENTENCES};
-use crate::embed::{Embedder, Role};
+use crate::corpus::{sentence_ranges, split_sentences, MAX_PAPER_SENTENCES};
+use crate::embed::{Embedder, Role, SentenceMethod, TextSentences};
 use crate::index::{dot, Neighbor};
 use crate::store::Library;
 
@@ -79,17 +81,31 @@ pub fn related(
         };
         let (v, sentences) = match embedder {
             Some(e) if aligned => {
-                // The text and its sentences in one batch.
-                let mut parts = vec![text.to_string()];
-                parts.extend(split_sentences(text).into_iter().take(MAX_PAPER_SENTENCES));
-                let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-                let (all, _) = e.embed_as(Role::Query, &refs, &|_| {})?;
-                let dim = e.info().dim;
-                let v = all[..dim].to_vec();
-                if !crate::embed::is_unit(&v) {
+                // The text and its sentences, made the way the library's
+                // stored sentences were.
+                let sentences: Vec<String> = split_sentences(text)
+                    .into_iter()
+                    .take(MAX_PAPER_SENTENCES)
+                    .collect();
+                let spans: Vec<Option<Range<usize>>> = sentence_ranges(text)
+                    .into_iter()
+                    .take(sentences.len())
+                    .map(Some)
+                    .collect();
+                let method = lib
+                    .sentences()?
+                    .map_or(SentenceMethod::Contextual, |s| s.method());
+                let wanted = TextSentences {
+                    sentences: &sentences,
+                    spans: &spans,
+                };
+                let got =
+                    e.embed_with_sentences(Role::Query, method, &[text], &[wanted], &|_| {})?;
+                if !crate::embed::is_unit(&got.vectors) {
                     return Err(QueryError::DegenerateQuery);
                 }
-                (v, all[dim..].to_vec())
+                let sentences = got.sentences.into_iter().next().unwrap_or_default();
+                (got.vectors, sentences)
             }
             Some(e) => (super::embed_one(e, text)?, Vec::new()),
             None => (Vec::new(), Vec::new()),

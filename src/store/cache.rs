@@ -12,6 +12,12 @@
 //!   records: 16 bytes text hash | dim × f32 | u32 crc32 of the two
 //! ```
 //!
+//! A build with sentence vectors appends, per paper, its text's vector and
+//! one per sentence (keyed by [`sentence_hash`], or by the sentence's own
+//! [`text_hash`] for a library whose sentences are embedded alone) in the
+//! same chunk, so a paper found whole in the checkpoint needs no forward
+//! pass at all.
+//!
 //! Records are appended, so a crash can only tear the last one: reading stops
 //! at the first record whose crc fails, and the next writer truncates there.
 //! A cache made with another model or dimension is discarded, never mixed in.
@@ -32,13 +38,37 @@ const MAGIC: &[u8; 8] = b"PSIMCACH";
 const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 8 + 4 + 4 + 64;
 
-/// What identifies a text: the first 16 bytes of the sha256 of exactly what
-/// the model reads (the rendered template).
+/// What identifies a vector: the first 16 bytes of the sha256 of exactly
+/// what the model reads (the rendered template, or a sentence), or of a
+/// sentence read in its paper ([`sentence_hash`]).
 pub type TextHash = [u8; 16];
 
 /// The [`TextHash`] of `text`, which must be exactly what the model embeds.
 pub fn text_hash(text: &str) -> TextHash {
     let digest = Sha256::digest(text.as_bytes());
+    let mut h = [0u8; 16];
+    h.copy_from_slice(&digest[..16]);
+    h
+}
+
+/// What identifies the contextual vector of `sentence`, read in its
+/// paper's `text` at byte range `span` (`None`: not in the text): a hash of
+/// all three, kept apart from every [`text_hash`] by a prefix no embedded
+/// text starts with.
+pub fn sentence_hash(
+    text: &str,
+    sentence: &str,
+    span: Option<&std::ops::Range<usize>>,
+) -> TextHash {
+    let (start, end) = span.map_or((u64::MAX, u64::MAX), |r| (r.start as u64, r.end as u64));
+    let digest = Sha256::new()
+        .chain_update(b"\0papersim sentence in context\0")
+        .chain_update(start.to_le_bytes())
+        .chain_update(end.to_le_bytes())
+        .chain_update((text.len() as u64).to_le_bytes())
+        .chain_update(text.as_bytes())
+        .chain_update(sentence.as_bytes())
+        .finalize();
     let mut h = [0u8; 16];
     h.copy_from_slice(&digest[..16]);
     h

@@ -9,8 +9,10 @@
 //! codes | space u32 (0 or 1) | with a space: the papers' whitening (dim f32
 //! mean, dim·dim f32 matrix), the sentences' (the same), rows f32 whitened
 //! norms of the paper vectors, sentences f32 whitened norms of the
-//! sentences | crc32 u32 of everything before. Version 1 files end after the
-//! codes (no space) and are still read.
+//! sentences | method u32 ([`SentenceMethod`]: 0 separate, 1 contextual) |
+//! crc32 u32 of everything before. Version 2 files end after the space and
+//! version 1 files after the codes (no space); both are still read, and
+//! their sentences were embedded separately.
 //!
 //! The space ([`Space`]) is fitted at build and kept by `add`, `remove`,
 //! `compact` and `repair`: rows added later are normed in it, not refitted.
@@ -26,11 +28,14 @@ use std::sync::Arc;
 use super::fsio::{io_err, write_sealed};
 use super::manifest::FileEntry;
 use super::StoreError;
+use crate::embed::SentenceMethod;
 use crate::format::{Reader, SealedWriter};
 use crate::index::{Space, Whitening, FIT_SAMPLE};
 
 const MAGIC: &[u8; 8] = b"PSIMSEN\0";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// The last version that does not record its method (always separate).
+const VERSION_SEPARATE: u32 = 2;
 /// The last version without a space.
 const VERSION_NO_SPACE: u32 = 1;
 
@@ -48,6 +53,8 @@ pub struct SentenceVectors {
     paper_norms: Vec<f32>,
     /// With a space: each sentence's whitened norm.
     sentence_norms: Vec<f32>,
+    /// How the sentences were embedded: what `add` must do too.
+    method: SentenceMethod,
 }
 
 /// Symmetric 8-bit code of `v`: the largest |component| maps to 127. A zero
@@ -64,8 +71,8 @@ pub fn quantize(v: &[f32], out: &mut Vec<i8>) -> f32 {
 }
 
 impl SentenceVectors {
-    /// No rows yet, `dim` floats per sentence.
-    pub fn new(dim: usize) -> Self {
+    /// No rows yet, `dim` floats per sentence, embedded by `method`.
+    pub fn new(dim: usize, method: SentenceMethod) -> Self {
         SentenceVectors {
             dim,
             offsets: vec![0],
@@ -74,15 +81,22 @@ impl SentenceVectors {
             space: None,
             paper_norms: Vec::new(),
             sentence_norms: Vec::new(),
+            method,
         }
     }
 
-    /// No rows yet, the same dim and space as `self` (rows copied in with
+    /// How the sentences were embedded (separately in libraries built
+    /// before the contextual method).
+    pub fn method(&self) -> SentenceMethod {
+        self.method
+    }
+
+    /// No rows yet, the same dim, method and space as `self` (rows copied in with
     /// [`SentenceVectors::push_from`] keep their norms).
     pub fn empty_like(&self) -> Self {
         SentenceVectors {
             space: self.space.clone(),
-            ..SentenceVectors::new(self.dim)
+            ..SentenceVectors::new(self.dim, self.method)
         }
     }
 
@@ -250,6 +264,7 @@ impl SentenceVectors {
             + self.codes.len()
             + 4
             + space * 4
+            + 4
             + 4) as u64
     }
 }
@@ -318,6 +333,16 @@ pub(super) fn write_sentences(
             }
             None => w.write_all(&0u32.to_le_bytes())?,
         }
+        // The first part's method is the file's, as its space is: rows
+        // added later are embedded the library's way.
+        let method = match parts
+            .first()
+            .map_or(SentenceMethod::Contextual, |p| p.method)
+        {
+            SentenceMethod::Separate => 0u32,
+            SentenceMethod::Contextual => 1,
+        };
+        w.write_all(&method.to_le_bytes())?;
         w.finish().map(drop)
     })
 }
@@ -339,10 +364,10 @@ pub(super) fn read_sentences(
 fn parse(bytes: &[u8], dim: usize, rows: usize) -> Result<SentenceVectors, String> {
     let mut r = Reader::sealed(bytes, MAGIC, 32, "sentence vectors")?;
     let version = r.u32()?;
-    if version != VERSION && version != VERSION_NO_SPACE {
+    if !(VERSION_NO_SPACE..=VERSION).contains(&version) {
         return Err(format!(
             "sentence vectors format version {version}, this papersim reads \
-             {VERSION_NO_SPACE} and {VERSION}"
+             {VERSION_NO_SPACE} to {VERSION}"
         ));
     }
     let fdim = r.u32()? as usize;
@@ -382,7 +407,7 @@ fn parse(bytes: &[u8], dim: usize, rows: usize) -> Result<SentenceVectors, Strin
         offsets,
         scales,
         codes,
-        ..SentenceVectors::new(dim)
+        ..SentenceVectors::new(dim, SentenceMethod::Separate)
     };
     if version != VERSION_NO_SPACE {
         match r.u32()? {
@@ -413,6 +438,13 @@ fn parse(bytes: &[u8], dim: usize, rows: usize) -> Result<SentenceVectors, Strin
             other => return Err(format!("space flag {other}, expected 0 or 1")),
         }
     }
+    if version > VERSION_SEPARATE {
+        out.method = match r.u32()? {
+            0 => SentenceMethod::Separate,
+            1 => SentenceMethod::Contextual,
+            other => return Err(format!("sentence method {other}, expected 0 or 1")),
+        };
+    }
     if r.left() != 0 {
         return Err(format!(
             "{} bytes past the end of the sentence vectors",
@@ -438,10 +470,10 @@ mod tests {
     fn sentences_round_trip_and_damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sentences.1.i8");
-        let mut a = SentenceVectors::new(2);
+        let mut a = SentenceVectors::new(2, SentenceMethod::Contextual);
         a.push_row(&[0.6, 0.8, 1.0, 0.0]);
         a.push_row(&[]);
-        let mut b = SentenceVectors::new(2);
+        let mut b = SentenceVectors::new(2, SentenceMethod::Contextual);
         b.push_row(&[0.0, -1.0]);
         let entry = write_sentences(&path, &[&a, &b], 2).unwrap();
         assert_eq!(entry.crc32, crate::format::CRC_RESIDUE);
@@ -479,12 +511,12 @@ mod tests {
     }
 
     #[test]
-    fn the_space_and_norms_round_trip_and_version_1_files_still_read() {
+    fn the_space_and_norms_round_trip_and_version_1_and_2_files_still_read() {
         let dir = tempfile::tempdir().unwrap();
         let dim = 2;
         // 4 papers of 2 sentences each, skewed so the whitening is not flat.
         let papers: Vec<f32> = [0.9, 0.1, 0.8, 0.3, 0.95, -0.2, 0.7, 0.5].to_vec();
-        let mut a = SentenceVectors::new(dim);
+        let mut a = SentenceVectors::new(dim, SentenceMethod::Contextual);
         for r in 0..4 {
             let t = r as f32 * 0.3;
             a.push_row(&[t.cos(), t.sin(), (t + 1.0).cos(), (t + 1.0).sin()]);
@@ -512,7 +544,7 @@ mod tests {
         assert_eq!(kept.sentence_norm(1), got.sentence_norm(5));
         // A part without norms drops the space from the file rather than
         // writing norms for some rows only.
-        let mut bare = SentenceVectors::new(dim);
+        let mut bare = SentenceVectors::new(dim, SentenceMethod::Contextual);
         bare.push_row(&[1.0, 0.0]);
         write_sentences(&path, &[&got, &bare], dim).unwrap();
         let mixed = read_sentences(&path, dim, 5).unwrap();
@@ -534,5 +566,30 @@ mod tests {
         let old = read_sentences(&path, dim, 1).unwrap();
         assert!(old.space().is_none());
         assert_eq!(old.row_f32(0), vec![1.0, 0.0]);
+        assert_eq!(old.method(), SentenceMethod::Separate);
+        // A version 2 file (a space flag, no method) was embedded separately.
+        write_sealed(&path, |w| {
+            let mut w = SealedWriter::new(w, MAGIC, VERSION_SEPARATE)?;
+            w.write_all(&2u32.to_le_bytes())?;
+            w.write_all(&1u64.to_le_bytes())?;
+            w.write_all(&1u64.to_le_bytes())?;
+            w.write_all(&0u64.to_le_bytes())?;
+            w.write_all(&1u64.to_le_bytes())?;
+            w.write_all(&(1.0f32 / 127.0).to_le_bytes())?;
+            w.write_all(&[127u8, 0])?;
+            w.write_all(&0u32.to_le_bytes())?;
+            w.finish().map(drop)
+        })
+        .unwrap();
+        let old = read_sentences(&path, dim, 1).unwrap();
+        assert_eq!(old.method(), SentenceMethod::Separate);
+        assert_eq!(old.row_f32(0), vec![1.0, 0.0]);
+        // Rows added to such a library keep its method in the new file.
+        let mut added = old.empty_like();
+        added.push_row(&[0.0, 1.0]);
+        write_sentences(&path, &[&old, &added], dim).unwrap();
+        let both = read_sentences(&path, dim, 2).unwrap();
+        assert_eq!(both.method(), SentenceMethod::Separate);
+        assert_eq!(both.row_f32(1), vec![0.0, 1.0]);
     }
 }
