@@ -394,13 +394,15 @@ fn sentences_line(lib: &Library) -> String {
     match lib.sentences() {
         Ok(None) => "none (built with --no-sentences: similar and related rank by hybrid)".into(),
         Ok(Some(s)) if s.space().is_some() => format!(
-            "{} vectors, re-ranking space fitted (similar and related re-rank by them)",
-            s.len()
+            "{} vectors ({}), re-ranking space fitted (similar and related re-rank by them)",
+            s.len(),
+            s.method()
         ),
         Ok(Some(s)) => format!(
-            "{} vectors, no re-ranking space (fewer papers than dimensions at build, \
+            "{} vectors ({}), no re-ranking space (fewer papers than dimensions at build, \
              or built by an older papersim; rebuild to fit one)",
-            s.len()
+            s.len(),
+            s.method()
         ),
         Err(e) => e.to_string(),
     }

@@ -70,9 +70,10 @@ pub struct BuildArgs {
     /// HNSW construction breadth.
     #[arg(long, default_value_t = HnswParams::default().ef_construction)]
     pub(super) ef_construction: usize,
-    /// Store no sentence vectors: a smaller library built faster, whose
-    /// `similar` and `related` rank by hybrid alone and whose explanations
-    /// embed sentences at query time.
+    /// Store no sentence vectors: a smaller library (they are pooled from
+    /// each paper's own forward pass, so the build is only a little faster),
+    /// whose `similar` and `related` rank by hybrid alone and whose
+    /// explanations embed sentences at query time.
     #[arg(long)]
     pub(super) no_sentences: bool,
     #[command(flatten)]
@@ -325,6 +326,7 @@ pub fn info(a: InfoArgs) -> Result<ExitCode> {
         v["sentences"] = match lib.sentences()? {
             Some(s) => serde_json::json!({
                 "vectors": s.len(),
+                "method": s.method(),
                 "reranking_space": s.space().is_some(),
             }),
             None => serde_json::Value::Null,

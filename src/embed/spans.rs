@@ -30,6 +30,15 @@ pub enum SentenceMethod {
     Contextual,
 }
 
+impl std::fmt::Display for SentenceMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SentenceMethod::Separate => "separate",
+            SentenceMethod::Contextual => "contextual",
+        })
+    }
+}
+
 /// Share of its text's vector taken out of a sentence's vector by
 /// [`relative_to`]. Chosen on CiteSeer's even query papers and confirmed on
 /// the odd ones (docs/evaluation.md).
