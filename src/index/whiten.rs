@@ -230,56 +230,183 @@ fn covariance(rows: &[&[f32]], mean: &[f64]) -> Vec<f64> {
     c
 }
 
-/// Eigenvalues and eigenvectors of a symmetric `dim × dim` matrix by cyclic
-/// Jacobi rotations (accurate, and fast enough for a few hundred
-/// dimensions once per build). Returns the eigenvalues and a row-major
+/// Eigenvalues and eigenvectors of a symmetric `dim × dim` matrix
+/// (row-major): Householder reduction to tridiagonal form, then the
+/// implicit QL method (EISPACK's tred2 and tql2, as in JAMA). O(dim³), a
+/// few tenths of a second at 384 dimensions, where cyclic Jacobi rotations
+/// took seconds per fit. Returns the eigenvalues (unsorted) and a row-major
 /// matrix whose column `k` is eigenvector `k`.
-fn symmetric_eigen(mut a: Vec<f64>, dim: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut v = vec![0.0f64; dim * dim];
-    for i in 0..dim {
-        v[i * dim + i] = 1.0;
+fn symmetric_eigen(a: Vec<f64>, dim: usize) -> (Vec<f64>, Vec<f64>) {
+    let n = dim;
+    if n == 0 {
+        return (Vec::new(), Vec::new());
     }
-    let total: f64 = a.iter().map(|x| x * x).sum();
-    for _sweep in 0..50 {
-        let off: f64 = (0..dim)
-            .flat_map(|i| (0..dim).filter(move |&j| j != i).map(move |j| (i, j)))
-            .map(|(i, j)| a[i * dim + j] * a[i * dim + j])
-            .sum();
-        if off <= total * 1e-22 || off == 0.0 {
-            break;
+    let mut v = a;
+    let mut d = vec![0.0f64; n];
+    let mut e = vec![0.0f64; n];
+    tridiagonalize(&mut v, &mut d, &mut e, n);
+    tridiagonal_ql(&mut v, &mut d, &mut e, n);
+    (d, v)
+}
+
+/// Householder reduction of the symmetric `v` to tridiagonal form:
+/// diagonal in `d`, subdiagonal in `e[1..]`, and `v` overwritten with the
+/// orthogonal transformation (EISPACK tred2).
+fn tridiagonalize(v: &mut [f64], d: &mut [f64], e: &mut [f64], n: usize) {
+    let at = |i: usize, j: usize| i * n + j;
+    d.copy_from_slice(&v[at(n - 1, 0)..at(n - 1, 0) + n]);
+    for i in (1..n).rev() {
+        let scale: f64 = d[..i].iter().map(|x| x.abs()).sum();
+        let mut h = 0.0;
+        if scale == 0.0 {
+            e[i] = d[i - 1];
+            for j in 0..i {
+                d[j] = v[at(i - 1, j)];
+                v[at(i, j)] = 0.0;
+                v[at(j, i)] = 0.0;
+            }
+        } else {
+            // The Householder vector.
+            for x in &mut d[..i] {
+                *x /= scale;
+                h += *x * *x;
+            }
+            let mut f = d[i - 1];
+            let mut g = if f > 0.0 { -h.sqrt() } else { h.sqrt() };
+            e[i] = scale * g;
+            h -= f * g;
+            d[i - 1] = f - g;
+            e[..i].fill(0.0);
+            // The similarity transformation of the remaining columns.
+            for j in 0..i {
+                f = d[j];
+                v[at(j, i)] = f;
+                g = e[j] + v[at(j, j)] * f;
+                for k in j + 1..i {
+                    g += v[at(k, j)] * d[k];
+                    e[k] += v[at(k, j)] * f;
+                }
+                e[j] = g;
+            }
+            f = 0.0;
+            for j in 0..i {
+                e[j] /= h;
+                f += e[j] * d[j];
+            }
+            let hh = f / (h + h);
+            for j in 0..i {
+                e[j] -= hh * d[j];
+            }
+            for j in 0..i {
+                let (f, g) = (d[j], e[j]);
+                for k in j..i {
+                    v[at(k, j)] -= f * e[k] + g * d[k];
+                }
+                d[j] = v[at(i - 1, j)];
+                v[at(i, j)] = 0.0;
+            }
         }
-        for p in 0..dim {
-            for q in p + 1..dim {
-                let apq = a[p * dim + q];
-                if apq == 0.0 {
-                    continue;
-                }
-                let (app, aqq) = (a[p * dim + p], a[q * dim + q]);
-                let theta = (aqq - app) / (2.0 * apq);
-                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
-                let t = if theta == 0.0 { 1.0 } else { t };
-                let c = 1.0 / (t * t + 1.0).sqrt();
-                let s = t * c;
-                // A ← Jᵀ A J, touching rows and columns p and q.
-                for k in 0..dim {
-                    let (akp, akq) = (a[k * dim + p], a[k * dim + q]);
-                    a[k * dim + p] = c * akp - s * akq;
-                    a[k * dim + q] = s * akp + c * akq;
-                }
-                for k in 0..dim {
-                    let (apk, aqk) = (a[p * dim + k], a[q * dim + k]);
-                    a[p * dim + k] = c * apk - s * aqk;
-                    a[q * dim + k] = s * apk + c * aqk;
-                }
-                for k in 0..dim {
-                    let (vkp, vkq) = (v[k * dim + p], v[k * dim + q]);
-                    v[k * dim + p] = c * vkp - s * vkq;
-                    v[k * dim + q] = s * vkp + c * vkq;
+        d[i] = h;
+    }
+    // Accumulate the transformations.
+    for i in 0..n - 1 {
+        v[at(n - 1, i)] = v[at(i, i)];
+        v[at(i, i)] = 1.0;
+        let h = d[i + 1];
+        if h != 0.0 {
+            for k in 0..=i {
+                d[k] = v[at(k, i + 1)] / h;
+            }
+            for j in 0..=i {
+                let g: f64 = (0..=i).map(|k| v[at(k, i + 1)] * v[at(k, j)]).sum();
+                for k in 0..=i {
+                    v[at(k, j)] -= g * d[k];
                 }
             }
         }
+        for k in 0..=i {
+            v[at(k, i + 1)] = 0.0;
+        }
     }
-    ((0..dim).map(|i| a[i * dim + i]).collect(), v)
+    for j in 0..n {
+        d[j] = v[at(n - 1, j)];
+        v[at(n - 1, j)] = 0.0;
+    }
+    v[at(n - 1, n - 1)] = 1.0;
+    e[0] = 0.0;
+}
+
+/// Eigenvalues (into `d`) and eigenvectors (into `v`'s columns) of the
+/// tridiagonal matrix `tridiagonalize` left, by the implicit QL method with
+/// Wilkinson shifts (EISPACK tql2).
+fn tridiagonal_ql(v: &mut [f64], d: &mut [f64], e: &mut [f64], n: usize) {
+    let at = |i: usize, j: usize| i * n + j;
+    for i in 1..n {
+        e[i - 1] = e[i];
+    }
+    e[n - 1] = 0.0;
+    let mut f = 0.0f64;
+    let mut tst1 = 0.0f64;
+    let eps = f64::EPSILON;
+    for l in 0..n {
+        tst1 = tst1.max(d[l].abs() + e[l].abs());
+        // The first negligible subdiagonal element at or after l (e[n-1] is 0).
+        let mut m = l;
+        while m < n - 1 && e[m].abs() > eps * tst1 {
+            m += 1;
+        }
+        if m > l {
+            // Bounded, so a matrix with a NaN cannot loop forever.
+            for _ in 0..64 {
+                // The implicit shift.
+                let mut g = d[l];
+                let mut p = (d[l + 1] - g) / (2.0 * e[l]);
+                let mut r = p.hypot(1.0);
+                if p < 0.0 {
+                    r = -r;
+                }
+                d[l] = e[l] / (p + r);
+                d[l + 1] = e[l] * (p + r);
+                let dl1 = d[l + 1];
+                let mut h = g - d[l];
+                for x in &mut d[l + 2..n] {
+                    *x -= h;
+                }
+                f += h;
+                // The implicit QL transformation.
+                p = d[m];
+                let (mut c, mut c2, mut c3) = (1.0f64, 1.0f64, 1.0f64);
+                let el1 = e[l + 1];
+                let (mut s, mut s2) = (0.0f64, 0.0f64);
+                for i in (l..m).rev() {
+                    c3 = c2;
+                    c2 = c;
+                    s2 = s;
+                    g = c * e[i];
+                    h = c * p;
+                    r = p.hypot(e[i]);
+                    e[i + 1] = s * r;
+                    s = e[i] / r;
+                    c = p / r;
+                    p = c * d[i] - s * g;
+                    d[i + 1] = h + s * (c * g + s * d[i]);
+                    for k in 0..n {
+                        let h = v[at(k, i + 1)];
+                        v[at(k, i + 1)] = s * v[at(k, i)] + c * h;
+                        v[at(k, i)] = c * v[at(k, i)] - s * h;
+                    }
+                }
+                p = -s * s2 * c3 * el1 * e[l] / dl1;
+                e[l] = s * p;
+                d[l] = c * p;
+                if e[l].abs() <= eps * tst1 {
+                    break;
+                }
+            }
+        }
+        d[l] += f;
+        e[l] = 0.0;
+    }
 }
 
 #[cfg(test)]
@@ -300,29 +427,33 @@ mod tests {
     }
 
     #[test]
-    fn eigen_decomposition_reconstructs_the_matrix() {
-        let dim = 6;
-        let x = noise(1, dim * dim);
-        // A = XᵀX is symmetric positive semi-definite.
-        let mut a = vec![0.0f64; dim * dim];
-        for i in 0..dim {
-            for j in 0..dim {
-                a[i * dim + j] = (0..dim)
-                    .map(|k| f64::from(x[k * dim + i]) * f64::from(x[k * dim + j]))
-                    .sum();
+    fn eigen_decomposition_reconstructs_the_matrix_with_orthonormal_vectors() {
+        // Small and full rank; larger and rank-deficient (fewer rows than
+        // dimensions: zero eigenvalues, a repeated one).
+        for (dim, rows, seed) in [(6, 6, 1), (1, 1, 3), (48, 20, 4)] {
+            let x = noise(seed, rows * dim);
+            // A = XᵀX is symmetric positive semi-definite.
+            let mut a = vec![0.0f64; dim * dim];
+            for i in 0..dim {
+                for j in 0..dim {
+                    a[i * dim + j] = (0..rows)
+                        .map(|k| f64::from(x[k * dim + i]) * f64::from(x[k * dim + j]))
+                        .sum();
+                }
             }
-        }
-        let (values, v) = symmetric_eigen(a.clone(), dim);
-        for i in 0..dim {
-            for j in 0..dim {
-                let back: f64 = (0..dim)
-                    .map(|k| v[i * dim + k] * values[k] * v[j * dim + k])
-                    .sum();
-                assert!(
-                    (back - a[i * dim + j]).abs() < 1e-9,
-                    "{back} vs {}",
-                    a[i * dim + j]
-                );
+            let (values, v) = symmetric_eigen(a.clone(), dim);
+            assert!(values.iter().all(|&l| l > -1e-9), "{values:?}");
+            for i in 0..dim {
+                for j in 0..dim {
+                    let back: f64 = (0..dim)
+                        .map(|k| v[i * dim + k] * values[k] * v[j * dim + k])
+                        .sum();
+                    let want = a[i * dim + j];
+                    assert!((back - want).abs() < 1e-9, "{back} vs {want}");
+                    let dot: f64 = (0..dim).map(|k| v[k * dim + i] * v[k * dim + j]).sum();
+                    let unit = if i == j { 1.0 } else { 0.0 };
+                    assert!((dot - unit).abs() < 1e-9, "columns {i}, {j}: {dot}");
+                }
             }
         }
     }
