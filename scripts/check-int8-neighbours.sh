@@ -7,14 +7,16 @@
 #
 # Prints the mean top-10 overlap (the issue's bar: >= 0.95), the worst
 # paper's, and the cosine between the two vectors of each paper. Needs
-# numpy: uses target/st-venv (scripts/bench-vs-sentence-transformers.sh
-# creates it) when present.
+# numpy: uses a venv of scripts/bench-vs-sentence-transformers.sh when one
+# has it.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N="${1:-2000}"
 OUT=target/int8-neighbours
 PY=python3
-[ -x target/st-venv/bin/python ] && PY=target/st-venv/bin/python
+for venv in target/st-venv target/st-onnx-venv target/st-openvino-venv; do
+  if "$venv/bin/python" -c "import numpy" 2>/dev/null; then PY="$venv/bin/python"; break; fi
+done
 mkdir -p "$OUT"
 cargo build --release --quiet
 CORPUS=../shared/data/arxiv-cs.jsonl.gz

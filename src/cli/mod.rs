@@ -37,10 +37,13 @@ pub struct ModelArgs {
     /// Where the model runs: cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     pub device: DeviceSpec,
-    /// Forward-pass precision: f32 (default), int8 (CPU: int8 dense layers,
-    /// ~1.4-1.7x faster, cosine >= 0.99 to f32) or f16 (CUDA only). A library
-    /// records it and queries use it; naming another one for a query is an error.
-    #[arg(long, value_name = "f32|int8|f16")]
+    /// Forward-pass precision: f32 (default); int8 (CPU: 8-bit dense
+    /// layers, the fastest on CPUs with VNNI; cosine >= 0.998 to f32 on the
+    /// reference texts); bf16 (bfloat16 dense layers, cosine >= 0.9999;
+    /// faster than f32 only where the CPU's bf16 dot product is: see
+    /// docs/performance.md); f16 (CUDA only). A library records it and
+    /// queries use it; naming another one for a query is an error.
+    #[arg(long, value_name = "f32|int8|bf16|f16")]
     pub precision: Option<Precision>,
     /// One of the model's prompts (config_sentence_transformers.json) to
     /// put in front of every text, instead of the default for the command:

@@ -199,6 +199,7 @@ impl CandleBert {
         let dtype = match precision {
             Precision::F32 => DType::F32,
             Precision::F16 => DType::F16,
+            Precision::Bf16 => DType::BF16,
             Precision::Int8 => {
                 return Err(EmbedError::BadPrecision(format!(
                     "{precision} is not available on {spec} with candle's BERT"

@@ -49,10 +49,12 @@ use super::backend::{Backend, TokenBatch};
 use super::model::{read_json, weight_prefixes, ModelFiles};
 use super::{EmbedError, Precision};
 
+mod bf16;
 mod int8;
 mod kernel;
 mod weights;
-use int8::{par_qmatmul, quantize_cols, QBuf, QLinear};
+use bf16::{par_bmatmul, BLinear};
+use int8::{par_qmatmul, quantize_cols, Layout, QBuf, QLinear};
 use kernel::{layer_norm, softmax_cols, Act, Init, Isa, Panel, MR, NR};
 use weights::{Table, Weights, WeightsFile};
 
@@ -184,33 +186,67 @@ impl Linear {
 enum Dense {
     F32(Linear),
     Int8(QLinear),
+    /// bf16 pairs, for a CPU with a bf16 dot product.
+    Bf16(BLinear),
+    /// bf16 elsewhere: bf16-rounded weights, and inputs rounded before
+    /// each product, on the f32 kernels.
+    Bf16OnF32(Linear),
+}
+
+/// How a dense layer is packed: the encoder's precision, and the kernels
+/// (int8 and bf16 operands are laid out for the dot products the CPU has).
+#[derive(Clone, Copy)]
+struct DenseSpec {
+    precision: Precision,
+    isa: Isa,
 }
 
 impl Dense {
     /// The `m x k` layer whose row r is `row(r)`.
     fn new<'a>(
-        precision: Precision,
+        spec: DenseSpec,
         m: usize,
         k: usize,
         row: impl Fn(usize) -> &'a [f32],
         bias: Vec<f32>,
     ) -> Self {
-        match precision {
+        match spec.precision {
             // A K too deep for exact i32 sums (no BERT config has one) stays f32.
-            Precision::Int8 if k <= int8::MAX_K => Dense::Int8(QLinear::pack(m, k, row, bias)),
+            Precision::Int8 if k <= int8::MAX_K => {
+                let layout = Layout::for_isa(spec.isa);
+                Dense::Int8(QLinear::pack(m, k, row, bias, layout))
+            }
+            Precision::Bf16 if spec.isa.has_bf16_dot() => {
+                Dense::Bf16(BLinear::pack(m, k, row, bias))
+            }
+            Precision::Bf16 => {
+                let mut l = Linear::pack(m, k, row, bias);
+                l.w.iter_mut().for_each(|w| *w = bf16::round(*w));
+                Dense::Bf16OnF32(l)
+            }
             _ => Dense::F32(Linear::pack(m, k, row, bias)),
         }
     }
 
     fn bias(&self) -> &[f32] {
         match self {
-            Dense::F32(l) => &l.bias,
+            Dense::F32(l) | Dense::Bf16OnF32(l) => &l.bias,
             Dense::Int8(l) => &l.bias,
+            Dense::Bf16(l) => &l.bias,
+        }
+    }
+
+    /// Output features.
+    fn m(&self) -> usize {
+        match self {
+            Dense::F32(l) | Dense::Bf16OnF32(l) => l.m,
+            Dense::Int8(l) => l.m,
+            Dense::Bf16(l) => l.m,
         }
     }
 
     /// `c = act(start + W·x)` over the `k` feature rows of `x`, split
-    /// into row-block tasks; int8 quantizes `x` into `q` first.
+    /// into row-block tasks; int8 and bf16 convert `x` into `buf` first.
     #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
@@ -220,25 +256,45 @@ impl Dense {
         cols: Cols,
         start: Start<'_>,
         act: Act,
-        q: &mut QBuf,
+        buf: &mut DenseBuf,
         c: &mut [f32],
     ) {
+        let f32_product = |l: &Linear, x: &[f32], c: &mut [f32]| {
+            let rhs = Rhs::tokens(x, k, cols);
+            par_matmul(isa, l.lhs(), rhs, start, act, c, cols.ld)
+        };
         match self {
-            Dense::F32(l) => par_matmul(
-                isa,
-                l.lhs(),
-                Rhs::tokens(x, k, cols),
-                start,
-                act,
-                c,
-                cols.ld,
-            ),
+            Dense::F32(l) => f32_product(l, x, c),
             Dense::Int8(l) => {
-                let xq = quantize_cols(isa, x, k, cols, q);
+                let xq = quantize_cols(isa, l, x, k, cols, &mut buf.q);
+                // The outlier features' share first, in f32: the int8
+                // product then adds to it.
+                let start = match xq.outliers {
+                    [] => start,
+                    outliers => {
+                        let (w, xo) = l.outlier_operands(outliers, x, cols, &mut buf.outliers);
+                        par_matmul(isa, w, xo, start, Act::None, c, cols.ld);
+                        Start::Load
+                    }
+                };
                 par_qmatmul(isa, l, xq, start, act, c, cols.ld)
+            }
+            Dense::Bf16(l) => par_bmatmul(isa, l, x, k, cols, start, act, &mut buf.pairs, c),
+            Dense::Bf16OnF32(l) => {
+                f32_product(l, bf16::round_cols(x, k, cols, &mut buf.rounded), c)
             }
         }
     }
+}
+
+/// The converted input of the current int8 or bf16 product, pooled with
+/// the text's scratch.
+#[derive(Default)]
+struct DenseBuf {
+    q: QBuf,
+    outliers: (Buf, Buf),
+    pairs: Vec<i32>,
+    rounded: Buf,
 }
 
 struct Layer {
@@ -278,8 +334,8 @@ struct Scratch {
     inter: Buf,
     cols: Buf,
     rows: Vec<usize>,
-    /// The quantized input of the current int8 product.
-    q: QBuf,
+    /// The converted input of the current int8 or bf16 product.
+    dense: DenseBuf,
 }
 
 /// One attention head's buffers (heads run in parallel), pooled likewise.
@@ -377,7 +433,7 @@ impl CpuBert {
     ) -> Result<Self, EmbedError> {
         if precision == Precision::F16 {
             return Err(EmbedError::BadPrecision(
-                "f16 runs on CUDA only (--device cuda); on the CPU use f32 or int8".into(),
+                "f16 runs on CUDA only (--device cuda); on the CPU use f32, bf16 or int8".into(),
             ));
         }
         let cfg: Config = read_json(&files.config)?;
@@ -454,7 +510,7 @@ impl CpuBert {
             (0..cfg.num_hidden_layers)
                 .into_par_iter()
                 .with_max_len(1)
-                .map(|i| load_layer(&w, i, dims, precision))
+                .map(|i| load_layer(&w, i, dims, precision, isa))
                 .collect()
         });
         let layers = layers.into_iter().collect::<Result<Vec<_>, _>>()?;
@@ -520,7 +576,7 @@ impl CpuBert {
             let qkv = s.qkv.get(3 * h * c.ld);
             let qkv_start = Start::Bias(l.qkv.bias());
             l.qkv
-                .apply(isa, x, h, c, qkv_start, Act::None, &mut s.q, qkv);
+                .apply(isa, x, h, c, qkv_start, Act::None, &mut s.dense, qkv);
             let qkv = &*qkv;
             let ctx = s.ctx.get(h * c.ld);
             ctx.par_chunks_mut(hd * c.ld)
@@ -532,14 +588,15 @@ impl CpuBert {
                 });
             // x += Wo·ctx + b: the residual is where the accumulators start.
             let ao = Start::LoadBias(l.attn_out.bias());
-            l.attn_out.apply(isa, ctx, h, c, ao, Act::None, &mut s.q, x);
+            l.attn_out
+                .apply(isa, ctx, h, c, ao, Act::None, &mut s.dense, x);
             layer_norm(isa, x, h, c, &l.ln1, d.eps, cols);
             let inter = s.inter.get(d.inter * c.ld);
             let fi = Start::Bias(l.ffn_in.bias());
-            l.ffn_in.apply(isa, x, h, c, fi, d.act, &mut s.q, inter);
+            l.ffn_in.apply(isa, x, h, c, fi, d.act, &mut s.dense, inter);
             let fo = Start::LoadBias(l.ffn_out.bias());
             l.ffn_out
-                .apply(isa, inter, d.inter, c, fo, Act::None, &mut s.q, x);
+                .apply(isa, inter, d.inter, c, fo, Act::None, &mut s.dense, x);
             layer_norm(isa, x, h, c, &l.ln2, d.eps, cols);
         }
         for (i, &t) in s.rows.iter().enumerate() {
@@ -652,15 +709,17 @@ impl CpuBert {
     }
 }
 
-/// Layer `i`'s weights, packed at `precision`.
+/// Layer `i`'s weights, packed as `spec` says.
 fn load_layer(
     w: &Weights<'_>,
     i: usize,
     dims: Dims,
     precision: Precision,
+    isa: Isa,
 ) -> Result<Layer, EmbedError> {
-    let (h, p) = (dims.hidden, precision);
+    let h = dims.hidden;
     let l = format!("encoder.layer.{i}");
+    let spec = DenseSpec { precision, isa };
     let q = w.get(&format!("{l}.attention.self.query.weight"), &[h, h])?;
     let k = w.get(&format!("{l}.attention.self.key.weight"), &[h, h])?;
     let v = w.get(&format!("{l}.attention.self.value.weight"), &[h, h])?;
@@ -669,7 +728,7 @@ fn load_layer(
     let vb = w.get(&format!("{l}.attention.self.value.bias"), &[h])?;
     // Q, K and V as one [3h, h] product: one pass over the activations.
     let qkv = Dense::new(
-        p,
+        spec,
         3 * h,
         h,
         |r| &[&*q, &*k, &*v][r / h][(r % h) * h..][..h],
@@ -677,10 +736,10 @@ fn load_layer(
     );
     Ok(Layer {
         qkv,
-        attn_out: w.linear(&format!("{l}.attention.output.dense"), h, h, p)?,
+        attn_out: w.linear(&format!("{l}.attention.output.dense"), h, h, spec)?,
         ln1: w.layer_norm(&format!("{l}.attention.output.LayerNorm"), h)?,
-        ffn_in: w.linear(&format!("{l}.intermediate.dense"), h, dims.inter, p)?,
-        ffn_out: w.linear(&format!("{l}.output.dense"), dims.inter, h, p)?,
+        ffn_in: w.linear(&format!("{l}.intermediate.dense"), h, dims.inter, spec)?,
+        ffn_out: w.linear(&format!("{l}.output.dense"), dims.inter, h, spec)?,
         ln2: w.layer_norm(&format!("{l}.output.LayerNorm"), h)?,
     })
 }
@@ -741,7 +800,7 @@ pub struct DenseBench {
     isa: Isa,
     x: Buf,
     c: Buf,
-    q: QBuf,
+    buf: DenseBuf,
     pool: rayon::ThreadPool,
 }
 
@@ -756,7 +815,9 @@ impl DenseBench {
     ) -> Result<Self, EmbedError> {
         let val = |i: usize| ((i.wrapping_mul(2_654_435_761) >> 7) % 2001) as f32 / 1000.0 - 1.0;
         let w: Vec<f32> = (0..m * k).map(|i| val(i) * 0.1).collect();
-        let dense = Dense::new(precision, m, k, |r| &w[r * k..][..k], vec![0.0; m]);
+        let isa = Isa::select().map_err(EmbedError::BadDevice)?.0;
+        let spec = DenseSpec { precision, isa };
+        let dense = Dense::new(spec, m, k, |r| &w[r * k..][..k], vec![0.0; m]);
         let cols = Cols::for_tokens(tokens);
         let mut x = Buf::default();
         x.get(k * cols.ld)
@@ -772,26 +833,23 @@ impl DenseBench {
             k,
             cols,
             act: if gelu { Act::GeluErf } else { Act::None },
-            isa: Isa::select().map_err(EmbedError::BadDevice)?.0,
+            isa,
             x,
             c: Buf::default(),
-            q: QBuf::default(),
+            buf: DenseBuf::default(),
             pool,
         })
     }
 
     pub fn run(&mut self) {
-        let m = match &self.dense {
-            Dense::F32(l) => l.m,
-            Dense::Int8(l) => l.m,
-        };
+        let m = self.dense.m();
         let (k, cols) = (self.k, self.cols);
         let x = self.x.get(k * cols.ld);
         let c = self.c.get(m * cols.ld);
         let start = Start::Bias(self.dense.bias());
         self.pool.install(|| {
             self.dense
-                .apply(self.isa, x, k, cols, start, self.act, &mut self.q, c)
+                .apply(self.isa, x, k, cols, start, self.act, &mut self.buf, c)
         });
     }
 }
@@ -807,6 +865,8 @@ enum Start<'a> {
     Bias(&'a [f32]),
     /// C's current values plus the bias: the residual connection.
     LoadBias(&'a [f32]),
+    /// C's current values.
+    Load,
 }
 
 /// `C[m x n] = act(col_scale * (start + A·B))`, C row-major with stride `ldc`.
@@ -847,6 +907,7 @@ fn matmul(
                 (0, Start::Zero) => Init::Zero,
                 (0, Start::Bias(b)) => Init::Bias(&b[t0 * MR..t1 * MR]),
                 (0, Start::LoadBias(b)) => Init::LoadBias(&b[t0 * MR..t1 * MR]),
+                (0, Start::Load) => Init::Load,
                 _ => Init::Load,
             };
             for p in 0..n / NR {
@@ -895,6 +956,7 @@ fn par_matmul(
             Start::Zero => Start::Zero,
             Start::Bias(b) => Start::Bias(&b[r0..]),
             Start::LoadBias(b) => Start::LoadBias(&b[r0..]),
+            Start::Load => Start::Load,
         };
         matmul(isa, block, b, start, act, None, None, c, ldc);
     });

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 
-use super::super::{EmbedError, Precision};
-use super::Dense;
+use super::super::EmbedError;
+use super::{Dense, DenseSpec};
 
 /// model.safetensors, mapped read-only.
 pub(super) struct WeightsFile {
@@ -206,12 +206,12 @@ impl<'a> Weights<'a> {
         name: &str,
         inp: usize,
         out: usize,
-        precision: Precision,
+        spec: DenseSpec,
     ) -> Result<Dense, EmbedError> {
         let w = self.get(&format!("{name}.weight"), &[out, inp])?;
         let b = self.get(&format!("{name}.bias"), &[out])?;
         Ok(Dense::new(
-            precision,
+            spec,
             out,
             inp,
             |r| &w[r * inp..][..inp],

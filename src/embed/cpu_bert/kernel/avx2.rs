@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::super::int8::QPanel;
+use super::super::int8::{QPanel, QuantSpec, X_MAX};
 use super::scalar::{ERF_P, ERF_Q};
 use super::simd::{self, Vf32};
 use super::{Cols, Panel, MR};
@@ -91,6 +91,14 @@ impl Vf32 for V256 {
     #[inline(always)]
     unsafe fn gelu_erf(self) -> Self {
         V256(gelu_erf(self.0))
+    }
+    #[inline(always)]
+    unsafe fn load_i32(p: *const i32) -> Self::I {
+        _mm256_loadu_si256(p as *const __m256i)
+    }
+    #[inline(always)]
+    unsafe fn sub_mul_i32(acc: Self::I, z: Self::I, s: i32) -> Self::I {
+        _mm256_sub_epi32(acc, _mm256_mullo_epi32(z, _mm256_set1_epi32(s)))
     }
 }
 
@@ -249,37 +257,85 @@ pub(super) unsafe fn qpanel(p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
     simd::qpanel::<V256, 1, 2>(p, c, ldc, qdot, qdot)
 }
 
-/// Quantizes rows 2p and 2p + 1 of x (`k` rows of `ld`, `n` columns)
-/// into row p of `out`, with per-column factors `inv`.
+/// Rows g·p .. g·p + g of `x` into row p of `out`, g =
+/// `q.layout.group()`: the scalar `quantize_groups`, eight columns at a
+/// time (the same multiply, add, clamp and round to nearest even).
 ///
 /// # Safety
 /// AVX2 and FMA must be available; `x` holds `k * ld` values, `out`
-/// `k.div_ceil(2) * ld`, `inv` `n`, and `n` is a multiple of 8.
+/// `k.div_ceil(g) * ld`, `q`'s slices `n` (`sub` may be empty), and `n`
+/// is a multiple of 8.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn quantize_pairs(
+pub(super) unsafe fn quantize_groups(
     x: &[f32],
     k: usize,
     n: usize,
     ld: usize,
-    inv: &[f32],
+    q: &QuantSpec<'_>,
     out: &mut [i32],
 ) {
-    let (xp, ip, op) = (x.as_ptr(), inv.as_ptr(), out.as_mut_ptr());
-    let max = super::X_MAX;
-    let (top, bottom) = (_mm256_set1_ps(max), _mm256_set1_ps(-max));
-    let mask = _mm256_set1_epi32(0xffff);
-    let q = |v: __m256| _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(v, top), bottom));
+    let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
+    let g = q.layout.group();
+    let bits = 32 / g;
+    let mask = _mm256_set1_epi32(((1i64 << bits) - 1) as i32);
+    let (lo, hi) = (_mm256_setzero_ps(), _mm256_set1_ps(X_MAX));
+    for p in 0..k.div_ceil(g) {
+        for j in (0..n).step_by(8) {
+            let inv = _mm256_loadu_ps(q.inv.as_ptr().add(j));
+            let off = _mm256_loadu_ps(q.off.as_ptr().add(j));
+            let sub = match q.sub.is_empty() {
+                true => _mm256_setzero_si256(),
+                false => _mm256_loadu_si256(q.sub.as_ptr().add(j) as *const __m256i),
+            };
+            let mut lane = _mm256_setzero_si256();
+            for r in 0..g.min(k - g * p) {
+                let v = match q.skip.get(g * p + r) {
+                    Some(true) => _mm256_setzero_ps(),
+                    _ => _mm256_loadu_ps(xp.add((g * p + r) * ld + j)),
+                };
+                let v = _mm256_add_ps(_mm256_mul_ps(v, inv), off);
+                let v = _mm256_cvtps_epi32(_mm256_max_ps(_mm256_min_ps(v, hi), lo));
+                let v = _mm256_and_si256(_mm256_sub_epi32(v, sub), mask);
+                let shift = _mm_cvtsi32_si128((bits * r) as i32);
+                lane = _mm256_or_si256(lane, _mm256_sll_epi32(v, shift));
+            }
+            _mm256_storeu_si256(op.add(p * ld + j) as *mut __m256i, lane);
+        }
+    }
+}
+
+/// The bf16 bits (ties to even, NaN kept quiet) of 8 floats, as
+/// `bf16::bits` computes them, in the low 16 bits of each lane.
+#[inline(always)]
+unsafe fn bf16_bits(x: __m256) -> __m256i {
+    let b = _mm256_castps_si256(x);
+    let lsb = _mm256_and_si256(_mm256_srli_epi32::<16>(b), _mm256_set1_epi32(1));
+    let r = _mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7fff)), lsb);
+    let r = _mm256_srli_epi32::<16>(r);
+    let quiet = _mm256_or_si256(_mm256_srli_epi32::<16>(b), _mm256_set1_epi32(0x40));
+    let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
+    _mm256_blendv_epi8(r, quiet, nan)
+}
+
+/// Rows 2p and 2p + 1 of `x` rounded to bf16 into row p of `out`, as the
+/// scalar `bf16_pairs`.
+///
+/// # Safety
+/// AVX2 must be available; `x` holds `k * ld` values, `out`
+/// `k.div_ceil(2) * ld`, and `n` is a multiple of 8.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn bf16_pairs(x: &[f32], k: usize, n: usize, ld: usize, out: &mut [i32]) {
+    let (xp, op) = (x.as_ptr(), out.as_mut_ptr());
     for p in 0..k.div_ceil(2) {
         let lo = xp.add(2 * p * ld);
         let hi = (2 * p + 1 < k).then(|| xp.add((2 * p + 1) * ld));
         for j in (0..n).step_by(8) {
-            let s = _mm256_loadu_ps(ip.add(j));
-            let a = q(_mm256_mul_ps(_mm256_loadu_ps(lo.add(j)), s));
+            let a = bf16_bits(_mm256_loadu_ps(lo.add(j)));
             let b = match hi {
-                Some(hi) => q(_mm256_mul_ps(_mm256_loadu_ps(hi.add(j)), s)),
+                Some(hi) => bf16_bits(_mm256_loadu_ps(hi.add(j))),
                 None => _mm256_setzero_si256(),
             };
-            let v = _mm256_or_si256(_mm256_and_si256(a, mask), _mm256_slli_epi32::<16>(b));
+            let v = _mm256_or_si256(a, _mm256_slli_epi32::<16>(b));
             _mm256_storeu_si256(op.add(p * ld + j) as *mut __m256i, v);
         }
     }

@@ -1,6 +1,7 @@
 //! AVX-512 (F, BW, VL, with AVX2 and FMA): the f32 kernels of
-//! [`super::simd`] on `__m512`, and the int8 product by 512-bit `vpdpwssd`
-//! (AVX-512 VNNI). One zmm holds a whole 16-token panel row, so a tile takes
+//! [`super::simd`] on `__m512`, and the int8 products by 512-bit `vpdpwssd`
+//! (i16 pairs) and `vpdpbusd` (u8 × s8 quads), AVX-512 VNNI, and the bf16
+//! product by `vdpbf16ps` (AVX-512 BF16). One zmm holds a whole 16-token panel row, so a tile takes
 //! several weight tiles at once to keep enough independent accumulators
 //! in flight (see `F32_TILES`). The column-wise softmax and
 //! LayerNorm run on the AVX2 kernels: they are a few percent of the time,
@@ -8,6 +9,7 @@
 
 use std::arch::x86_64::*;
 
+use super::super::bf16::BPanel;
 use super::super::int8::QPanel;
 use super::scalar::{ERF_P, ERF_Q};
 use super::simd::{self, Vf32};
@@ -110,6 +112,14 @@ impl Vf32 for V512 {
             _mm512_castps_pd(lo),
             _mm256_castps_pd(_mm512_cvtpd_ps(hi)),
         )))
+    }
+    #[inline(always)]
+    unsafe fn load_i32(p: *const i32) -> Self::I {
+        _mm512_loadu_si512(p as *const __m512i)
+    }
+    #[inline(always)]
+    unsafe fn sub_mul_i32(acc: Self::I, z: Self::I, s: i32) -> Self::I {
+        _mm512_sub_epi32(acc, _mm512_mullo_epi32(z, _mm512_set1_epi32(s)))
     }
 }
 
@@ -227,6 +237,126 @@ unsafe fn qdot_1(
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 pub(super) unsafe fn qpanel(p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
     simd::qpanel::<V512, INT8_TILES, 1>(p, c, ldc, qdot_t, qdot_1)
+}
+
+/// `T` weight tiles against one 16-token panel over `kpc` k quads: per
+/// quad, one load of X (u8), `T * MR` broadcast weight quads (s8) folded
+/// into `vpdpbusd` (four u8 × s8 products added into i32, exact).
+#[inline(always)]
+unsafe fn udot<const T: usize>(
+    mut ap: *const i32,
+    ts: usize,
+    mut bp: *const i32,
+    ldb: usize,
+    kpc: usize,
+) -> [[[__m512i; 1]; MR]; T] {
+    let mut acc = [[[_mm512_setzero_si512(); 1]; MR]; T];
+    for _ in 0..kpc {
+        let b = _mm512_loadu_si512(bp as *const __m512i);
+        for (t, tile) in acc.iter_mut().enumerate() {
+            for (r, a) in tile.iter_mut().enumerate() {
+                let w = _mm512_set1_epi32(*ap.add(t * ts + r));
+                a[0] = _mm512_dpbusd_epi32(a[0], b, w);
+            }
+        }
+        ap = ap.add(MR);
+        bp = bp.add(ldb);
+    }
+    acc
+}
+
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn udot_t(
+    ap: *const i32,
+    ts: usize,
+    bp: *const i32,
+    ldb: usize,
+    kpc: usize,
+) -> [[[__m512i; 1]; MR]; INT8_TILES] {
+    udot::<INT8_TILES>(ap, ts, bp, ldb, kpc)
+}
+
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+unsafe fn udot_1(
+    ap: *const i32,
+    ts: usize,
+    bp: *const i32,
+    ldb: usize,
+    kpc: usize,
+) -> [[[__m512i; 1]; MR]; 1] {
+    udot::<1>(ap, ts, bp, ldb, kpc)
+}
+
+/// One u8 × s8 panel by 512-bit `vpdpbusd`.
+///
+/// # Safety
+/// AVX-512 F/BW/VL/VNNI, AVX2 and FMA must be available, and the slices as
+/// `kernel::qpanel` asserts.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
+pub(super) unsafe fn qpanel_u8(p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
+    simd::qpanel::<V512, INT8_TILES, 1>(p, c, ldc, udot_t, udot_1)
+}
+
+/// `T` weight tiles against one 16-token panel over `kpc` k pairs of
+/// bf16: per pair, one load of X, `T * MR` broadcast weight pairs folded
+/// into `vdpbf16ps` (two products added into f32).
+#[inline(always)]
+unsafe fn bdot<const T: usize>(
+    mut ap: *const i32,
+    ts: usize,
+    mut bp: *const i32,
+    ldb: usize,
+    kpc: usize,
+) -> [[[V512; 1]; MR]; T] {
+    let mut acc = [[[_mm512_setzero_ps(); 1]; MR]; T];
+    for _ in 0..kpc {
+        let b: __m512bh = std::mem::transmute(_mm512_loadu_si512(bp as *const __m512i));
+        for (t, tile) in acc.iter_mut().enumerate() {
+            for (r, a) in tile.iter_mut().enumerate() {
+                let w: __m512bh = std::mem::transmute(_mm512_set1_epi32(*ap.add(t * ts + r)));
+                a[0] = _mm512_dpbf16_ps(a[0], b, w);
+            }
+        }
+        ap = ap.add(MR);
+        bp = bp.add(ldb);
+    }
+    acc.map(|tile| tile.map(|row| row.map(V512)))
+}
+
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
+unsafe fn bdot_t(
+    ap: *const i32,
+    ts: usize,
+    bp: *const i32,
+    ldb: usize,
+    kpc: usize,
+) -> [[[V512; 1]; MR]; F32_TILES] {
+    bdot::<F32_TILES>(ap, ts, bp, ldb, kpc)
+}
+
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
+unsafe fn bdot_1(
+    ap: *const i32,
+    ts: usize,
+    bp: *const i32,
+    ldb: usize,
+    kpc: usize,
+) -> [[[V512; 1]; MR]; 1] {
+    bdot::<1>(ap, ts, bp, ldb, kpc)
+}
+
+/// One bf16 panel by `vdpbf16ps`.
+///
+/// # Safety
+/// AVX-512 F/BW/VL/BF16, AVX2 and FMA must be available, and the slices as
+/// `kernel::bpanel` asserts.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma")]
+pub(super) unsafe fn bpanel(p: &BPanel<'_>, c: &mut [f32], ldc: usize) {
+    simd::bpanel::<V512, F32_TILES, 1>(p, c, ldc, bdot_t, bdot_1)
 }
 
 /// `simd::map` on 16 lanes, for the tests.

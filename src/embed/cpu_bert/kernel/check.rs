@@ -3,9 +3,10 @@
 //! machine without its instruction set, or miscompiled, is refused here
 //! rather than giving wrong vectors. Takes well under a millisecond.
 
-use super::super::int8::{pair, QPanel};
+use super::super::bf16::{self, BPanel};
+use super::super::int8::{pair, quad, QPanel, U8Zero};
 use super::super::Cols;
-use super::{layer_norm, panel, qpanel, softmax_cols, Act, Init, Isa, Panel, MR, NR};
+use super::{bpanel, layer_norm, panel, qpanel, softmax_cols, Act, Init, Isa, Panel, MR, NR};
 
 /// Deterministic values in [-1, 1) (xorshift: no rand dependency).
 pub(in crate::embed::cpu_bert) fn rng(seed: u64) -> impl FnMut() -> f32 {
@@ -82,8 +83,9 @@ pub(super) fn run(isa: Isa) -> Result<(), String> {
         }
     }
 
-    // int8: 5 tiles (29 rows), 21 k pairs, exact sums; the GELU is f32 on
-    // the vector paths, f64 on the scalar one.
+    // int8: 5 tiles (29 rows), 21 k groups, exact sums; the GELU is f32 on
+    // the vector paths, f64 on the scalar one. i16 pairs on every path,
+    // u8 × s8 quads (with zero points) on the paths that have them.
     let (m, kp): (usize, usize) = (29, 21);
     let tiles = m.div_ceil(MR);
     let ints = |seed, len, max: f32| -> Vec<i32> {
@@ -97,37 +99,113 @@ pub(super) fn run(isa: Isa) -> Result<(), String> {
             })
             .collect()
     };
-    let w = ints(6, 2 * tiles * kp * MR, 127.0);
-    let x = ints(7, 2 * kp * n, 2047.0);
+    let bytes = |seed, len, lo: f32, hi: f32| -> Vec<i32> {
+        values(seed, 4 * len)
+            .chunks(4)
+            .map(|v| {
+                quad(std::array::from_fn(|b| {
+                    (lo + (v[b] + 1.0) * 0.5 * (hi - lo)) as i32
+                }))
+            })
+            .collect()
+    };
+    let mut layouts = vec![(
+        ints(6, 2 * tiles * kp * MR, 127.0),
+        ints(7, 2 * kp * n, 2047.0),
+        None,
+    )];
+    let (row_sum, zero) = (
+        values(15, m)
+            .iter()
+            .map(|v| (v * 2000.0) as i32)
+            .collect::<Vec<_>>(),
+        values(16, n)
+            .iter()
+            .map(|v| ((v + 1.0) * 127.0) as i32)
+            .collect::<Vec<_>>(),
+    );
+    if isa.has_u8_dot() {
+        let w = bytes(17, tiles * kp * MR, -127.0, 127.0);
+        let x = bytes(18, kp * n, 0.0, 255.0);
+        layouts.push((w, x, Some(())));
+    }
     let w_scale: Vec<f32> = values(8, m).iter().map(|v| (v + 2.0) * 1e-3).collect();
     let x_scale: Vec<f32> = values(9, n).iter().map(|v| (v + 2.0) * 1e-3).collect();
     let bias = values(10, m);
-    for (init, act) in [
-        (Init::Bias(&bias), Act::GeluErf),
-        (Init::LoadBias(&bias), Act::None),
-    ] {
-        let c0 = values(11, m * n);
-        let mut out = [c0.clone(), c0];
-        for (which, c) in [isa, Isa::Scalar].into_iter().zip(&mut out) {
-            for p in 0..n / NR {
-                let qp = QPanel {
-                    a: &w,
-                    tile_stride: kp * MR,
-                    w_scale: &w_scale,
-                    b: &x[p * NR..],
-                    ldb: n,
-                    x_scale: &x_scale[p * NR..],
-                    kpc: kp,
-                    rows: m,
-                    init,
-                    act,
+    for (w, x, quads) in &layouts {
+        for (init, act) in [
+            (Init::Bias(&bias), Act::GeluErf),
+            (Init::LoadBias(&bias), Act::None),
+        ] {
+            let c0 = values(11, m * n);
+            let mut out = [c0.clone(), c0];
+            for (which, c) in [isa, Isa::Scalar].into_iter().zip(&mut out) {
+                for p in 0..n / NR {
+                    let qp = QPanel {
+                        a: w,
+                        tile_stride: kp * MR,
+                        w_scale: &w_scale,
+                        b: &x[p * NR..],
+                        ldb: n,
+                        x_scale: &x_scale[p * NR..],
+                        kpc: kp,
+                        rows: m,
+                        init,
+                        act,
+                        u8: quads.map(|()| U8Zero {
+                            row_sum: &row_sum,
+                            zero: &zero[p * NR..],
+                        }),
+                    };
+                    qpanel(which, &qp, &mut c[p * NR..], n);
+                }
+            }
+            let err = worst(&out[0], &out[1]);
+            if err > 1e-5 {
+                let what = match quads {
+                    Some(()) => "the u8 × s8 product",
+                    None => "the int8 product",
                 };
-                qpanel(which, &qp, &mut c[p * NR..], n);
+                return fail(what, err);
             }
         }
-        let err = worst(&out[0], &out[1]);
-        if err > 1e-5 {
-            return fail("the int8 product", err);
+    }
+
+    // bf16: the same shapes as int8's, on a path with a bf16 dot product.
+    if isa.has_bf16_dot() {
+        let w: Vec<i32> = values(19, 2 * tiles * kp * MR)
+            .chunks(2)
+            .map(|v| bf16::pair(v[0], v[1]))
+            .collect();
+        let x: Vec<i32> = values(20, 2 * kp * n)
+            .chunks(2)
+            .map(|v| bf16::pair(v[0] * 4.0, v[1] * 4.0))
+            .collect();
+        for (init, act) in [
+            (Init::Bias(&bias), Act::GeluErf),
+            (Init::LoadBias(&bias), Act::None),
+        ] {
+            let c0 = values(21, m * n);
+            let mut out = [c0.clone(), c0];
+            for (which, c) in [isa, Isa::Scalar].into_iter().zip(&mut out) {
+                for p in 0..n / NR {
+                    let bp = BPanel {
+                        a: &w,
+                        tile_stride: kp * MR,
+                        b: &x[p * NR..],
+                        ldb: n,
+                        kpc: kp,
+                        rows: m,
+                        init,
+                        act,
+                    };
+                    bpanel(which, &bp, &mut c[p * NR..], n);
+                }
+            }
+            let err = worst(&out[0], &out[1]);
+            if err > 1e-5 {
+                return fail("the bf16 product", err);
+            }
         }
     }
 

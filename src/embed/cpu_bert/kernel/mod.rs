@@ -15,7 +15,8 @@
 //! small fixed products disagree with the scalar kernels is refused with a
 //! warning, and the next one down is used.
 
-use super::int8::{QPanel, X_MAX};
+use super::bf16::BPanel;
+use super::int8::{QPanel, QuantSpec};
 use super::Cols;
 
 pub(super) mod scalar;
@@ -107,16 +108,21 @@ pub(super) enum Isa {
     /// AVX-512 F/BW/VL (+ AVX2, FMA): f32 on zmm registers, int8 as AVX2.
     #[cfg(target_arch = "x86_64")]
     Avx512,
-    /// AVX-512 with VNNI: int8 by 512-bit `vpdpwssd`.
+    /// AVX-512 with VNNI: int8 by 512-bit `vpdpbusd` (and `vpdpwssd`).
     #[cfg(target_arch = "x86_64")]
     Avx512Vnni,
+    /// AVX-512 VNNI with BF16 (Intel since Cooper Lake, AMD Zen 4): bf16
+    /// by `vdpbf16ps`; f32 and int8 as `Avx512Vnni`.
+    #[cfg(target_arch = "x86_64")]
+    Avx512Bf16,
     /// aarch64 Advanced SIMD: f32 and int8 (`smlal`).
     #[cfg(target_arch = "aarch64")]
     Neon,
 }
 
 /// Every name `PAPERSIM_ISA` takes, on any architecture, best first.
-pub(super) const ISA_NAMES: [&str; 6] = [
+pub(super) const ISA_NAMES: [&str; 7] = [
+    "avx512-bf16",
     "avx512-vnni",
     "avx512",
     "avx-vnni",
@@ -130,6 +136,7 @@ impl Isa {
     fn ladder() -> &'static [Isa] {
         #[cfg(target_arch = "x86_64")]
         return &[
+            Isa::Avx512Bf16,
             Isa::Avx512Vnni,
             Isa::Avx512,
             Isa::AvxVnni,
@@ -154,6 +161,8 @@ impl Isa {
             Isa::Avx512 => "avx512",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => "avx512-vnni",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Bf16 => "avx512-bf16",
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => "neon",
         }
@@ -180,6 +189,10 @@ impl Isa {
             Isa::Avx512 => avx512(),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => avx512() && is_x86_feature_detected!("avx512vnni"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Bf16 => {
+                Isa::Avx512Vnni.supported() && is_x86_feature_detected!("avx512bf16")
+            }
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
         }
@@ -249,6 +262,24 @@ impl Isa {
         (Isa::Scalar, warnings)
     }
 
+    /// Whether the path has a u8 × s8 dot product (`vpdpbusd`), which
+    /// narrow int8 layers are packed for (see `int8::Layout`).
+    pub(super) fn has_u8_dot(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return matches!(self, Isa::Avx512Bf16 | Isa::Avx512Vnni | Isa::AvxVnni);
+        #[allow(unreachable_code)]
+        false
+    }
+
+    /// Whether the path has a bf16 dot product, which bf16 layers are
+    /// packed for (elsewhere they run on the f32 kernels).
+    pub(super) fn has_bf16_dot(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return matches!(self, Isa::Avx512Bf16);
+        #[allow(unreachable_code)]
+        false
+    }
+
     /// The f32 path's vector width for the element-wise kernels.
     fn f32_kernels(self) -> F32Path {
         match self {
@@ -256,7 +287,7 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 | Isa::AvxVnni => F32Path::Avx2,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 | Isa::Avx512Vnni => F32Path::Avx512,
+            Isa::Avx512 | Isa::Avx512Vnni | Isa::Avx512Bf16 => F32Path::Avx512,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => F32Path::Neon,
         }
@@ -314,7 +345,9 @@ pub(super) fn panel(
     }
 }
 
-/// One panel of an int8 product into C from `c[0]` (stride `ldc`).
+/// One panel of an int8 product into C from `c[0]` (stride `ldc`): i16
+/// pairs on every path, u8 × s8 quads on the paths with a u8 dot product
+/// (and the scalar reference).
 pub(super) fn qpanel(isa: Isa, p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
     let tiles = p.rows.div_ceil(MR);
     assert!(p.rows > 0 && p.kpc > 0 && c.len() >= (p.rows - 1) * ldc + NR);
@@ -323,6 +356,22 @@ pub(super) fn qpanel(isa: Isa, p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
     assert!(p.w_scale.len() >= p.rows && p.x_scale.len() >= NR);
     if let Init::Bias(bias) | Init::LoadBias(bias) = p.init {
         assert!(bias.len() >= p.rows);
+    }
+    if let Some(z) = p.u8 {
+        assert!(z.row_sum.len() >= p.rows && z.zero.len() >= NR);
+        assert!(
+            isa == Isa::Scalar || isa.has_u8_dot(),
+            "{isa:?}: no u8 dot product"
+        );
+        // SAFETY (both): as below; the Isa has VNNI (asserted).
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::AvxVnni => unsafe { avxvnni::qpanel_u8(p, c, ldc) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni | Isa::Avx512Bf16 => unsafe { avx512::qpanel_u8(p, c, ldc) },
+            _ => scalar::qpanel(p, c, ldc),
+        }
+        return;
     }
     match isa {
         Isa::Scalar => scalar::qpanel(p, c, ldc),
@@ -333,31 +382,70 @@ pub(super) fn qpanel(isa: Isa, p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
         #[cfg(target_arch = "x86_64")]
         Isa::AvxVnni => unsafe { avxvnni::qpanel(p, c, ldc) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => unsafe { avx512::qpanel(p, c, ldc) },
+        Isa::Avx512Vnni | Isa::Avx512Bf16 => unsafe { avx512::qpanel(p, c, ldc) },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => unsafe { neon::qpanel(p, c, ldc) },
     }
 }
 
-/// Quantizes rows 2p and 2p + 1 of `x` (`k` rows of `ld`, `n` columns) into
-/// row p of `out` as i16 pairs, with per-column factors `inv`.
-pub(super) fn quantize_pairs(
+/// One panel of a bf16 product into C from `c[0]` (stride `ldc`), on a
+/// path with a bf16 dot product (or the scalar reference).
+pub(super) fn bpanel(isa: Isa, p: &BPanel<'_>, c: &mut [f32], ldc: usize) {
+    let tiles = p.rows.div_ceil(MR);
+    assert!(p.rows > 0 && p.kpc > 0 && c.len() >= (p.rows - 1) * ldc + NR);
+    assert!(p.a.len() >= (tiles - 1) * p.tile_stride + p.kpc * MR);
+    assert!(p.b.len() >= (p.kpc - 1) * p.ldb + NR);
+    if let Init::Bias(bias) | Init::LoadBias(bias) = p.init {
+        assert!(bias.len() >= p.rows);
+    }
+    assert!(
+        isa == Isa::Scalar || isa.has_bf16_dot(),
+        "{isa:?}: no bf16 dot product"
+    );
+    match isa {
+        // SAFETY: the Isa exists only when the CPU has its instructions;
+        // the asserts above bound every access the kernel makes.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512Bf16 => unsafe { avx512::bpanel(p, c, ldc) },
+        _ => scalar::bpanel(p, c, ldc),
+    }
+}
+
+/// Rows 2p and 2p + 1 of `x` (`k` rows of `ld`, `n` columns) rounded to
+/// bf16 into row p of `out` as pairs.
+pub(super) fn bf16_pairs(isa: Isa, x: &[f32], k: usize, n: usize, ld: usize, out: &mut [i32]) {
+    assert!(k > 0 && n.is_multiple_of(NR) && n <= ld && x.len() >= k * ld);
+    assert!(out.len() >= k.div_ceil(2) * ld);
+    match isa.f32_kernels() {
+        // SAFETY: AVX2 is present on every x86 vector path; the asserts
+        // bound the accesses.
+        #[cfg(target_arch = "x86_64")]
+        F32Path::Avx2 | F32Path::Avx512 => unsafe { avx2::bf16_pairs(x, k, n, ld, out) },
+        _ => scalar::bf16_pairs(x, k, n, ld, out),
+    }
+}
+
+/// Quantizes the `k` rows of `x` (`n` columns, rows `ld` apart) as `q`
+/// describes, `q.layout.group()` rows into each row of `out`.
+pub(super) fn quantize_groups(
     isa: Isa,
     x: &[f32],
     k: usize,
     n: usize,
     ld: usize,
-    inv: &[f32],
+    q: &QuantSpec<'_>,
     out: &mut [i32],
 ) {
     assert!(k > 0 && n.is_multiple_of(NR) && n <= ld && x.len() >= k * ld);
-    assert!(out.len() >= k.div_ceil(2) * ld && inv.len() >= n);
+    assert!(out.len() >= k.div_ceil(q.layout.group()) * ld);
+    assert!(q.inv.len() >= n && q.off.len() >= n && (q.sub.is_empty() || q.sub.len() >= n));
+    assert!(q.skip.is_empty() || q.skip.len() >= k);
     match isa.f32_kernels() {
         // SAFETY: AVX2 and FMA are present on every x86 vector path; the
         // asserts bound the accesses.
         #[cfg(target_arch = "x86_64")]
-        F32Path::Avx2 | F32Path::Avx512 => unsafe { avx2::quantize_pairs(x, k, n, ld, inv, out) },
-        _ => scalar::quantize_pairs(x, k, n, ld, inv, out, X_MAX),
+        F32Path::Avx2 | F32Path::Avx512 => unsafe { avx2::quantize_groups(x, k, n, ld, q, out) },
+        _ => scalar::quantize_groups(x, k, n, ld, q, out),
     }
 }
 

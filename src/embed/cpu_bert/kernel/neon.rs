@@ -3,10 +3,10 @@
 //! accumulators + 4 B + 1 broadcast of the 32 vector registers), GELU's
 //! erf in f64 (`float64x2_t`), and the int8 product by `smlal`.
 //!
-//! The int8 kernel keeps the i16-pair layout of the x86 paths (12-bit
-//! activations: 8-bit ones were not accurate enough, see `int8::X_MAX`),
-//! so it uses `smlal` (i16 x i16 into i32) rather than `sdot`, which
-//! takes 8-bit operands only.
+//! The int8 kernel takes the i16-pair layout (activations stored as
+//! `q - z`, within ±255: see `int8`), so it uses `smlal` (i16 x i16 into
+//! i32); `sdot` (s8 x s8) would need activations shifted into s8 and
+//! another correction, and an aarch64 CPU with it has not been measured.
 
 use std::arch::aarch64::*;
 
@@ -94,6 +94,14 @@ impl Vf32 for V128 {
         let lo = gelu_erf_pd(vcvt_f64_f32(vget_low_f32(self.0)));
         let hi = gelu_erf_pd(vcvt_high_f64_f32(self.0));
         V128(vcvt_high_f32_f64(vcvt_f32_f64(lo), hi))
+    }
+    #[inline(always)]
+    unsafe fn load_i32(p: *const i32) -> Self::I {
+        vld1q_s32(p)
+    }
+    #[inline(always)]
+    unsafe fn sub_mul_i32(acc: Self::I, z: Self::I, s: i32) -> Self::I {
+        vmlsq_n_s32(acc, z, s)
     }
 }
 

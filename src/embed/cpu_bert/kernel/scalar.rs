@@ -2,7 +2,8 @@
 //! (same constants, same order of operations), and the fallback on CPUs
 //! without one.
 
-use super::super::int8::{pair, quantize, unpair, QPanel};
+use super::super::bf16::{self, BPanel};
+use super::super::int8::{clamp_round, unpair, unquad, QPanel, QuantSpec, X_MAX};
 use super::{Act, Cols, Panel, MR, NR};
 
 /// log2(e), and ln(2) split in a part exact in f32 and the rest (Cephes).
@@ -127,9 +128,19 @@ pub(super) fn panel(p: &Panel<'_>, c: &mut [f32], ldc: usize, mut col_max: Optio
     }
 }
 
-/// One int8 panel, as `kernel::qpanel` (which checks the sizes). Integer
-/// sums are exact, so every path's sums equal these.
+/// One int8 panel, as `kernel::qpanel` (which checks the sizes): i16
+/// pairs, or u8 × s8 quads less their zero points. Integer sums are
+/// exact, so every path's sums equal these.
 pub(super) fn qpanel(p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
+    let dot = |a: i32, b: i32| -> i32 {
+        if p.u8.is_some() {
+            let (w, x) = (unquad(a, true), unquad(b, false));
+            w.iter().zip(&x).map(|(w, x)| w * x).sum()
+        } else {
+            let ((a0, a1), (b0, b1)) = (unpair(a), unpair(b));
+            a0 * b0 + a1 * b1
+        }
+    };
     for t in 0..p.rows.div_ceil(MR) {
         let rows = MR.min(p.rows - t * MR);
         let mut acc = [[0i32; NR]; MR];
@@ -137,10 +148,8 @@ pub(super) fn qpanel(p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
             let bk = &p.b[pp * p.ldb..][..NR];
             let ak = &p.a[t * p.tile_stride + pp * MR..][..MR];
             for (row, &av) in acc.iter_mut().zip(ak) {
-                let (a0, a1) = unpair(av);
                 for (x, &bv) in row.iter_mut().zip(bk) {
-                    let (b0, b1) = unpair(bv);
-                    *x += a0 * b0 + a1 * b1;
+                    *x += dot(av, bv);
                 }
             }
         }
@@ -148,7 +157,11 @@ pub(super) fn qpanel(p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
             let i = t * MR + r;
             let c_row = &mut c[i * ldc..][..NR];
             let (bias, load) = (p.init.bias(i), p.init.loads());
-            for ((o, &x), &xs) in c_row.iter_mut().zip(row).zip(p.x_scale) {
+            for (j, ((o, &x), &xs)) in c_row.iter_mut().zip(row).zip(p.x_scale).enumerate() {
+                let x = match p.u8 {
+                    Some(z) => x - z.zero[j] * z.row_sum[i],
+                    None => x,
+                };
                 // The vector epilogue's order: (acc·w_scale)·x_scale + bias + C.
                 let v = x as f32 * p.w_scale[i] * xs + bias;
                 let v = if load { v + *o } else { v };
@@ -158,22 +171,73 @@ pub(super) fn qpanel(p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
     }
 }
 
-/// Rows 2p and 2p + 1 of `x` into row p of `out` as i16 pairs.
-pub(super) fn quantize_pairs(
+/// One bf16 panel, as `kernel::bpanel` (which checks the sizes): per
+/// pair, the odd k's product added first, then the even one's, each
+/// rounded to f32 as `vdpbf16ps` does (the products of two bf16 values are
+/// exact in f32).
+pub(super) fn bpanel(p: &BPanel<'_>, c: &mut [f32], ldc: usize) {
+    for t in 0..p.rows.div_ceil(MR) {
+        let rows = MR.min(p.rows - t * MR);
+        let mut acc = [[0f32; NR]; MR];
+        for pp in 0..p.kpc {
+            let bk = &p.b[pp * p.ldb..][..NR];
+            let ak = &p.a[t * p.tile_stride + pp * MR..][..MR];
+            for (row, &av) in acc.iter_mut().zip(ak) {
+                let (a0, a1) = bf16::unpair(av);
+                for (x, &bv) in row.iter_mut().zip(bk) {
+                    let (b0, b1) = bf16::unpair(bv);
+                    *x += a1 * b1;
+                    *x += a0 * b0;
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate().take(rows) {
+            let c_row = &mut c[(t * MR + r) * ldc..][..NR];
+            let bias = p.init.bias(t * MR + r);
+            let load = p.init.loads();
+            for (o, &x) in c_row.iter_mut().zip(row) {
+                let x = x + if load { *o + bias } else { bias };
+                *o = act(p.act, x);
+            }
+        }
+    }
+}
+
+/// Rows 2p and 2p + 1 of `x` rounded to bf16 into row p of `out`.
+pub(super) fn bf16_pairs(x: &[f32], k: usize, n: usize, ld: usize, out: &mut [i32]) {
+    for (p, out) in out[..k.div_ceil(2) * ld].chunks_exact_mut(ld).enumerate() {
+        let lo = &x[2 * p * ld..][..n];
+        let hi = (2 * p + 1 < k).then(|| &x[(2 * p + 1) * ld..][..n]);
+        for (j, o) in out[..n].iter_mut().enumerate() {
+            *o = bf16::pair(lo[j], hi.map_or(0.0, |h| h[j]));
+        }
+    }
+}
+
+/// Rows g·p .. g·p + g of `x` into row p of `out`, g = `q.layout.group()`.
+pub(super) fn quantize_groups(
     x: &[f32],
     k: usize,
     n: usize,
     ld: usize,
-    inv: &[f32],
+    q: &QuantSpec<'_>,
     out: &mut [i32],
-    max: f32,
 ) {
-    for (p, out) in out[..k.div_ceil(2) * ld].chunks_exact_mut(ld).enumerate() {
-        let lo = &x[2 * p * ld..][..n];
-        let hi = (2 * p + 1 < k).then(|| &x[(2 * p + 1) * ld..][..n]);
-        for j in 0..n {
-            let h = hi.map_or(0, |hi| quantize(hi[j] * inv[j], max));
-            out[j] = pair(quantize(lo[j] * inv[j], max), h);
+    let g = q.layout.group();
+    let (bits, mask) = (32 / g, (1i64 << (32 / g)) - 1);
+    for (p, out) in out[..k.div_ceil(g) * ld].chunks_exact_mut(ld).enumerate() {
+        for (j, o) in out[..n].iter_mut().enumerate() {
+            let mut lane = 0i64;
+            for r in 0..g.min(k - g * p) {
+                let x = match q.skip.get(g * p + r) {
+                    Some(true) => 0.0,
+                    _ => x[(g * p + r) * ld + j],
+                };
+                let v = x * q.inv[j] + q.off[j];
+                let v = clamp_round(v, 0.0, X_MAX) - q.sub.get(j).copied().unwrap_or(0);
+                lane |= (v as i64 & mask) << (bits * r);
+            }
+            *o = lane as u32 as i32;
         }
     }
 }

@@ -13,6 +13,7 @@
 //! instruction set, and the generic kernel runs as fast as the hand-written
 //! AVX2 one it replaced (see `docs/kernels.md` for the figures).
 
+use super::super::bf16::BPanel;
 use super::super::int8::QPanel;
 use super::scalar::{ERF_P_F32, ERF_Q_F32, EXP_P, LN2_HI, LN2_LO, LOG2E, SQRT_2_OVER_PI};
 use super::{Act, Cols, Panel, MR, NR};
@@ -49,6 +50,11 @@ pub(in crate::embed::cpu_bert) trait Vf32: Copy {
     unsafe fn pow2i(self) -> Self;
     /// BERT's GELU within ~1e-7 (erf in f64: see `scalar::ERF_P`).
     unsafe fn gelu_erf(self) -> Self;
+    /// `LANES` i32 values from `p`.
+    unsafe fn load_i32(p: *const i32) -> Self::I;
+    /// `acc - z * s`, lane-wise on i32 (the zero-point correction of a
+    /// u8 × s8 product).
+    unsafe fn sub_mul_i32(acc: Self::I, z: Self::I, s: i32) -> Self::I;
 }
 
 /// `coeffs` (highest degree first) at `x`, by Horner with fused steps.
@@ -178,12 +184,20 @@ pub(super) unsafe fn panel<S: Vf32, const T: usize, const V: usize>(
         if t + T <= tiles {
             let acc = dot_t(ap, p.a_ks, p.tile_stride, bp, p.ldb, kc);
             for (i, tile) in acc.iter().enumerate() {
-                store_tile(p, tile, t + i, cp, ldc, scale.as_ref(), max.as_mut());
+                store_tile(
+                    &p.into(),
+                    tile,
+                    t + i,
+                    cp,
+                    ldc,
+                    scale.as_ref(),
+                    max.as_mut(),
+                );
             }
             t += T;
         } else {
             let acc = dot_1(ap, p.a_ks, p.tile_stride, bp, p.ldb, kc);
-            store_tile(p, &acc[0], t, cp, ldc, scale.as_ref(), max.as_mut());
+            store_tile(&p.into(), &acc[0], t, cp, ldc, scale.as_ref(), max.as_mut());
             t += 1;
         }
     }
@@ -194,11 +208,79 @@ pub(super) unsafe fn panel<S: Vf32, const T: usize, const V: usize>(
     }
 }
 
+/// What a float panel's epilogue applies besides the column scale:
+/// `rows` of output, where the accumulators start, the activation.
+#[derive(Clone, Copy)]
+struct Epilogue<'a> {
+    rows: usize,
+    init: super::Init<'a>,
+    act: Act,
+}
+
+impl<'a> From<&Panel<'a>> for Epilogue<'a> {
+    fn from(p: &Panel<'a>) -> Self {
+        Epilogue {
+            rows: p.rows,
+            init: p.init,
+            act: p.act,
+        }
+    }
+}
+
+impl<'a> From<&BPanel<'a>> for Epilogue<'a> {
+    fn from(p: &BPanel<'a>) -> Self {
+        Epilogue {
+            rows: p.rows,
+            init: p.init,
+            act: p.act,
+        }
+    }
+}
+
+/// The bf16 product of `T` tiles from `a` (the panel's tile `t0` onwards).
+pub(super) type BDot<S, const T: usize, const V: usize> =
+    unsafe fn(*const i32, usize, *const i32, usize, usize) -> [[[S; V]; MR]; T];
+
+/// A bf16 panel's tiles, `T` at a time through `dot_t`, the rest through
+/// `dot_1`, with the f32 panel's epilogue.
+///
+/// # Safety
+/// The instruction set of `S` must be available, and the slices as
+/// `kernel::bpanel` asserts.
+#[inline(always)]
+pub(super) unsafe fn bpanel<S: Vf32, const T: usize, const V: usize>(
+    p: &BPanel<'_>,
+    c: &mut [f32],
+    ldc: usize,
+    dot_t: BDot<S, T, V>,
+    dot_1: BDot<S, 1, V>,
+) {
+    debug_assert!(V * S::LANES == NR);
+    let cp = c.as_mut_ptr();
+    let e = Epilogue::from(p);
+    let tiles = p.rows.div_ceil(MR);
+    let mut t = 0;
+    while t < tiles {
+        let ap = p.a.as_ptr().add(t * p.tile_stride);
+        if t + T <= tiles {
+            let acc = dot_t(ap, p.tile_stride, p.b.as_ptr(), p.ldb, p.kpc);
+            for (i, tile) in acc.iter().enumerate() {
+                store_tile(&e, tile, t + i, cp, ldc, None, None);
+            }
+            t += T;
+        } else {
+            let acc = dot_1(ap, p.tile_stride, p.b.as_ptr(), p.ldb, p.kpc);
+            store_tile(&e, &acc[0], t, cp, ldc, None, None);
+            t += 1;
+        }
+    }
+}
+
 /// Tile `t`'s epilogue and store. Rows past the edge of M were computed
 /// and are dropped here.
 #[inline(always)]
 unsafe fn store_tile<S: Vf32, const V: usize>(
-    p: &Panel<'_>,
+    p: &Epilogue<'_>,
     acc: &[[S; V]; MR],
     t: usize,
     cp: *mut f32,
@@ -324,8 +406,9 @@ pub(super) type QDot<I, const T: usize, const V: usize> =
     unsafe fn(*const i32, usize, *const i32, usize, usize) -> [[[I; V]; MR]; T];
 
 /// An int8 panel's tiles, `T` at a time through `dot_t`, the rest through
-/// `dot_1`: exact i32 sums, dequantized ((acc·w_scale)·x_scale, unfused,
-/// as the scalar code), plus bias and C, activation, one store per value.
+/// `dot_1`: exact i32 sums (less the zero points' share for quads),
+/// dequantized ((acc·w_scale)·x_scale, unfused, as the scalar code), plus
+/// bias and C, activation, one store per value.
 ///
 /// # Safety
 /// The instruction set of `S` must be available, and the slices as
@@ -344,6 +427,9 @@ pub(super) unsafe fn qpanel<S: Vf32, const T: usize, const V: usize>(
     for (i, x) in xs.iter_mut().enumerate() {
         *x = S::load(p.x_scale.as_ptr().add(i * S::LANES));
     }
+    let zero = p.u8.map(|z| {
+        std::array::from_fn::<S::I, V, _>(|i| S::load_i32(z.zero.as_ptr().add(i * S::LANES)))
+    });
     let tiles = p.rows.div_ceil(MR);
     let mut t = 0;
     while t < tiles {
@@ -351,12 +437,12 @@ pub(super) unsafe fn qpanel<S: Vf32, const T: usize, const V: usize>(
         if t + T <= tiles {
             let acc = dot_t(ap, p.tile_stride, p.b.as_ptr(), p.ldb, p.kpc);
             for (i, tile) in acc.iter().enumerate() {
-                qstore_tile(p, tile, t + i, cp, ldc, &xs);
+                qstore_tile(p, tile, t + i, cp, ldc, &xs, zero.as_ref());
             }
             t += T;
         } else {
             let acc = dot_1(ap, p.tile_stride, p.b.as_ptr(), p.ldb, p.kpc);
-            qstore_tile(p, &acc[0], t, cp, ldc, &xs);
+            qstore_tile(p, &acc[0], t, cp, ldc, &xs, zero.as_ref());
             t += 1;
         }
     }
@@ -370,6 +456,7 @@ unsafe fn qstore_tile<S: Vf32, const V: usize>(
     cp: *mut f32,
     ldc: usize,
     xs: &[S; V],
+    zero: Option<&[S::I; V]>,
 ) {
     let rows = MR.min(p.rows - t * MR);
     let load = p.init.loads();
@@ -378,6 +465,10 @@ unsafe fn qstore_tile<S: Vf32, const V: usize>(
         let ct = cp.add(i * ldc);
         let (ws, bias) = (S::splat(p.w_scale[i]), S::splat(p.init.bias(i)));
         for (h, &a) in row.iter().enumerate() {
+            let a = match (zero, p.u8) {
+                (Some(z), Some(u)) => S::sub_mul_i32(a, z[h], u.row_sum[i]),
+                _ => a,
+            };
             let v = S::from_i32(a).mul(ws).mul(xs[h]).add(bias);
             let v = if load {
                 v.add(S::load(ct.add(h * S::LANES)))
