@@ -1,6 +1,7 @@
-//! `--precision int8` keeps the embeddings: cosine >= 0.99 to
-//! sentence-transformers' fp32 vectors on every reference text, and the
-//! top-10 neighbours of a few hundred papers mostly the f32 ones.
+//! `--precision int8` and `bf16` keep the embeddings: cosine >= 0.997
+//! (int8) and >= 0.9999 (bf16) to sentence-transformers' fp32 vectors on
+//! every reference text, and the top-10 neighbours of a few hundred papers
+//! mostly the f32 ones.
 
 mod common;
 
@@ -13,16 +14,18 @@ fn load(precision: Precision) -> Option<Embedder> {
     Some(Embedder::load(&files, DeviceSpec::Cpu, precision).unwrap())
 }
 
-#[test]
-fn int8_is_within_cosine_099_of_sentence_transformers_on_every_reference_text() {
-    let (Some(int8), Some(refs)) = (load(Precision::Int8), common::references()) else {
-        return;
+/// The lowest cosine of `precision`'s vectors to the reference ones, over
+/// every text or (`blank` false) those with more than whitespace.
+fn worst_reference_cosine(precision: Precision, blank: bool) -> Option<f32> {
+    let (Some(emb), Some(mut refs)) = (load(precision), common::references()) else {
+        return None;
     };
-    assert_eq!(int8.info().precision, Precision::Int8);
+    refs.retain(|r| blank || !r.text.trim().is_empty());
+    assert_eq!(emb.info().precision, precision);
     let texts: Vec<&str> = refs.iter().map(|r| r.text.as_str()).collect();
-    let (vectors, _) = int8.embed(&texts, &|_| {}).unwrap();
+    let (vectors, _) = emb.embed(&texts, &|_| {}).unwrap();
     let cos: Vec<f32> = vectors
-        .chunks_exact(int8.info().dim)
+        .chunks_exact(emb.info().dim)
         .zip(&refs)
         .map(|(v, r)| common::cosine(v, &r.embedding))
         .collect();
@@ -33,10 +36,28 @@ fn int8_is_within_cosine_099_of_sentence_transformers_on_every_reference_text() 
         .fold((f32::MAX, ""), |a, b| if b.0 < a.0 { b } else { a });
     let mean = cos.iter().sum::<f32>() / cos.len() as f32;
     println!(
-        "int8 vs sentence-transformers: min cosine {worst:.5} ({at}), mean {mean:.5}, {} texts",
+        "{precision} vs sentence-transformers: min cosine {worst:.6} ({at}), mean {mean:.6}, {} \
+         texts",
         refs.len()
     );
-    assert!(worst >= 0.99, "{at} has cosine {worst}");
+    Some(worst)
+}
+
+/// 0.997 on every text with a word in it: the empty and the blank one are
+/// `[CLS] [SEP]` alone, two tokens with nothing to average the weights'
+/// 8-bit error out with (0.9964-0.9966 there).
+#[test]
+fn int8_is_within_cosine_0997_of_sentence_transformers_on_every_reference_text() {
+    if let Some(worst) = worst_reference_cosine(Precision::Int8, false) {
+        assert!(worst >= 0.997, "{worst}");
+    }
+}
+
+#[test]
+fn bf16_is_within_cosine_09999_of_sentence_transformers_on_every_reference_text() {
+    if let Some(worst) = worst_reference_cosine(Precision::Bf16, true) {
+        assert!(worst >= 0.9999, "{worst}");
+    }
 }
 
 /// Exact top-k neighbours (cosine, self excluded) of each row of unit vectors.
@@ -95,7 +116,7 @@ fn int8_keeps_the_top10_neighbours_of_f32() {
         sa.docs_per_s(),
         sb.docs_per_s()
     );
-    assert!(overlap >= 0.95, "top-10 overlap {overlap}");
+    assert!(overlap >= 0.97, "top-10 overlap {overlap}");
 }
 
 #[test]

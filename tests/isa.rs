@@ -1,6 +1,6 @@
 //! Every CPU kernel path this machine runs, forced through `PAPERSIM_ISA`
-//! on the real binary: f32 matches sentence-transformers to cosine ≥
-//! 0.9999 and int8 to ≥ 0.99 on the reference texts, and a path the CPU
+//! on the real binary: f32 and bf16 match sentence-transformers to cosine
+//! ≥ 0.9999 and int8 to ≥ 0.997 on the reference texts, and a path the CPU
 //! lacks (or an unknown name) is refused before any work, exit 2.
 //!
 //! `PAPERSIM_ISA_TEST_TEXTS` (default 48) sets how many reference texts
@@ -42,7 +42,7 @@ fn every_path_this_cpu_runs_matches_sentence_transformers() {
     let kernels = papersim::embed::cpu_kernels().unwrap();
     println!("paths on this CPU: {}", kernels.available.join(", "));
     for isa in &kernels.available {
-        for (precision, bar) in [("f32", 0.9999f32), ("int8", 0.99)] {
+        for (precision, bar) in [("f32", 0.9999f32), ("bf16", 0.9999), ("int8", 0.997)] {
             let out = dir.path().join(format!("{isa}-{precision}.jsonl"));
             let o = common::ok(common::papersim_env(
                 &[
@@ -105,9 +105,16 @@ fn a_path_the_cpu_lacks_or_an_unknown_name_is_refused() {
     let kernels = papersim::embed::cpu_kernels().unwrap();
     let mut refused = vec!["avx9000"];
     refused.extend(
-        ["avx512-vnni", "avx512", "avx-vnni", "avx2", "neon"]
-            .into_iter()
-            .filter(|n| !kernels.available.contains(n)),
+        [
+            "avx512-bf16",
+            "avx512-vnni",
+            "avx512",
+            "avx-vnni",
+            "avx2",
+            "neon",
+        ]
+        .into_iter()
+        .filter(|n| !kernels.available.contains(n)),
     );
     for name in refused {
         let o = common::papersim_env(&["embed", s(&input)], &[("PAPERSIM_ISA", name)]);

@@ -361,6 +361,8 @@ fn with_pooled<T: Default, R>(pool: &Mutex<Vec<T>>, f: impl FnOnce(&mut T) -> R)
 /// The token columns of the activation buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cols {
+    /// The text's tokens: the first columns.
+    tokens: usize,
     /// Columns computed: the text's tokens rounded up to whole 16-token
     /// panels (the extra columns are finite padding, never read back).
     n: usize,
@@ -379,7 +381,7 @@ impl Cols {
         } else {
             n
         };
-        Cols { n, ld }
+        Cols { tokens, n, ld }
     }
 }
 
@@ -1120,9 +1122,10 @@ mod tests {
 
     #[test]
     fn token_columns_are_whole_panels_with_odd_stride() {
-        assert_eq!(Cols::for_tokens(1), Cols { n: 16, ld: 16 });
-        assert_eq!(Cols::for_tokens(240), Cols { n: 240, ld: 240 });
-        assert_eq!(Cols::for_tokens(256), Cols { n: 256, ld: 272 });
+        let cols = |tokens, n, ld| Cols { tokens, n, ld };
+        assert_eq!(Cols::for_tokens(1), cols(1, 16, 16));
+        assert_eq!(Cols::for_tokens(240), cols(240, 240, 240));
+        assert_eq!(Cols::for_tokens(256), cols(256, 256, 272));
         for t in 1..600 {
             let c = Cols::for_tokens(t);
             assert!(c.n >= t && c.n < t + NR && c.n.is_multiple_of(NR));

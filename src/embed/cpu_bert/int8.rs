@@ -314,7 +314,9 @@ pub(super) fn quantize_cols<'a>(
     let (inv, rest) = rest.split_at_mut(n);
     let (off, lo) = rest.split_at_mut(n);
     buf.outliers.clear();
-    find_outliers(&x[..k * ld], ld, n, &mut buf.outliers);
+    // Only real tokens: the padding columns hold whatever the layers made
+    // of nothing, and would pick the outliers of a short text.
+    find_outliers(&x[..k * ld], ld, c.tokens, &mut buf.outliers);
     buf.skip.clear();
     buf.skip.resize(k, false);
     for &o in &buf.outliers {
@@ -701,7 +703,7 @@ mod tests {
             *v *= 40.0;
         }
         let mut outliers = Vec::new();
-        find_outliers(&x, c.ld, c.n, &mut outliers);
+        find_outliers(&x, c.ld, c.tokens, &mut outliers);
         assert_eq!(outliers, [7]);
         for isa in isas() {
             let lin = QLinear::pack(

@@ -210,7 +210,11 @@ pub(super) fn run(isa: Isa) -> Result<(), String> {
     }
 
     // Softmax down 9 key rows and LayerNorm over 9 features, 32 columns.
-    let c = Cols { n, ld: n + NR };
+    let c = Cols {
+        tokens: n,
+        n,
+        ld: n + NR,
+    };
     let s0: Vec<f32> = values(12, 9 * c.ld).iter().map(|v| v * 20.0).collect();
     let max: Vec<f32> = (0..n)
         .map(|j| (0..9).map(|i| s0[i * c.ld + j]).fold(f32::MIN, f32::max))

@@ -147,7 +147,7 @@ fn column_softmax_and_layer_norm_match_naive() {
     for isa in Isa::available() {
         // Rows `ld` apart, the first `n` columns in use (the rest untouched).
         for (rows, n, ld) in [(1, 8, 8), (7, 16, 32), (29, 32, 40), (240, 240, 240)] {
-            let c = Cols { n, ld };
+            let c = Cols { tokens: n, n, ld };
             let s0: Vec<f32> = (0..rows * ld).map(|_| r() * 30.0).collect();
             let mut s = s0.clone();
             let max: Vec<f32> = (0..n)
