@@ -238,6 +238,7 @@ impl<'a> From<&BPanel<'a>> for Epilogue<'a> {
 }
 
 /// The bf16 product of `T` tiles from `a` (the panel's tile `t0` onwards).
+#[cfg(target_arch = "x86_64")]
 pub(super) type BDot<S, const T: usize, const V: usize> =
     unsafe fn(*const i32, usize, *const i32, usize, usize) -> [[[S; V]; MR]; T];
 
@@ -247,6 +248,7 @@ pub(super) type BDot<S, const T: usize, const V: usize> =
 /// # Safety
 /// The instruction set of `S` must be available, and the slices as
 /// `kernel::bpanel` asserts.
+#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 pub(super) unsafe fn bpanel<S: Vf32, const T: usize, const V: usize>(
     p: &BPanel<'_>,
