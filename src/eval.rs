@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::corpus::{Format, ReadOptions, TextTemplate};
-use crate::embed::{is_unit, EmbedError, Embedder, Role};
+use crate::embed::{is_unit, EmbedError, Embedder, Role, SentenceMethod};
 use crate::index::HnswParams;
 use crate::index::Neighbor;
 use crate::pipeline::{self, BuildOptions};
@@ -382,7 +382,7 @@ pub fn beir_build_options() -> BuildOptions {
         index: HnswParams::default(),
         limit: None,
         checkpoint_texts: pipeline::CHECKPOINT_TEXTS,
-        sentences: true,
+        sentences: Some(SentenceMethod::Contextual),
     }
 }
 

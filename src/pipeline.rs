@@ -1,6 +1,7 @@
 //! `build`: corpus → embeddings → a committed library; `add` and `remove`:
 //! the same, incrementally.
 
+use std::ops::Range;
 use std::path::Path;
 use std::time::Instant;
 
@@ -12,8 +13,8 @@ use crate::embed::{
 };
 use crate::index::HnswParams;
 use crate::store::{
-    failpoint, read_manifest, sentence_hash, text_hash, CommitSpec, Contents, EmbedCache, Library,
-    Manifest, SentenceVectors, StoreError, TextHash,
+    failpoint, read_manifest, sentence_count_hash, sentence_hash, text_hash, CommitSpec, Contents,
+    EmbedCache, Library, Manifest, SentenceVectors, StoreError, TextHash,
 };
 
 /// Everything that can stop a `build`, `add` or `remove`.
@@ -61,10 +62,10 @@ pub struct BuildOptions {
     /// Texts embedded between two checkpoints (see [`embed_resumable`]).
     pub checkpoint_texts: usize,
     /// Also store a vector per sentence of each paper (what `similar`'s
-    /// sentence alignment and cheap explanations use), pooled from the
-    /// paper's own forward pass ([`embed_papers`]); `--no-sentences` turns
-    /// it off to save space.
-    pub sentences: bool,
+    /// sentence alignment and cheap explanations use), made this way
+    /// (contextual by default: from the paper's own forward pass, see
+    /// [`embed_papers`]); None (`--no-sentences`) stores none, to save space.
+    pub sentences: Option<SentenceMethod>,
 }
 
 /// Texts embedded between two checkpoint appends by default: a kill loses at
@@ -98,10 +99,12 @@ pub struct BuildReport {
     pub padding_ratio: f64,
     /// Sentences whose vectors were stored (0 with `--no-sentences`).
     pub sentences: usize,
-    /// Of those, the ones embedded on their own, because their paper's
-    /// forward pass could not give them: past the model's token window, or
-    /// left out of the embedded text by the template. The rest are pooled
-    /// from their paper's pass.
+    /// Of those, the ones embedded on their own: every one with
+    /// `--sentences separate`; else those the embedded text does not hold
+    /// (a template without the abstract) or that the template put before
+    /// sentences the model read while they lie past its window. The rest
+    /// are pooled from their paper's pass (and the sentences past the
+    /// window at the end of a paper are not stored).
     pub sentences_alone: usize,
     /// Seconds spent on sentence vectors besides the papers' forward
     /// passes: the sentences embedded alone and the re-ranking space
@@ -174,7 +177,7 @@ pub fn build(
         embedder.info().dim,
         &embedder.info().checkpoint_key(),
     )?;
-    let method = opts.sentences.then_some(SentenceMethod::Contextual);
+    let method = opts.sentences;
     let embedded = embed_papers(
         embedder,
         &located,
@@ -305,8 +308,9 @@ pub fn embed_resumable(
 pub struct PaperVectors {
     /// `papers · dim` floats, in input order.
     pub vectors: Vec<f32>,
-    /// Per paper, its sentences' vectors (`n · dim` floats, in
-    /// [`LocatedSentences::sentences`] order); empty without sentences.
+    /// Per paper, its sentences' vectors (`k · dim` floats for the first
+    /// `k` of [`LocatedSentences::sentences`], see
+    /// [`Embedder::embed_with_sentences`]); empty without sentences.
     pub sentences: Vec<Vec<f32>>,
     /// Throughput of the papers' forward passes run now.
     pub stats: EmbedStats,
@@ -336,13 +340,9 @@ pub fn embed_papers(
     progress: &dyn Fn(Progress),
 ) -> Result<PaperVectors, PipelineError> {
     let dim = embedder.info().dim;
-    // Checkpoint keys: each paper's text and each of its sentences.
-    let keys: Vec<(TextHash, Vec<TextHash>)> = papers
+    let keys: Vec<PaperKeys> = papers
         .iter()
-        .map(|p| {
-            let s = sentences.map_or_else(Vec::new, |m| sentence_keys(p, m));
-            (text_hash(&p.text), s)
-        })
+        .map(|p| PaperKeys::new(p, sentences))
         .collect();
     let mut out = PaperVectors {
         vectors: vec![0f32; papers.len() * dim],
@@ -350,19 +350,14 @@ pub fn embed_papers(
         ..PaperVectors::default()
     };
     let mut todo = Vec::new();
-    for (i, (key, sentence_keys)) in keys.iter().enumerate() {
-        let found = cache.found();
-        let stored = |h: &TextHash| found.get(h).filter(|v| v.len() == dim);
-        if stored(key).is_none() || sentence_keys.iter().any(|h| stored(h).is_none()) {
-            todo.push(i);
-            continue;
+    for (i, keys) in keys.iter().enumerate() {
+        match keys.found(cache, dim) {
+            Some((paper, row)) => {
+                out.vectors[i * dim..(i + 1) * dim].copy_from_slice(paper);
+                out.sentences[i] = row;
+            }
+            None => todo.push(i),
         }
-        out.vectors[i * dim..(i + 1) * dim].copy_from_slice(&found[key]);
-        out.sentences[i] = sentence_keys
-            .iter()
-            .flat_map(|h| &found[h])
-            .copied()
-            .collect();
     }
     out.resumed = papers.len() - todo.len();
     if out.resumed > 0 {
@@ -392,10 +387,7 @@ pub fn embed_papers(
         for ((k, &i), row) in chunk.iter().enumerate().zip(got.sentences) {
             let v = &got.vectors[k * dim..(k + 1) * dim];
             out.vectors[i * dim..(i + 1) * dim].copy_from_slice(v);
-            hashes.push(keys[i].0);
-            vectors.extend_from_slice(v);
-            hashes.extend_from_slice(&keys[i].1);
-            vectors.extend_from_slice(&row);
+            keys[i].record(v, &row, dim, &mut hashes, &mut vectors);
             out.sentences[i] = row;
         }
         cache.append(&hashes, &vectors)?;
@@ -404,18 +396,83 @@ pub fn embed_papers(
     Ok(out)
 }
 
-/// The checkpoint key of each of a paper's sentences: by `method`, as a
-/// text of its own (what a separate pass embeds), or as a part of its
-/// paper's text (a contextual vector depends on the whole paper).
-fn sentence_keys(p: &LocatedSentences, method: SentenceMethod) -> Vec<TextHash> {
-    p.sentences
-        .iter()
-        .zip(&p.spans)
-        .map(|(s, span)| match method {
-            SentenceMethod::Separate => text_hash(s),
-            SentenceMethod::Contextual => sentence_hash(&p.text, s, span.as_ref()),
-        })
-        .collect()
+/// Where a paper's vectors are in the checkpoint: its text's, and its
+/// sentences' by the build's method: each as a text of its own (what a
+/// separate pass embeds), or as a part of its paper's text (a contextual
+/// vector depends on the whole paper), with how many the paper keeps.
+struct PaperKeys {
+    paper: TextHash,
+    sentences: Vec<TextHash>,
+    /// Contextual only: the record of how many sentences are kept.
+    kept: Option<TextHash>,
+}
+
+impl PaperKeys {
+    fn new(p: &LocatedSentences, method: Option<SentenceMethod>) -> Self {
+        let each = |key: &dyn Fn(&String, Option<&Range<usize>>) -> TextHash| {
+            p.sentences
+                .iter()
+                .zip(&p.spans)
+                .map(|(s, span)| key(s, span.as_ref()))
+                .collect()
+        };
+        let (sentences, kept) = match method {
+            None => (Vec::new(), None),
+            Some(SentenceMethod::Separate) => (each(&|s, _| text_hash(s)), None),
+            Some(SentenceMethod::Contextual) => (
+                each(&|s, span| sentence_hash(&p.text, s, span)),
+                Some(sentence_count_hash(&p.text)),
+            ),
+        };
+        PaperKeys {
+            paper: text_hash(&p.text),
+            sentences,
+            kept,
+        }
+    }
+
+    /// The paper's vector and its sentences' (`k · dim` floats), when the
+    /// checkpoint holds them all.
+    fn found<'a>(&self, cache: &'a EmbedCache, dim: usize) -> Option<(&'a [f32], Vec<f32>)> {
+        let found = cache.found();
+        let get = |h: &TextHash| found.get(h).filter(|v| v.len() == dim);
+        let paper = get(&self.paper)?;
+        let kept = match &self.kept {
+            // A count: exact in f32 (at most MAX_PAPER_SENTENCES).
+            Some(h) => get(h)?.first().map(|&k| k as usize)?,
+            None => self.sentences.len(),
+        };
+        let mut row = Vec::with_capacity(kept * dim);
+        for h in self.sentences.get(..kept)? {
+            row.extend_from_slice(get(h)?);
+        }
+        Some((paper, row))
+    }
+
+    /// Appends the records of the paper's vector `paper` and its kept
+    /// sentences' `row` to `hashes` and `vectors`.
+    fn record(
+        &self,
+        paper: &[f32],
+        row: &[f32],
+        dim: usize,
+        hashes: &mut Vec<TextHash>,
+        vectors: &mut Vec<f32>,
+    ) {
+        hashes.push(self.paper);
+        vectors.extend_from_slice(paper);
+        let kept = row.len() / dim.max(1);
+        if let Some(h) = self.kept {
+            let mut count = vec![0f32; dim];
+            if let Some(c) = count.first_mut() {
+                *c = kept as f32;
+            }
+            hashes.push(h);
+            vectors.extend_from_slice(&count);
+        }
+        hashes.extend_from_slice(&self.sentences[..kept.min(self.sentences.len())]);
+        vectors.extend_from_slice(&row[..kept.min(self.sentences.len()) * dim]);
+    }
 }
 
 /// How [`add`] reads and embeds a corpus; the text template and index

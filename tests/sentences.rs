@@ -295,32 +295,17 @@ fn stored_sentences(lib: &Path) -> Vec<Vec<f32>> {
     (0..s.rows()).map(|row| s.row_f32(row)).collect()
 }
 
-/// What a build and `add` store is what one forward pass per paper gives:
-/// each sentence pooled over its tokens in its paper's pass (only one past
-/// the model's token window embedded alone), then made relative to the
-/// paper's vector.
-#[test]
-fn stored_sentence_vectors_are_pooled_from_their_papers_own_pass() {
-    let Some(model) = common::model_dir() else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let lib = tmp.path().join("lib");
-    let corpus = common::arxiv_sample();
-    // arXiv abstracts often run past 256 tokens: both kinds of sentence.
-    let report = build_json(&corpus, &lib, &["--limit", "20"]);
-    assert!(report["sentences_alone"].as_u64().unwrap() > 0, "{report}");
-    let args = ["add", "--corpus", s(&corpus), "--library", s(&lib)];
-    ok(papersim(&[&args[..], &["--limit", "30"]].concat()));
-
-    let files = from_dir(&model, "models/all-MiniLM-L6-v2").unwrap();
-    let embedder = Embedder::load(&files, DeviceSpec::Cpu, Precision::F32).unwrap();
-    let stored = stored_sentences(&lib);
-    let library = Library::open(&lib).unwrap();
+/// What `lib` stores for each paper is what one forward pass per paper
+/// gives: each sentence pooled over its tokens in its paper's pass, those
+/// past the model's window at the end left out, one the text does not hold
+/// embedded alone, each made relative to the paper's vector. Returns how
+/// many sentences were pooled, embedded alone and left out.
+fn check_single_pass(lib: &Path, embedder: &Embedder) -> (usize, usize, usize) {
+    let stored = stored_sentences(lib);
+    let library = Library::open(lib).unwrap();
     let template = library.manifest().text_template.clone();
-    assert_eq!(stored.len(), 30);
     let dim = embedder.info().dim;
-    let (mut pooled, mut alone) = (0, 0);
+    let (mut pooled, mut alone, mut left_out) = (0, 0, 0);
     for (row, stored) in stored.iter().enumerate() {
         let located = locate_sentences(&template, &library.paper(row).unwrap());
         let spans = located.spans.iter().flatten().cloned().collect();
@@ -330,12 +315,25 @@ fn stored_sentence_vectors_are_pooled_from_their_papers_own_pass() {
         let paper = library.vectors().row(row);
         assert!(common::cosine(paper, &pass.vectors) > 0.9999, "row {row}");
         let mut from_pass = pass.spans[0].iter();
-        assert_eq!(stored.len(), located.sentences.len() * dim, "row {row}");
-        for (j, span) in located.spans.iter().enumerate() {
-            let mut want = match span
-                .as_ref()
-                .and_then(|_| from_pass.next().cloned().flatten())
-            {
+        let mut want: Vec<Option<Vec<f32>>> = located
+            .spans
+            .iter()
+            .map(|span| {
+                span.as_ref()
+                    .and_then(|_| from_pass.next().cloned().flatten())
+            })
+            .collect();
+        // The sentences the window cut at the end are left out.
+        while want.len() > 1
+            && want.last().is_some_and(Option::is_none)
+            && located.spans[want.len() - 1].is_some()
+        {
+            want.pop();
+            left_out += 1;
+        }
+        assert_eq!(stored.len(), want.len() * dim, "row {row}");
+        for (j, v) in want.into_iter().enumerate() {
+            let mut v = match v {
                 Some(v) => {
                     pooled += 1;
                     v
@@ -351,18 +349,50 @@ fn stored_sentence_vectors_are_pooled_from_their_papers_own_pass() {
             };
             // A one-sentence paper's sentence is the paper.
             match located.sentences.len() {
-                1 => want.clone_from(&pass.vectors),
-                _ => relative_to(&mut want, &pass.vectors),
+                1 => v.clone_from(&pass.vectors),
+                _ => relative_to(&mut v, &pass.vectors),
             }
             let got = &stored[j * dim..(j + 1) * dim];
-            let cos = common::cosine(got, &stored_form(&want));
+            let cos = common::cosine(got, &stored_form(&v));
             assert!(cos >= 0.9999, "row {row} sentence {j}: cosine {cos}");
         }
     }
+    (pooled, alone, left_out)
+}
+
+/// A build and `add` store what one forward pass per paper gives.
+#[test]
+fn stored_sentence_vectors_are_pooled_from_their_papers_own_pass() {
+    let Some(model) = common::model_dir() else {
+        return;
+    };
+    let files = from_dir(&model, "models/all-MiniLM-L6-v2").unwrap();
+    let embedder = Embedder::load(&files, DeviceSpec::Cpu, Precision::F32).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = common::arxiv_sample();
+    // arXiv abstracts often run past 256 tokens.
+    let lib = tmp.path().join("lib");
+    let report = build_json(&corpus, &lib, &["--limit", "20"]);
+    assert_eq!(report["sentences_alone"], 0, "{report}");
+    let args = ["add", "--corpus", s(&corpus), "--library", s(&lib)];
+    ok(papersim(&[&args[..], &["--limit", "30"]].concat()));
+    assert_eq!(stored_sentences(&lib).len(), 30);
+    let (pooled, alone, left_out) = check_single_pass(&lib, &embedder);
     assert!(
-        pooled > 5 * alone && alone > 0,
-        "{pooled} pooled, {alone} alone"
+        pooled > 100 && alone == 0 && left_out > 0,
+        "{pooled} {alone} {left_out}"
     );
+
+    // A template without the title: titles are embedded alone.
+    let untitled = tmp.path().join("untitled");
+    let report = build_json(
+        &corpus,
+        &untitled,
+        &["--limit", "5", "--template", "{abstract}"],
+    );
+    assert_eq!(report["sentences_alone"], 5, "{report}");
+    let (pooled, alone, _) = check_single_pass(&untitled, &embedder);
+    assert!(pooled > 10 && alone == 5, "{pooled} {alone}");
 }
 
 /// A build killed after its first checkpoint resumes without embedding
@@ -400,4 +430,54 @@ fn an_interrupted_build_resumes_with_the_same_sentence_vectors() {
             assert!(cos >= 0.9999, "row {row} sentence {j}: cosine {cos}");
         }
     }
+}
+
+/// `--sentences separate` embeds each sentence alone, as papersim did
+/// before contextual vectors, and `add` keeps a library's method: the
+/// sentences it adds are embedded alone too.
+#[test]
+fn a_library_of_separately_embedded_sentences_keeps_its_method_through_add() {
+    let Some(model) = common::model_dir() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    let report = build_json(
+        &hf_daily(),
+        &lib,
+        &["--limit", "8", "--sentences", "separate"],
+    );
+    let sentences = report["sentences"].as_u64().unwrap();
+    assert_eq!(
+        report["sentences_alone"].as_u64().unwrap(),
+        sentences,
+        "{report}"
+    );
+    let method = |lib: &Path| common::info(lib)["sentences"]["method"].clone();
+    assert_eq!(method(&lib), "separate");
+    add_daily(&lib, &["--limit", "12"]);
+    assert_eq!(method(&lib), "separate");
+    verify_ok(&lib);
+
+    let files = from_dir(&model, "models/all-MiniLM-L6-v2").unwrap();
+    let embedder = Embedder::load(&files, DeviceSpec::Cpu, Precision::F32).unwrap();
+    let library = Library::open(&lib).unwrap();
+    let stored = stored_sentences(&lib);
+    let dim = embedder.info().dim;
+    for row in [0, 11] {
+        let texts = papersim::corpus::paper_sentences(&library.paper(row).unwrap());
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let (alone, _) = embedder.embed_as(Role::Document, &refs, &|_| {}).unwrap();
+        for (j, (got, want)) in stored[row].chunks(dim).zip(alone.chunks(dim)).enumerate() {
+            let cos = common::cosine(got, &stored_form(want));
+            assert!(cos >= 0.9999, "row {row} sentence {j}: cosine {cos}");
+        }
+    }
+    // The two methods cannot be asked for at once with --no-sentences.
+    let o = common::build(
+        &hf_daily(),
+        &tmp.path().join("x"),
+        &["--no-sentences", "--sentences", "separate"],
+    );
+    assert!(!o.status.success());
 }

@@ -10,6 +10,7 @@ use clap::Args;
 use super::{emit, emit_json, print_issues, spinner, with_pipeline_bar, ModelArgs};
 use crate::outln;
 use papersim::corpus::{Format, ReadOptions, TextTemplate};
+use papersim::embed::SentenceMethod;
 use papersim::index::HnswParams;
 use papersim::pipeline::{self, BuildOptions};
 use papersim::query::Session;
@@ -76,6 +77,20 @@ pub struct BuildArgs {
     /// explanations embed sentences at query time.
     #[arg(long)]
     pub(super) no_sentences: bool,
+    /// How sentence vectors are made: contextual (pooled from each paper's
+    /// own forward pass, the default) or separate (each sentence embedded
+    /// alone, as before: about 2.5x the build time; a little better for
+    /// `search --mode sentences` with short queries, a little worse for
+    /// `similar` and `related`; see docs/evaluation.md). `add` keeps the
+    /// library's method.
+    #[arg(
+        long,
+        value_name = "METHOD",
+        default_value = "contextual",
+        value_parser = ["contextual", "separate"],
+        conflicts_with = "no_sentences"
+    )]
+    pub(super) sentences: String,
     #[command(flatten)]
     pub(super) model: ModelArgs,
     /// Print the summary as JSON (an error too, on standard output).
@@ -103,7 +118,11 @@ pub fn build(a: BuildArgs) -> Result<ExitCode> {
         },
         limit: a.limit,
         checkpoint_texts: a.checkpoint_every,
-        sentences: !a.no_sentences,
+        sentences: match (a.no_sentences, a.sentences.as_str()) {
+            (true, _) => None,
+            (false, "separate") => Some(SentenceMethod::Separate),
+            (false, _) => Some(SentenceMethod::Contextual),
+        },
     };
     let report = with_pipeline_bar(|progress| {
         pipeline::build(&a.corpus, &library, &embedder, &opts, progress)

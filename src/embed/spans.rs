@@ -22,10 +22,12 @@ pub enum SentenceMethod {
     /// contextual method).
     Separate,
     /// Pooled from the text's own forward pass ([`pool_spans`]), then made
-    /// [`relative_to`] the text's vector; only a sentence the pass cannot
-    /// give (past the token window) is embedded on its own, and made
-    /// relative the same way. The sentence of a one-sentence text is the
-    /// text: its vector is the text's. What this papersim builds.
+    /// [`relative_to`] the text's vector. The sentences past the token
+    /// window at the end of the text are left out, as the model read no
+    /// further for the text's vector either; a sentence the text does not
+    /// hold (a template without the abstract) is embedded on its own and
+    /// made relative the same way. The sentence of a one-sentence text is
+    /// the text: its vector is the text's. What this papersim builds.
     #[default]
     Contextual,
 }
@@ -78,7 +80,9 @@ pub struct TextSentences<'a> {
 pub struct SentenceEmbedding {
     /// `texts.len() * dim` floats, as [`Embedder::embed_as`] gives them.
     pub vectors: Vec<f32>,
-    /// Per text, its sentences' vectors: `n · dim` floats, in order.
+    /// Per text, its sentences' vectors in order, `k · dim` floats: all of
+    /// them, or by [`SentenceMethod::Contextual`] the first `k`, those the
+    /// model read (at least one).
     pub sentences: Vec<Vec<f32>>,
     /// Throughput of the texts' forward passes.
     pub stats: EmbedStats,
@@ -159,8 +163,9 @@ impl Embedder {
 impl Embedder {
     /// Embeds `texts` in `role` and the `sentences` of each (`sentences[i]`
     /// for `texts[i]`; a text without an entry has none) by `method`:
-    /// contextual, from each text's own forward pass, or each sentence on
-    /// its own. Sentences embedded on their own get `role`'s prompt too.
+    /// contextual, from each text's own forward pass (the sentences past
+    /// its token window left out), or each sentence on its own. Sentences
+    /// embedded on their own get `role`'s prompt too.
     pub fn embed_with_sentences(
         &self,
         role: Role,
@@ -193,14 +198,22 @@ impl Embedder {
                     return vec![Some(pass.vectors[i * dim..(i + 1) * dim].to_vec())];
                 }
                 let mut pooled = pass.spans.get(i).into_iter().flatten().cloned();
-                s.sentences
+                let mut row: Vec<Option<Vec<f32>>> = s
+                    .sentences
                     .iter()
                     .enumerate()
                     .map(|(j, _)| match (method, s.spans.get(j)) {
                         (SentenceMethod::Contextual, Some(Some(_))) => pooled.next().flatten(),
                         _ => None,
                     })
-                    .collect()
+                    .collect();
+                if method == SentenceMethod::Contextual {
+                    let cut: Vec<bool> = (0..row.len())
+                        .map(|j| matches!(s.spans.get(j), Some(Some(_))) && row[j].is_none())
+                        .collect();
+                    row.truncate(kept_sentences(&cut));
+                }
+                row
             })
             .collect();
         // The rest on their own, in one call (length-sorted batches).
@@ -251,6 +264,16 @@ impl Embedder {
             alone_seconds,
         })
     }
+}
+
+/// How many of a text's sentences a contextual embedding keeps, given
+/// which ones its pass cut (`cut[j]`: in the text, past the token window):
+/// all but the cut ones at the end, which the model did not read for the
+/// text either, and at least the first. A cut sentence before one the pass
+/// gave (a template that puts the title last) is kept and embedded alone.
+fn kept_sentences(cut: &[bool]) -> usize {
+    let read = cut.iter().rposition(|&c| !c).map_or(0, |j| j + 1);
+    read.max(cut.len().min(1))
 }
 
 /// Each token's byte range in the text it was encoded from; `None` for
@@ -340,6 +363,16 @@ mod tests {
 
     fn tokens() -> Vec<Option<Range<usize>>> {
         vec![None, Some(0..2), Some(3..5), Some(5..6), None]
+    }
+
+    #[test]
+    fn the_cut_sentences_at_the_end_are_left_out_and_the_first_kept() {
+        assert_eq!(kept_sentences(&[]), 0);
+        assert_eq!(kept_sentences(&[false, false]), 2);
+        assert_eq!(kept_sentences(&[false, false, true, true]), 2);
+        // A cut title before sentences the pass read stays (embedded alone).
+        assert_eq!(kept_sentences(&[true, false, true]), 2);
+        assert_eq!(kept_sentences(&[true, true]), 1);
     }
 
     #[test]

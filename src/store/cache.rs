@@ -13,7 +13,8 @@
 //! ```
 //!
 //! A build with sentence vectors appends, per paper, its text's vector and
-//! one per sentence (keyed by [`sentence_hash`], or by the sentence's own
+//! one per sentence it keeps (keyed by [`sentence_hash`], with how many it
+//! keeps under [`sentence_count_hash`]; or by the sentence's own
 //! [`text_hash`] for a library whose sentences are embedded alone) in the
 //! same chunk, so a paper found whole in the checkpoint needs no forward
 //! pass at all.
@@ -68,6 +69,19 @@ pub fn sentence_hash(
         .chain_update((text.len() as u64).to_le_bytes())
         .chain_update(text.as_bytes())
         .chain_update(sentence.as_bytes())
+        .finalize();
+    let mut h = [0u8; 16];
+    h.copy_from_slice(&digest[..16]);
+    h
+}
+
+/// What identifies the record of how many of the sentences of the paper
+/// whose text is `text` have contextual vectors (its first element; the
+/// rest are left out as past the model's window).
+pub fn sentence_count_hash(text: &str) -> TextHash {
+    let digest = Sha256::new()
+        .chain_update(b"\0papersim sentences kept\0")
+        .chain_update(text.as_bytes())
         .finalize();
     let mut h = [0u8; 16];
     h.copy_from_slice(&digest[..16]);

@@ -33,7 +33,7 @@ use std::path::PathBuf;
 
 use crate::index::IndexError;
 
-pub use cache::{sentence_hash, text_hash, EmbedCache, TextHash, CACHE_FILE};
+pub use cache::{sentence_count_hash, sentence_hash, text_hash, EmbedCache, TextHash, CACHE_FILE};
 pub use commit::{CommitSpec, Contents};
 pub use export::{export, npy_header, write_npy, ExportReport};
 pub(crate) use fsio::failpoint;
