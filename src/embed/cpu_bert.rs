@@ -871,6 +871,19 @@ enum Start<'a> {
     Load,
 }
 
+impl<'a> Start<'a> {
+    /// How the pass over K from `k0` starts, for rows from `row`: as
+    /// `self` says for the first pass, from C's partial sums after it.
+    fn init(self, k0: usize, row: usize) -> Init<'a> {
+        match (k0, self) {
+            (0, Start::Zero) => Init::Zero,
+            (0, Start::Bias(b)) => Init::Bias(&b[row..]),
+            (0, Start::LoadBias(b)) => Init::LoadBias(&b[row..]),
+            _ => Init::Load,
+        }
+    }
+}
+
 /// `C[m x n] = act(col_scale * (start + A·B))`, C row-major with stride `ldc`.
 /// `col_max`, when given, is raised to the maximum of each column of C.
 #[allow(clippy::too_many_arguments)]
@@ -905,13 +918,7 @@ fn matmul(
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             let last = k0 + kc == k;
-            let init = match (k0, start) {
-                (0, Start::Zero) => Init::Zero,
-                (0, Start::Bias(b)) => Init::Bias(&b[t0 * MR..t1 * MR]),
-                (0, Start::LoadBias(b)) => Init::LoadBias(&b[t0 * MR..t1 * MR]),
-                (0, Start::Load) => Init::Load,
-                _ => Init::Load,
-            };
+            let init = start.init(k0, t0 * MR);
             for p in 0..n / NR {
                 let panel = Panel {
                     a: &a.data[t0 * a.tile_stride + k0 * a.k_stride..],

@@ -127,12 +127,7 @@ pub(super) fn par_bmatmul(
         for p0 in (0..w.kp).step_by(KPC) {
             let kpc = KPC.min(w.kp - p0);
             let last = p0 + kpc == w.kp;
-            let init = match (p0, start) {
-                (0, Start::Zero) => Init::Zero,
-                (0, Start::Bias(b)) => Init::Bias(&b[rows.start..]),
-                (0, Start::LoadBias(b)) => Init::LoadBias(&b[rows.start..]),
-                _ => Init::Load,
-            };
+            let init = start.init(p0, rows.start);
             for p in 0..n / NR {
                 let panel = BPanel {
                     a: &w.w[t0 * tile_stride + p0 * MR..],

@@ -463,12 +463,7 @@ fn qmatmul(
     for p0 in (0..kg).step_by(per_pass) {
         let kpc = per_pass.min(kg - p0);
         let last = p0 + kpc == kg;
-        let init = match (p0, start) {
-            (0, Start::Zero) => Init::Zero,
-            (0, Start::Bias(b)) => Init::Bias(&b[rows.start..]),
-            (0, Start::LoadBias(b)) => Init::LoadBias(&b[rows.start..]),
-            _ => Init::Load,
-        };
+        let init = start.init(p0, rows.start);
         for p in 0..n / NR {
             let panel = QPanel {
                 a: &w.w[t_range.start * tile_stride + p0 * MR..],

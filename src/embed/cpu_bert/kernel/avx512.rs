@@ -179,11 +179,12 @@ pub(super) unsafe fn panel(p: &Panel<'_>, c: &mut [f32], ldc: usize, col_max: Op
     simd::panel::<V512, F32_TILES, 1>(p, c, ldc, col_max, dot_t, dot_1)
 }
 
-/// `T` weight tiles against one 16-token panel over `kpc` k pairs: per
-/// pair, one load of X, `T * MR` broadcast weight pairs folded into
-/// `vpdpwssd` (i16 pairs multiplied and added into i32, exact).
+/// `T` weight tiles against one 16-token panel over `kpc` k groups: per
+/// group, one load of X, `T * MR` broadcast weight groups folded into
+/// `vpdpbusd` (`U8`: four u8 × s8 products) or `vpdpwssd` (two i16
+/// products), added into i32, exact.
 #[inline(always)]
-unsafe fn qdot<const T: usize>(
+unsafe fn qdot<const T: usize, const U8: bool>(
     mut ap: *const i32,
     ts: usize,
     mut bp: *const i32,
@@ -196,7 +197,10 @@ unsafe fn qdot<const T: usize>(
         for (t, tile) in acc.iter_mut().enumerate() {
             for (r, a) in tile.iter_mut().enumerate() {
                 let w = _mm512_set1_epi32(*ap.add(t * ts + r));
-                a[0] = _mm512_dpwssd_epi32(a[0], b, w);
+                a[0] = match U8 {
+                    true => _mm512_dpbusd_epi32(a[0], b, w),
+                    false => _mm512_dpwssd_epi32(a[0], b, w),
+                };
             }
         }
         ap = ap.add(MR);
@@ -214,7 +218,7 @@ unsafe fn qdot_t(
     ldb: usize,
     kpc: usize,
 ) -> [[[__m512i; 1]; MR]; INT8_TILES] {
-    qdot::<INT8_TILES>(ap, ts, bp, ldb, kpc)
+    qdot::<INT8_TILES, false>(ap, ts, bp, ldb, kpc)
 }
 
 #[inline(never)]
@@ -226,7 +230,7 @@ unsafe fn qdot_1(
     ldb: usize,
     kpc: usize,
 ) -> [[[__m512i; 1]; MR]; 1] {
-    qdot::<1>(ap, ts, bp, ldb, kpc)
+    qdot::<1, false>(ap, ts, bp, ldb, kpc)
 }
 
 /// One int8 panel by 512-bit `vpdpwssd`.
@@ -239,32 +243,6 @@ pub(super) unsafe fn qpanel(p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
     simd::qpanel::<V512, INT8_TILES, 1>(p, c, ldc, qdot_t, qdot_1)
 }
 
-/// `T` weight tiles against one 16-token panel over `kpc` k quads: per
-/// quad, one load of X (u8), `T * MR` broadcast weight quads (s8) folded
-/// into `vpdpbusd` (four u8 × s8 products added into i32, exact).
-#[inline(always)]
-unsafe fn udot<const T: usize>(
-    mut ap: *const i32,
-    ts: usize,
-    mut bp: *const i32,
-    ldb: usize,
-    kpc: usize,
-) -> [[[__m512i; 1]; MR]; T] {
-    let mut acc = [[[_mm512_setzero_si512(); 1]; MR]; T];
-    for _ in 0..kpc {
-        let b = _mm512_loadu_si512(bp as *const __m512i);
-        for (t, tile) in acc.iter_mut().enumerate() {
-            for (r, a) in tile.iter_mut().enumerate() {
-                let w = _mm512_set1_epi32(*ap.add(t * ts + r));
-                a[0] = _mm512_dpbusd_epi32(a[0], b, w);
-            }
-        }
-        ap = ap.add(MR);
-        bp = bp.add(ldb);
-    }
-    acc
-}
-
 #[inline(never)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma")]
 unsafe fn udot_t(
@@ -274,7 +252,7 @@ unsafe fn udot_t(
     ldb: usize,
     kpc: usize,
 ) -> [[[__m512i; 1]; MR]; INT8_TILES] {
-    udot::<INT8_TILES>(ap, ts, bp, ldb, kpc)
+    qdot::<INT8_TILES, true>(ap, ts, bp, ldb, kpc)
 }
 
 #[inline(never)]
@@ -286,7 +264,7 @@ unsafe fn udot_1(
     ldb: usize,
     kpc: usize,
 ) -> [[[__m512i; 1]; MR]; 1] {
-    udot::<1>(ap, ts, bp, ldb, kpc)
+    qdot::<1, true>(ap, ts, bp, ldb, kpc)
 }
 
 /// One u8 × s8 panel by 512-bit `vpdpbusd`.
