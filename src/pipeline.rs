@@ -529,10 +529,9 @@ pub struct AddReport {
 }
 
 /// Adds the papers of `corpus_path` that `library` lacks or holds in another
-/// version. Only papers whose embedded text is new get a new vector
-/// (embedded resumably, like `build`), and, in a library with sentence
-/// vectors, every added paper its sentences' from the same pass; the rest of
-/// the library is reused as it is.
+/// version. Only papers whose embedded text (or, in a library with sentence
+/// vectors, whose sentences) changed go through the model, resumably like
+/// `build`; the rest of the library is reused as it is.
 pub fn add(
     corpus_path: &Path,
     library: &Path,
@@ -550,9 +549,11 @@ pub fn add(
     let read = papers.len();
 
     // Sort each paper: unchanged, new or replaced; replaced with the same
-    // text keeps its vector.
+    // text keeps its vector, and with the same sentences its sentence
+    // vectors (when the library has them).
+    let old_sentences = lib.sentences()?;
     let (mut unchanged, mut new, mut reused) = (0, 0, 0);
-    let mut added: Vec<(Paper, String, Option<usize>)> = Vec::new();
+    let mut added: Vec<Added> = Vec::new();
     let mut dead = Vec::new();
     for p in papers {
         let text = template.render(&p);
@@ -566,24 +567,40 @@ pub fn add(
                 dead.push(row);
                 let same_text = template.render(&old) == text;
                 reused += usize::from(same_text);
-                added.push((p, text, same_text.then_some(row)));
+                let same_sentences = same_text
+                    && old_sentences.is_some()
+                    && corpus::paper_sentences(&old) == corpus::paper_sentences(&p);
+                added.push(Added {
+                    paper: p,
+                    text,
+                    vector_of: same_text.then_some(row),
+                    sentences_of: same_sentences.then_some(row),
+                });
             }
             None => {
                 new += 1;
-                added.push((p, text, None));
+                added.push(Added {
+                    paper: p,
+                    text,
+                    vector_of: None,
+                    sentences_of: None,
+                });
             }
         }
     }
     // Through the model: the papers with a new text and, in a library with
-    // sentence vectors, the replaced ones too, for their sentences, which
-    // are made the way the library's own were.
-    let method = lib.sentences()?.map(SentenceVectors::method);
+    // sentence vectors, those with new sentences, which are made the way
+    // the library's own were.
+    let method = old_sentences.map(SentenceVectors::method);
     let through: Vec<usize> = (0..added.len())
-        .filter(|&i| method.is_some() || added[i].2.is_none())
+        .filter(|&i| {
+            let a = &added[i];
+            a.vector_of.is_none() || (method.is_some() && a.sentences_of.is_none())
+        })
         .collect();
     let located: Vec<LocatedSentences> = through
         .iter()
-        .map(|&i| corpus::locate_sentences(&template, &added[i].0))
+        .map(|&i| corpus::locate_sentences(&template, &added[i].paper))
         .collect();
     progress(Progress::Read(located.len()));
     // The library's model and document prompt (load_embedder set both).
@@ -606,19 +623,26 @@ pub fn add(
     let mut vectors = Vec::with_capacity(added.len() * dim);
     // A library with sentence vectors gets those of the added papers too.
     let mut sentences = method.map(|m| SentenceVectors::new(dim, m));
-    for ((p, text, reuse), at) in added.into_iter().zip(position) {
+    for (a, at) in added.into_iter().zip(position) {
         let fresh = at.map(|k| &embedded.vectors[k * dim..(k + 1) * dim]);
-        let v = match (reuse, fresh) {
+        let v = match (a.vector_of, fresh) {
             (Some(row), _) => lib.vectors().row(row),
             (None, Some(v)) => v,
             (None, None) => &[],
         };
+        let p = a.paper;
         if is_unit(v) {
             vectors.extend_from_slice(v);
             kept_papers.push(p);
-            kept_texts.push(text);
-            if let (Some(s), Some(k)) = (&mut sentences, at) {
-                s.push_row(&embedded.sentences[k]);
+            kept_texts.push(a.text);
+            if let Some(s) = &mut sentences {
+                match (a.sentences_of, old_sentences, at) {
+                    (Some(row), Some(old), _) => s.push_from(old, row),
+                    (_, _, Some(k)) => s.push_row(&embedded.sentences[k]),
+                    // Not reached: a paper without reused sentences went
+                    // through the model.
+                    _ => s.push_row(&[]),
+                }
             }
         } else {
             skipped += 1;
@@ -633,7 +657,7 @@ pub fn add(
 
     let mut sentences = sentences.filter(|_| !kept_papers.is_empty());
     // Added rows are normed in the library's space, not a refitted one.
-    if let (Some(s), Some(old)) = (&mut sentences, lib.sentences()?) {
+    if let (Some(s), Some(old)) = (&mut sentences, old_sentences) {
         s.set_space(old.space_shared(), &vectors);
     }
     let update_start = Instant::now();
@@ -669,6 +693,17 @@ pub fn add(
         device: embedder.device_name(),
         issues,
     })
+}
+
+/// A paper `add` adds: new, or replacing the row of the same id.
+struct Added {
+    paper: Paper,
+    /// Its rendered text.
+    text: String,
+    /// The row whose vector it keeps (same text), if any.
+    vector_of: Option<usize>,
+    /// The row whose sentence vectors it keeps (same text and sentences).
+    sentences_of: Option<usize>,
 }
 
 /// Marks the papers `ids` dead. Unknown ids are an error and nothing is
