@@ -254,7 +254,7 @@ impl QLinear {
 }
 
 /// Activations quantized per token column: element (group p, token j) at
-/// `data[p * ld + j]`, x[k][j] ≈ `scale[j]` · (q - `zero[j]`).
+/// `data[p * ld + j]`, `x[k][j] ≈ scale[j] · (q - zero[j])`.
 #[derive(Clone, Copy)]
 pub(super) struct QAct<'a> {
     pub data: &'a [i32],
@@ -278,8 +278,8 @@ pub(super) struct QBuf {
     skip: Vec<bool>,
 }
 
-/// How [`kernel::quantize_groups`] maps value (k, j): q =
-/// round(clamp(x·inv[j] + off[j], 0, X_MAX)) - sub[j], packed
+/// How [`kernel::quantize_groups`] maps value (k, j): `q =
+/// round(clamp(x·inv[j] + off[j], 0, X_MAX)) - sub[j]`, packed
 /// `layout.group()` to a lane.
 pub(super) struct QuantSpec<'a> {
     /// Rows quantized as if zero (empty: none).
