@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::corpus::{self, CorpusError, Issue, LocatedSentences, Paper, ReadOptions, TextTemplate};
 use crate::embed::{
-    is_unit, EmbedError, EmbedStats, Embedder, Role, SentenceMethod, TextSentences,
+    is_unit, EmbedError, EmbedStats, Embedder, Role, SentenceMethod, SentenceReach, TextSentences,
 };
 use crate::index::HnswParams;
 use crate::store::{
@@ -376,9 +376,15 @@ pub fn embed_papers(
                 .collect(),
             None => Vec::new(),
         };
-        let got = embedder.embed_with_sentences(Role::Document, method, &texts, &wanted, &|n| {
-            progress(Progress::Embedded(n))
-        })?;
+        let reach = SentenceReach::Window;
+        let got = embedder.embed_with_sentences(
+            Role::Document,
+            method,
+            reach,
+            &texts,
+            &wanted,
+            &|n| progress(Progress::Embedded(n)),
+        )?;
         out.stats.add(&got.stats);
         out.alone += got.alone;
         out.alone_seconds += got.alone_seconds;

@@ -78,8 +78,11 @@ fn a_draft_made_of_two_abstracts_finds_both_papers_and_their_neighbours_with_rea
         assert!(!why["source_sentence"].as_str().unwrap().is_empty());
         assert!(!why["paper_sentence"].as_str().unwrap().is_empty());
         if r["id"] == MBRL {
-            // Its own sentences are in the draft.
-            assert!(why["similarity"].as_f64().unwrap() > 0.99, "{why}");
+            // Its own sentences are in the draft: one of them is the pair.
+            // (Each is read in its own text, the draft or the paper, so
+            // the two vectors are close, not equal.)
+            assert_eq!(why["source_sentence"], why["paper_sentence"], "{why}");
+            assert!(why["similarity"].as_f64().unwrap() > 0.5, "{why}");
             assert!(!why["shared_terms"].as_array().unwrap().is_empty(), "{why}");
         }
     }

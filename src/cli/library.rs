@@ -79,7 +79,7 @@ pub struct BuildArgs {
     pub(super) no_sentences: bool,
     /// How sentence vectors are made: contextual (pooled from each paper's
     /// own forward pass, the default) or separate (each sentence embedded
-    /// alone, as before: about 2.5x the build time; a little better for
+    /// alone as a text of its own: about 2.4x the build time; a little better for
     /// `search --mode sentences` with short queries, a little worse for
     /// `similar` and `related`; see docs/evaluation.md). `add` keeps the
     /// library's method.

@@ -33,8 +33,8 @@ pub use model::{
 pub use pooling::{normalize, Pooling};
 pub use prompts::{Prompt, Prompts, Role};
 pub use spans::{
-    pool_spans, relative_to, SentenceEmbedding, SentenceMethod, SpanEmbedding, TextSentences,
-    TEXT_SHARE,
+    pool_spans, relative_to, SentenceEmbedding, SentenceMethod, SentenceReach, SpanEmbedding,
+    TextSentences, TEXT_SHARE,
 };
 
 /// Everything that can go wrong while finding, loading or running a model.

@@ -41,6 +41,19 @@ impl std::fmt::Display for SentenceMethod {
     }
 }
 
+/// Which contextual sentences [`Embedder::embed_with_sentences`] gives a
+/// vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SentenceReach {
+    /// Those the model read for the text: the sentences at the end past
+    /// its token window are left out (what a library stores; embedding them
+    /// would cost a second pass, and the text's vector leaves them out too).
+    Window,
+    /// All of them: those past the window are embedded alone (a draft, one
+    /// text whose every sentence should count).
+    All,
+}
+
 /// Share of its text's vector taken out of a sentence's vector by
 /// [`relative_to`]. Chosen on CiteSeer's even query papers and confirmed on
 /// the odd ones (docs/evaluation.md).
@@ -81,8 +94,8 @@ pub struct SentenceEmbedding {
     /// `texts.len() * dim` floats, as [`Embedder::embed_as`] gives them.
     pub vectors: Vec<f32>,
     /// Per text, its sentences' vectors in order, `k · dim` floats: all of
-    /// them, or by [`SentenceMethod::Contextual`] the first `k`, those the
-    /// model read (at least one).
+    /// them, or contextual ones up to [`SentenceReach::Window`] the first
+    /// `k`, those the model read (at least one).
     pub sentences: Vec<Vec<f32>>,
     /// Throughput of the texts' forward passes.
     pub stats: EmbedStats,
@@ -163,13 +176,14 @@ impl Embedder {
 impl Embedder {
     /// Embeds `texts` in `role` and the `sentences` of each (`sentences[i]`
     /// for `texts[i]`; a text without an entry has none) by `method`:
-    /// contextual, from each text's own forward pass (the sentences past
-    /// its token window left out), or each sentence on its own. Sentences
-    /// embedded on their own get `role`'s prompt too.
+    /// contextual, from each text's own forward pass (as far as `reach`
+    /// says), or each sentence on its own. Sentences embedded on their own
+    /// get `role`'s prompt too.
     pub fn embed_with_sentences(
         &self,
         role: Role,
         method: SentenceMethod,
+        reach: SentenceReach,
         texts: &[&str],
         sentences: &[TextSentences],
         progress: &dyn Fn(usize),
@@ -207,7 +221,7 @@ impl Embedder {
                         _ => None,
                     })
                     .collect();
-                if method == SentenceMethod::Contextual {
+                if method == SentenceMethod::Contextual && reach == SentenceReach::Window {
                     let cut: Vec<bool> = (0..row.len())
                         .map(|j| matches!(s.spans.get(j), Some(Some(_))) && row[j].is_none())
                         .collect();

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::align::QuerySentences;
 use super::QueryError;
-use crate::corpus::{paper_sentences, split_sentences};
-use crate::embed::{Embedder, Role};
+use crate::corpus::{paper_sentences, sentence_ranges, split_sentences};
+use crate::embed::{Embedder, Role, SentenceMethod, SentenceReach, TextSentences};
 use crate::index::dot;
 use crate::store::Library;
 
@@ -193,6 +193,54 @@ pub(crate) fn explain_query_stored(
     explain_stored(lib, &["query"], &sentences, vector, query, hits)
 }
 
+/// A source text embedded with its sentences by [`embed_source`].
+pub(crate) struct EmbeddedSource {
+    /// The text's vector.
+    pub vector: Vec<f32>,
+    /// Its first sentences.
+    pub sentences: Vec<String>,
+    /// Their vectors, `n · dim` floats.
+    pub sentence_vectors: Vec<f32>,
+}
+
+/// A source text's vector, its first `max` sentences and their vectors,
+/// made the way the library's stored sentences were (contextual ones from
+/// the text's own pass, every sentence counting). The text is what was
+/// asked: it gets the query prompt.
+pub(crate) fn embed_source(
+    lib: &Library,
+    embedder: &Embedder,
+    text: &str,
+    max: usize,
+) -> Result<EmbeddedSource, QueryError> {
+    let sentences: Vec<String> = split_sentences(text).into_iter().take(max).collect();
+    let spans: Vec<Option<std::ops::Range<usize>>> = sentence_ranges(text)
+        .into_iter()
+        .take(sentences.len())
+        .map(Some)
+        .collect();
+    let method = lib
+        .sentences()?
+        .map_or(SentenceMethod::Contextual, |s| s.method());
+    let wanted = TextSentences {
+        sentences: &sentences,
+        spans: &spans,
+    };
+    let got = embedder.embed_with_sentences(
+        Role::Query,
+        method,
+        SentenceReach::All,
+        &[text],
+        &[wanted],
+        &|_| {},
+    )?;
+    Ok(EmbeddedSource {
+        sentence_vectors: got.sentences.into_iter().next().unwrap_or_default(),
+        vector: got.vectors,
+        sentences,
+    })
+}
+
 /// Fills `why` of each hit: embeds the sources' sentences, then takes the
 /// hits' sentence vectors from the library when it stores them, otherwise
 /// embeds those not in the library's [`SentenceCache`] in the same batch,
@@ -206,18 +254,16 @@ pub(crate) fn explain(
     if lib.has_sentences() {
         let mut labels = Vec::new();
         let mut texts = Vec::new();
+        let mut vectors = Vec::new();
         for src in sources {
-            for sent in split_sentences(&src.text).into_iter().take(MAX_SENTENCES) {
-                labels.push(src.label.as_str());
-                texts.push(sent);
-            }
+            let got = embed_source(lib, embedder, &src.text, MAX_SENTENCES)?;
+            labels.extend(std::iter::repeat_n(src.label.as_str(), got.sentences.len()));
+            texts.extend(got.sentences);
+            vectors.extend(got.sentence_vectors);
         }
         if texts.is_empty() {
             return Ok(());
         }
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        // The sources are what was asked: queries, with the query prompt.
-        let (vectors, _) = embedder.embed_as(Role::Query, &refs, &|_| {})?;
         let all_sources: String = sources
             .iter()
             .map(|s| s.text.as_str())

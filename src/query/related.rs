@@ -10,12 +10,10 @@
 //! negative seed than to every positive is dropped. Maximal marginal relevance then trades
 //! relevance for diversity (`diversity` 0 = pure relevance).
 
-use std::ops::Range;
-
-use super::explain::{explain, Source};
+use super::explain::{embed_source, explain, Source};
 use super::{rank, row_of, rrf, Hit, Mode, Options, QueryError};
-use crate::corpus::{sentence_ranges, split_sentences, MAX_PAPER_SENTENCES};
-use crate::embed::{Embedder, Role, SentenceMethod, TextSentences};
+use crate::corpus::MAX_PAPER_SENTENCES;
+use crate::embed::Embedder;
 use crate::index::{dot, Neighbor};
 use crate::store::Library;
 
@@ -83,29 +81,11 @@ pub fn related(
             Some(e) if aligned => {
                 // The text and its sentences, made the way the library's
                 // stored sentences were.
-                let sentences: Vec<String> = split_sentences(text)
-                    .into_iter()
-                    .take(MAX_PAPER_SENTENCES)
-                    .collect();
-                let spans: Vec<Option<Range<usize>>> = sentence_ranges(text)
-                    .into_iter()
-                    .take(sentences.len())
-                    .map(Some)
-                    .collect();
-                let method = lib
-                    .sentences()?
-                    .map_or(SentenceMethod::Contextual, |s| s.method());
-                let wanted = TextSentences {
-                    sentences: &sentences,
-                    spans: &spans,
-                };
-                let got =
-                    e.embed_with_sentences(Role::Query, method, &[text], &[wanted], &|_| {})?;
-                if !crate::embed::is_unit(&got.vectors) {
+                let got = embed_source(lib, e, text, MAX_PAPER_SENTENCES)?;
+                if !crate::embed::is_unit(&got.vector) {
                     return Err(QueryError::DegenerateQuery);
                 }
-                let sentences = got.sentences.into_iter().next().unwrap_or_default();
-                (got.vectors, sentences)
+                (got.vector, got.sentence_vectors)
             }
             Some(e) => (super::embed_one(e, text)?, Vec::new()),
             None => (Vec::new(), Vec::new()),
