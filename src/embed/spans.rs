@@ -18,8 +18,8 @@ use super::{normalize, EmbedError, EmbedStats, Embedder, Pooling, Role};
 #[serde(rename_all = "lowercase")]
 pub enum SentenceMethod {
     /// Each sentence embedded on its own, as a text of its own: one forward
-    /// pass per sentence besides the text's (libraries built before the
-    /// contextual method).
+    /// pass per sentence besides the text's (`build --sentences separate`,
+    /// and every library built before the contextual method).
     Separate,
     /// Pooled from the text's own forward pass ([`pool_spans`]), then made
     /// [`relative_to`] the text's vector. The sentences past the token
@@ -27,7 +27,7 @@ pub enum SentenceMethod {
     /// further for the text's vector either; a sentence the text does not
     /// hold (a template without the abstract) is embedded on its own and
     /// made relative the same way. The sentence of a one-sentence text is
-    /// the text: its vector is the text's. What this papersim builds.
+    /// the text: its vector is the text's. The default.
     #[default]
     Contextual,
 }
