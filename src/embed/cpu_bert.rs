@@ -217,7 +217,7 @@ impl Dense {
                 Dense::Int8(QLinear::pack(m, k, row, bias, layout))
             }
             Precision::Bf16 if spec.isa.has_bf16_dot() => {
-                Dense::Bf16(BLinear::pack(m, k, row, bias))
+                Dense::Bf16(BLinear::pack(spec.isa, m, k, row, bias))
             }
             Precision::Bf16 => {
                 let mut l = Linear::pack(m, k, row, bias);
@@ -484,6 +484,8 @@ impl CpuBert {
         };
 
         let (isa, refused) = Isa::select().map_err(EmbedError::BadDevice)?;
+        #[cfg(test)]
+        let isa = tests::FORCED.with(|f| f.get()).unwrap_or(isa);
         for why in refused {
             eprintln!("warning: cpu encoder: {why}");
         }
@@ -999,6 +1001,82 @@ mod tests {
     use super::*;
 
     use kernel::rng;
+
+    thread_local! {
+        /// The path `CpuBert::load` takes on this thread, whatever the
+        /// CPU has (the emulated AMX path included).
+        pub(super) static FORCED: std::cell::Cell<Option<Isa>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// The whole encoder on the AMX path (on the emulated tiles where the
+    /// CPU has none): int8 hidden states equal the `vpdpbusd` path's bit
+    /// for bit (the same integer sums and epilogue), bf16 ones agree with
+    /// the `vdpbf16ps` path's within f32 summation order. Covers what the
+    /// product tests cannot: the layers' packing, the padded K of the
+    /// activations, several row blocks and a batch with padding.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_amx_encoder_matches_the_avx512_paths() {
+        use crate::embed::{DeviceSpec, Embedder, ModelSource, TokenBatch};
+        if !Isa::Avx512Bf16.supported() {
+            eprintln!("SKIPPED: the AMX path needs AVX-512 BF16 for its epilogue");
+            return;
+        }
+        let files = match ModelSource::default_source().resolve() {
+            Ok(f) => f,
+            Err(e) => {
+                assert!(std::env::var("CI").is_err(), "no model in CI: {e}");
+                eprintln!("SKIPPED: no model ({e}); run scripts/fetch-model.sh");
+                return;
+            }
+        };
+        let texts = [
+            "Attention is all you need.",
+            "We study the sample complexity of learning halfspaces under Massart noise \
+             and give the first polynomial-time algorithm with optimal misclassification \
+             error, improving on results for random classification noise.",
+        ];
+        let ids = Embedder::load(&files, DeviceSpec::Cpu, Precision::F32)
+            .and_then(|e| e.tokenize(&texts))
+            .expect("tokenize");
+        let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+        let tb = TokenBatch::pad(&rows, 0);
+        let run = |isa: Isa, precision: Precision| {
+            FORCED.with(|f| f.set(Some(isa)));
+            let model = CpuBert::load(&files, Some(2), precision).expect("load");
+            FORCED.with(|f| f.set(None));
+            assert_eq!(model.isa, isa);
+            model.forward(&tb).expect("forward")
+        };
+        let int8 = run(Isa::Amx, Precision::Int8);
+        assert_eq!(int8, run(Isa::Avx512Bf16, Precision::Int8));
+        let (tiles, vector) = (
+            run(Isa::Amx, Precision::Bf16),
+            run(Isa::Avx512Bf16, Precision::Bf16),
+        );
+        // Rounding each layer's input to bf16 turns the last-bit
+        // differences of another summation order into bf16 steps (2⁻⁸):
+        // compared per token vector, by cosine.
+        let dim = model_dim(&files);
+        let worst = tiles
+            .chunks_exact(dim)
+            .zip(vector.chunks_exact(dim))
+            .zip(&tb.mask)
+            .filter(|(_, &m)| m != 0)
+            .map(|((a, b), _)| {
+                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                dot / (norm(a) * norm(b))
+            })
+            .fold(1f32, f32::min);
+        println!("bf16 token vectors, tiles against vdpbf16ps: min cosine {worst:.6}");
+        assert!(worst > 0.9999, "{worst}");
+    }
+
+    fn model_dim(files: &crate::embed::ModelFiles) -> usize {
+        let cfg: Config = read_json(&files.config).expect("config");
+        cfg.hidden_size
+    }
 
     fn isas() -> Vec<Isa> {
         Isa::available()

@@ -6,13 +6,16 @@
 //!
 //! On a CPU with a bf16 dot product (AVX-512 BF16's `vdpbf16ps`, AMX's
 //! `tdpbf16ps`) the operands are packed as bf16 pairs, one i32 lane per two
-//! k steps, in the int8 pair layout (weights `[tile][pair][row]`,
-//! activations `[pair][token]`). Elsewhere the f32 kernels run on the
+//! k steps, in the int8 pair layout (weights `[tile][pair][row]`, or
+//! row-major `[row][pair]` padded to whole tiles for AMX; activations
+//! `[pair][token]`). Elsewhere the f32 kernels run on the
 //! rounded values ([`round`]): the same numbers, at f32's speed, so that a
 //! bf16 library can be searched and extended on any CPU.
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::kernel::amx::{TBlock, TILE};
 use super::kernel::{self, Act, Init, Isa, MR, NR};
 use super::{Buf, Cols, Start, MC};
 
@@ -48,35 +51,56 @@ const KPC: usize = 384;
 /// A dense layer with bf16 weights in pairs, packed at load.
 pub(super) struct BLinear {
     pub m: usize,
-    /// k pairs (the input size rounded up to even, halved).
+    /// k pairs (the input size rounded up to even, halved; for tiles, up
+    /// to whole tiles).
     pub kp: usize,
+    /// Row-major for AMX tiles, rather than MR-row tiles.
+    tiles: bool,
     w: Vec<i32>,
     /// Per output row, padded to whole tiles.
     pub bias: Vec<f32>,
 }
 
 impl BLinear {
-    /// Rounds and packs the `m x k` matrix whose row r is `row(r)`.
-    pub fn pack<'a>(m: usize, k: usize, row: impl Fn(usize) -> &'a [f32], bias: Vec<f32>) -> Self {
-        let tiles = m.div_ceil(MR);
-        let kp = k.div_ceil(2);
-        let mut w = vec![0i32; tiles * kp * MR];
-        let zeros = vec![0f32; k];
-        for (t, tile) in w.chunks_exact_mut(kp * MR).enumerate() {
-            // Rows past m pad the last tile with zeros.
-            let rows: [&[f32]; MR] = std::array::from_fn(|r| match t * MR + r {
-                i if i < m => &row(i)[..k],
-                _ => &zeros[..],
-            });
-            for (p, vals) in tile.chunks_exact_mut(MR).enumerate() {
-                for (v, src) in vals.iter_mut().zip(&rows) {
-                    *v = pair(src[2 * p], src.get(2 * p + 1).copied().unwrap_or(0.0));
-                }
+    /// Rounds and packs the `m x k` matrix whose row r is `row(r)`, for
+    /// `isa`'s bf16 product.
+    pub fn pack<'a>(
+        isa: Isa,
+        m: usize,
+        k: usize,
+        row: impl Fn(usize) -> &'a [f32],
+        bias: Vec<f32>,
+    ) -> Self {
+        let tiles = isa.has_tiles();
+        let (kp, rows) = match tiles {
+            #[cfg(target_arch = "x86_64")]
+            true => (
+                k.div_ceil(2).next_multiple_of(TILE),
+                m.next_multiple_of(TILE),
+            ),
+            _ => (k.div_ceil(2), m.next_multiple_of(MR)),
+        };
+        // Rows past m, and pairs past k, stay zero.
+        let mut w = vec![0i32; rows * kp];
+        for i in 0..m {
+            let src = &row(i)[..k];
+            for p in 0..k.div_ceil(2) {
+                let at = match tiles {
+                    true => i * kp + p,
+                    false => (i / MR) * kp * MR + p * MR + i % MR,
+                };
+                w[at] = pair(src[2 * p], src.get(2 * p + 1).copied().unwrap_or(0.0));
             }
         }
         let mut bias = bias;
-        bias.resize(tiles * MR, 0.0);
-        BLinear { m, kp, w, bias }
+        bias.resize(rows, 0.0);
+        BLinear {
+            m,
+            kp,
+            tiles,
+            w,
+            bias,
+        }
     }
 }
 
@@ -112,17 +136,37 @@ pub(super) fn par_bmatmul(
     c: &mut [f32],
 ) {
     let (n, ld) = (cols.n, cols.ld);
-    assert!(k.div_ceil(2) == w.kp && n % NR == 0 && c.len() == w.m * ld);
+    let kp = k.div_ceil(2);
+    assert!(kp <= w.kp && n % NR == 0 && c.len() == w.m * ld);
+    assert!(w.tiles == isa.has_tiles());
     if buf.len() < w.kp * ld {
         buf.resize(w.kp * ld, 0);
     }
     let b = &mut buf[..w.kp * ld];
     kernel::bf16_pairs(isa, x, k, n, ld, b);
+    // Pairs past k (tiles are padded to whole tiles) multiply zero
+    // weights: zeros here too, as stale bits could be NaN (NaN·0 is NaN).
+    b[kp * ld..].fill(0);
     let b = &*b;
     c.par_chunks_mut(MC * ld).enumerate().for_each(|(i, c)| {
         let t0 = i * MC / MR;
         let t1 = (t0 + MC / MR).min(w.m.div_ceil(MR));
         let rows = t0 * MR..w.m.min(t1 * MR);
+        #[cfg(target_arch = "x86_64")]
+        if w.tiles {
+            let block = TBlock {
+                a: &w.w[rows.start * w.kp..],
+                lda: w.kp,
+                b,
+                ldb: ld,
+                n,
+                rows: rows.len(),
+                init: start.init(0, rows.start),
+                act,
+                q: None,
+            };
+            return kernel::tblock(isa, &block, c, ld);
+        }
         let tile_stride = w.kp * MR;
         for p0 in (0..w.kp).step_by(KPC) {
             let kpc = KPC.min(w.kp - p0);
@@ -196,11 +240,11 @@ mod tests {
             let c = Cols::for_tokens(ntok);
             let x: Vec<f32> = (0..k * c.ld).map(|_| r() * 4.0).collect();
             let c0: Vec<f32> = (0..m * c.ld).map(|_| r()).collect();
-            let lin = BLinear::pack(m, k, |i| &w[i * k..][..k], bias.clone());
-            for isa in Isa::available()
+            for isa in Isa::testable()
                 .into_iter()
                 .filter(|i| i.has_bf16_dot() || *i == Isa::Scalar)
             {
+                let lin = BLinear::pack(isa, m, k, |i| &w[i * k..][..k], bias.clone());
                 for (start, act) in [
                     (Start::Bias(&lin.bias), Act::None),
                     (Start::LoadBias(&lin.bias), Act::GeluErf),

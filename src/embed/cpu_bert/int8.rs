@@ -6,7 +6,7 @@
 //! in 0..=255 with a zero point z), except for the few outlier features
 //! of a text, which are multiplied in f32 (see [`OUTLIER`]).
 //!
-//! Two operand layouts ([`Layout`]), one i32 lane per group of k steps:
+//! Three operand layouts ([`Layout`]), one i32 lane per group of k steps:
 //! - **quads**, on CPUs with a u8 dot product (`vpdpbusd`: AVX-512 VNNI,
 //!   AVX-VNNI): four bytes per lane, weights as s8, activations as u8, four
 //!   k steps per instruction. The kernel sums exact u8 × s8 products and
@@ -16,15 +16,19 @@
 //!   `vpmaddwd`/`vpdpwssd`/`smlal`, activations stored as `q - z` (within
 //!   ±255), so the sums equal the quad kernel's after its correction: both
 //!   layouts give the same integers on every CPU.
+//! - **tiles**, on AMX: quads, with the weights row-major for the tile
+//!   loads (see `kernel::amx`).
 //!
-//! Weights are tiles of MR rows (`[tile][group][row]`), activations
-//! feature-group-major (`[group][token]`, the f32 layout with rows merged
-//! two or four at a time). The product is dequantized in the tile
+//! Weights are tiles of MR rows (`[tile][group][row]`; row-major `[row][group]`
+//! for AMX), activations feature-group-major (`[group][token]`, the f32
+//! layout with rows merged two or four at a time). The product is dequantized in the tile
 //! epilogue, where bias, residual and GELU are applied as in the f32
 //! kernel, with the same operations in the same order on every path.
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::kernel::amx::{TBlock, TScale, TILE};
 use super::kernel::{self, Act, Init, Isa, MR, NR};
 use super::{Buf, Cols, Lhs, Rhs, Start, MC};
 
@@ -59,6 +63,10 @@ pub(super) enum Layout {
     Pairs,
     /// Four bytes per lane: s8 weights, u8 activations.
     Quads,
+    /// Quads with row-major weights, their groups and rows padded to whole
+    /// AMX tiles.
+    #[cfg(target_arch = "x86_64")]
+    Tiles,
 }
 
 impl Layout {
@@ -66,16 +74,45 @@ impl Layout {
     pub(super) fn group(self) -> usize {
         match self {
             Layout::Pairs => 2,
-            Layout::Quads => 4,
+            _ => 4,
         }
+    }
+
+    /// Whether activations are u8 with zero points (corrected in the
+    /// epilogue), rather than `q - z` pairs.
+    pub(super) fn unsigned(self) -> bool {
+        self != Layout::Pairs
     }
 
     /// The layout `isa` runs.
     pub(super) fn for_isa(isa: Isa) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if isa.has_tiles() {
+            return Layout::Tiles;
+        }
         if isa.has_u8_dot() {
             Layout::Quads
         } else {
             Layout::Pairs
+        }
+    }
+
+    /// Where lane `g` of row `i` is in a layer of `kg` groups.
+    fn index(self, kg: usize, i: usize, g: usize) -> usize {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Layout::Tiles => i * kg + g,
+            _ => (i / MR) * kg * MR + g * MR + i % MR,
+        }
+    }
+
+    /// Groups and rows stored for `k` x `m` weights.
+    fn padded(self, k: usize, m: usize) -> (usize, usize) {
+        let kg = k.div_ceil(self.group());
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Layout::Tiles => (kg.next_multiple_of(TILE), m.next_multiple_of(TILE)),
+            _ => (kg, m.next_multiple_of(MR)),
         }
     }
 }
@@ -83,14 +120,15 @@ impl Layout {
 /// A dense layer with int8 weights, packed at load for one layout.
 pub(super) struct QLinear {
     pub m: usize,
-    /// Groups of k (the input size rounded up to whole groups).
+    /// Groups of k (the input size rounded up to whole groups, and for
+    /// tiles to whole tiles).
     pub kg: usize,
     pub layout: Layout,
     w: Vec<i32>,
     /// Per output row, padded to whole tiles.
     scale: Vec<f32>,
-    /// Per output row, the sum of its quantized weights (quads only: the
-    /// zero-point correction).
+    /// Per output row, the sum of its quantized weights (u8 activations
+    /// only: the zero-point correction).
     row_sum: Vec<i32>,
     pub bias: Vec<f32>,
 }
@@ -129,7 +167,7 @@ fn lane(layout: Layout, v: &[i32]) -> i32 {
     let at = |i: usize| v.get(i).copied().unwrap_or(0);
     match layout {
         Layout::Pairs => pair(at(0), at(1)),
-        Layout::Quads => quad([at(0), at(1), at(2), at(3)]),
+        _ => quad([at(0), at(1), at(2), at(3)]),
     }
 }
 
@@ -151,18 +189,22 @@ pub(super) fn clamp_round(x: f32, lo: f32, hi: f32) -> i32 {
 }
 
 impl QLinear {
-    /// Weight (i, kk), dequantized.
-    fn weight(&self, i: usize, kk: usize) -> f32 {
+    /// Weight (i, kk), quantized.
+    fn qweight(&self, i: usize, kk: usize) -> i32 {
         let g = self.layout.group();
-        let lane = self.w[(i / MR) * self.kg * MR + (kk / g) * MR + i % MR];
-        let q = match self.layout {
+        let lane = self.w[self.layout.index(self.kg, i, kk / g)];
+        match self.layout {
             Layout::Pairs => {
                 let (a, b) = unpair(lane);
                 [a, b][kk % 2]
             }
-            Layout::Quads => unquad(lane, true)[kk % 4],
-        };
-        q as f32 * self.scale[i]
+            _ => unquad(lane, true)[kk % 4],
+        }
+    }
+
+    /// Weight (i, kk), dequantized.
+    fn weight(&self, i: usize, kk: usize) -> f32 {
+        self.qweight(i, kk) as f32 * self.scale[i]
     }
 
     /// The f32 operands of the outlier features' share of the product:
@@ -210,37 +252,31 @@ impl QLinear {
         layout: Layout,
     ) -> Self {
         let g = layout.group();
-        let tiles = m.div_ceil(MR);
-        let kg = k.div_ceil(g);
-        let mut scale = vec![0f32; tiles * MR];
-        let mut row_sum = vec![0i32; tiles * MR];
-        let mut w = vec![0i32; tiles * kg * MR];
-        let zeros = vec![0f32; k];
-        let mut q = vec![0i32; kg * g];
-        for (t, tile) in w.chunks_exact_mut(kg * MR).enumerate() {
-            // Rows past m pad the last tile with zeros (scale 0, all q 0).
-            for r in 0..MR {
-                let src = match t * MR + r {
-                    i if i < m => &row(i)[..k],
-                    _ => &zeros[..],
-                };
-                let amax = src.iter().map(|v| v.abs()).fold(0f32, f32::max);
-                let inv = if amax > 0.0 { W_MAX / amax } else { 0.0 };
-                scale[t * MR + r] = if amax > 0.0 { amax / W_MAX } else { 0.0 };
-                for (q, &x) in q.iter_mut().zip(src) {
-                    *q = quantize(x * inv, W_MAX);
-                }
-                row_sum[t * MR + r] = q[..k].iter().sum();
-                for (gi, vals) in q.chunks_exact(g).enumerate() {
-                    tile[gi * MR + r] = lane(layout, vals);
-                }
+        let (kg, rows) = layout.padded(k, m);
+        let mut scale = vec![0f32; rows];
+        let mut row_sum = vec![0i32; rows];
+        let mut w = vec![0i32; rows * kg];
+        let mut q = vec![0i32; k.div_ceil(g) * g];
+        // Rows past m pad the last tile with zeros (scale 0, all q 0), as
+        // do groups past k.
+        for i in 0..m {
+            let src = &row(i)[..k];
+            let amax = src.iter().map(|v| v.abs()).fold(0f32, f32::max);
+            let inv = if amax > 0.0 { W_MAX / amax } else { 0.0 };
+            scale[i] = if amax > 0.0 { amax / W_MAX } else { 0.0 };
+            for (q, &x) in q.iter_mut().zip(src) {
+                *q = quantize(x * inv, W_MAX);
+            }
+            row_sum[i] = q[..k].iter().sum();
+            for (gi, vals) in q.chunks_exact(g).enumerate() {
+                w[layout.index(kg, i, gi)] = lane(layout, vals);
             }
         }
-        if layout == Layout::Pairs {
+        if !layout.unsigned() {
             row_sum.clear();
         }
         let mut bias = bias;
-        bias.resize(tiles * MR, 0.0);
+        bias.resize(rows, 0.0);
         QLinear {
             m,
             kg,
@@ -302,10 +338,13 @@ pub(super) fn quantize_cols<'a>(
 ) -> QAct<'a> {
     let (n, ld) = (c.n, c.ld);
     assert!(k > 0 && n % NR == 0 && n <= ld && x.len() >= k * ld);
-    let kg = k.div_ceil(w.layout.group());
+    let kg = w.kg;
     if buf.data.len() < kg * ld {
         buf.data.resize(kg * ld, 0);
     }
+    // Groups past k (tiles are padded to whole tiles) multiply zero
+    // weights; zeroed all the same, so that no stale bits are read.
+    buf.data[k.div_ceil(w.layout.group()) * ld..kg * ld].fill(0);
     buf.zero.clear();
     buf.zero.resize(n, 0);
     let data = &mut buf.data[..kg * ld];
@@ -361,7 +400,7 @@ pub(super) fn quantize_cols<'a>(
         off,
         sub: match w.layout {
             Layout::Pairs => &buf.zero,
-            Layout::Quads => &zeros,
+            _ => &zeros,
         },
         layout: w.layout,
     };
@@ -369,7 +408,7 @@ pub(super) fn quantize_cols<'a>(
     QAct {
         data,
         scale,
-        zero: (w.layout == Layout::Quads).then_some(&buf.zero[..]),
+        zero: w.layout.unsigned().then_some(&buf.zero[..]),
         outliers: &buf.outliers,
         kg,
         c,
@@ -446,19 +485,41 @@ fn qmatmul(
 ) {
     let (kg, n) = (w.kg, x.c.n);
     assert!(x.kg == kg && kg > 0 && n % NR == 0 && ldc >= n);
-    assert!(x.zero.is_some() == (w.layout == Layout::Quads));
+    assert!(x.zero.is_some() == w.layout.unsigned());
     let rows = t_range.start * MR..w.m.min(t_range.end * MR);
     if rows.is_empty() {
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if w.layout == Layout::Tiles {
+        let (r0, zero) = (rows.start, x.zero.unwrap_or_default());
+        let block = TBlock {
+            a: &w.w[r0 * kg..],
+            lda: kg,
+            b: x.data,
+            ldb: x.c.ld,
+            n,
+            rows: rows.len(),
+            init: start.init(0, r0),
+            act,
+            q: Some(TScale {
+                w_scale: &w.scale[r0..],
+                x_scale: x.scale,
+                zero: U8Zero {
+                    row_sum: &w.row_sum[r0..],
+                    zero,
+                },
+            }),
+        };
+        return kernel::tblock(isa, &block, c, ldc);
+    }
     let tile_stride = kg * MR;
     assert!(c.len() >= (rows.len() - 1) * ldc + n);
     assert!(w.w.len() >= t_range.end * tile_stride && w.scale.len() >= t_range.end * MR);
-    // Quads take the whole K in one pass (the correction is applied once);
-    // a K deeper than that stays in pairs (no BERT has one).
+    // Quads take the whole K in one pass (the correction is applied once).
     let per_pass = match w.layout {
         Layout::Pairs => GPC,
-        Layout::Quads => kg,
+        _ => kg,
     };
     for p0 in (0..kg).step_by(per_pass) {
         let kpc = per_pass.min(kg - p0);
@@ -512,7 +573,7 @@ mod tests {
     use super::kernel::rng;
 
     fn isas() -> Vec<Isa> {
-        Isa::available()
+        Isa::testable()
     }
 
     #[test]
@@ -529,7 +590,7 @@ mod tests {
                 let (a, b) = unpair(lane);
                 [a, b][kk % 2]
             }
-            Layout::Quads => unquad(lane, signed)[kk % 4],
+            _ => unquad(lane, signed)[kk % 4],
         }) as i64
     }
 
@@ -609,10 +670,7 @@ mod tests {
                 let layout = Layout::for_isa(isa);
                 let lin = QLinear::pack(m, k, |i| &w[i * k..][..k], bias.clone(), layout);
                 let g = layout.group();
-                let wq = |i: usize, kk: usize| -> i64 {
-                    let lane = lin.w[(i / MR) * lin.kg * MR + (kk / g) * MR + i % MR];
-                    element(layout, lane, kk, true)
-                };
+                let wq = |i: usize, kk: usize| -> i64 { lin.qweight(i, kk) as i64 };
                 let mut qb = QBuf::default();
                 let xq = quantize_cols(isa, &lin, &x, k, c, &mut qb);
                 assert!(xq.outliers.is_empty(), "{:?}", xq.outliers);
@@ -662,7 +720,7 @@ mod tests {
                     let (lo, hi) = (0..k).fold((i64::MAX, i64::MIN), |(a, b), kk| {
                         (a.min(q(kk)), b.max(q(kk)))
                     });
-                    if layout == Layout::Quads {
+                    if layout.unsigned() {
                         assert!(lo >= 0 && hi <= 255 && (lo == 0 || hi == 255), "{lo}..{hi}");
                     }
                 }
@@ -672,10 +730,13 @@ mod tests {
             // polynomials differ in FMA use, so only the linear case).
             // Across layouts only the passes over K differ (pairs past 768
             // add two passes' partial products in f32).
+            // Quads and tiles sum the same integers in one pass and share
+            // the epilogue: they agree too.
             for (isa, out) in &results {
-                let layout = Layout::for_isa(*isa);
-                if let Some((first, want)) =
-                    results.iter().find(|(i, _)| Layout::for_isa(*i) == layout)
+                let unsigned = Layout::for_isa(*isa).unsigned();
+                if let Some((first, want)) = results
+                    .iter()
+                    .find(|(i, _)| Layout::for_isa(*i).unsigned() == unsigned)
                 {
                     assert_eq!(out, want, "{isa:?} vs {first:?} {m}x{k}x{ntok}");
                 }

@@ -6,6 +6,11 @@
 use super::super::bf16::{self, BPanel};
 use super::super::int8::{pair, quad, QPanel, U8Zero};
 use super::super::Cols;
+#[cfg(target_arch = "x86_64")]
+use super::{
+    amx::{TBlock, TScale, TILE},
+    tblock,
+};
 use super::{bpanel, layer_norm, panel, qpanel, softmax_cols, Act, Init, Isa, Panel, MR, NR};
 
 /// Deterministic values in [-1, 1) (xorshift: no rand dependency).
@@ -168,6 +173,36 @@ pub(super) fn run(isa: Isa) -> Result<(), String> {
                 };
                 return fail(what, err);
             }
+            // The same product on tiles, the weights laid out for them.
+            #[cfg(target_arch = "x86_64")]
+            if quads.is_some() && isa.has_tiles() {
+                let (a, b, lda) = for_tiles(w, x, m, kp, n);
+                let mut c = values(11, m * n);
+                let q = TScale {
+                    w_scale: &w_scale,
+                    x_scale: &x_scale,
+                    zero: U8Zero {
+                        row_sum: &row_sum,
+                        zero: &zero,
+                    },
+                };
+                let block = TBlock {
+                    a: &a,
+                    lda,
+                    b: &b,
+                    ldb: n,
+                    n,
+                    rows: m,
+                    init,
+                    act,
+                    q: Some(q),
+                };
+                tblock(isa, &block, &mut c, n);
+                let err = worst(&c, &out[1]);
+                if err > 1e-5 {
+                    return fail("the u8 × s8 product on tiles", err);
+                }
+            }
         }
     }
 
@@ -206,6 +241,27 @@ pub(super) fn run(isa: Isa) -> Result<(), String> {
             if err > 1e-5 {
                 return fail("the bf16 product", err);
             }
+            #[cfg(target_arch = "x86_64")]
+            if isa.has_tiles() {
+                let (a, b, lda) = for_tiles(&w, &x, m, kp, n);
+                let mut c = values(21, m * n);
+                let block = TBlock {
+                    a: &a,
+                    lda,
+                    b: &b,
+                    ldb: n,
+                    n,
+                    rows: m,
+                    init,
+                    act,
+                    q: None,
+                };
+                tblock(isa, &block, &mut c, n);
+                let err = worst(&c, &out[1]);
+                if err > 1e-5 {
+                    return fail("the bf16 product on tiles", err);
+                }
+            }
         }
     }
 
@@ -239,4 +295,21 @@ pub(super) fn run(isa: Isa) -> Result<(), String> {
         return fail("LayerNorm", err);
     }
     Ok(())
+}
+
+/// Weights `w` (MR-row tiles, `kp` lanes, `m` rows) row-major with lanes
+/// and rows padded to whole AMX tiles, and activations `x` (`kp` lanes of
+/// `n` tokens) with zero lanes to the same depth; and that depth.
+#[cfg(target_arch = "x86_64")]
+fn for_tiles(w: &[i32], x: &[i32], m: usize, kp: usize, n: usize) -> (Vec<i32>, Vec<i32>, usize) {
+    let lda = kp.next_multiple_of(TILE);
+    let mut a = vec![0; m.next_multiple_of(TILE) * lda];
+    for i in 0..m {
+        for g in 0..kp {
+            a[i * lda + g] = w[(i / MR) * kp * MR + g * MR + i % MR];
+        }
+    }
+    let mut b = x[..kp * n].to_vec();
+    b.resize(lda * n, 0);
+    (a, b, lda)
 }

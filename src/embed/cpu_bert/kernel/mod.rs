@@ -9,6 +9,7 @@
 //! - [`avx2`], [`avx512`], [`avxvnni`], [`neon`]: each instruction set's
 //!   vector type and what only its intrinsics reach (the int8 products, GELU's
 //!   f64 erf).
+//! - [`amx`]: the int8 and bf16 products on AMX tiles (inline `asm!`).
 //!
 //! [`Isa::select`] picks the best path the CPU has (or the one
 //! `PAPERSIM_ISA` names), and runs [`self_check`] on it first: a path whose
@@ -22,6 +23,8 @@ use super::Cols;
 pub(super) mod scalar;
 pub(super) mod simd;
 
+#[cfg(target_arch = "x86_64")]
+pub(super) mod amx;
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx2;
 #[cfg(target_arch = "x86_64")]
@@ -70,6 +73,15 @@ impl Init<'_> {
     pub(super) fn loads(&self) -> bool {
         matches!(self, Init::Load | Init::LoadBias(_))
     }
+
+    /// The same start for the rows from `i` on.
+    pub(super) fn from_row(self, i: usize) -> Self {
+        match self {
+            Init::Bias(b) => Init::Bias(&b[i..]),
+            Init::LoadBias(b) => Init::LoadBias(&b[i..]),
+            other => other,
+        }
+    }
 }
 
 /// A column of MR x NR tiles of C (`rows` rows, one NR-wide panel of N) over
@@ -115,13 +127,19 @@ pub(super) enum Isa {
     /// by `vdpbf16ps`; f32 and int8 as `Avx512Vnni`.
     #[cfg(target_arch = "x86_64")]
     Avx512Bf16,
+    /// AVX-512 BF16 with AMX-TILE, AMX-INT8 and AMX-BF16 (Intel Xeon since
+    /// Sapphire Rapids), granted by the OS: int8 and bf16 on tiles
+    /// (`tdpbsud`, `tdpbf16ps`); f32 as `Avx512Bf16`.
+    #[cfg(target_arch = "x86_64")]
+    Amx,
     /// aarch64 Advanced SIMD: f32 and int8 (`smlal`).
     #[cfg(target_arch = "aarch64")]
     Neon,
 }
 
 /// Every name `PAPERSIM_ISA` takes, on any architecture, best first.
-pub(super) const ISA_NAMES: [&str; 7] = [
+pub(super) const ISA_NAMES: [&str; 8] = [
+    "amx",
     "avx512-bf16",
     "avx512-vnni",
     "avx512",
@@ -136,6 +154,7 @@ impl Isa {
     fn ladder() -> &'static [Isa] {
         #[cfg(target_arch = "x86_64")]
         return &[
+            Isa::Amx,
             Isa::Avx512Bf16,
             Isa::Avx512Vnni,
             Isa::Avx512,
@@ -163,6 +182,8 @@ impl Isa {
             Isa::Avx512Vnni => "avx512-vnni",
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512Bf16 => "avx512-bf16",
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => "amx",
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => "neon",
         }
@@ -193,6 +214,8 @@ impl Isa {
             Isa::Avx512Bf16 => {
                 Isa::Avx512Vnni.supported() && is_x86_feature_detected!("avx512bf16")
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Amx => Isa::Avx512Bf16.supported() && amx::hardware(),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => std::arch::is_aarch64_feature_detected!("neon"),
         }
@@ -205,6 +228,19 @@ impl Isa {
             .copied()
             .filter(|i| i.supported())
             .collect()
+    }
+
+    /// [`Isa::available`], and the AMX path on any AVX-512 BF16 CPU (on
+    /// an emulation of the tile instructions where the CPU has none), for
+    /// the unit tests of the products.
+    #[cfg(test)]
+    pub(super) fn testable() -> Vec<Isa> {
+        let mut isas = Isa::available();
+        #[cfg(target_arch = "x86_64")]
+        if !isas.contains(&Isa::Amx) && Isa::Avx512Bf16.supported() {
+            isas.insert(0, Isa::Amx);
+        }
+        isas
     }
 
     /// The path to run: `PAPERSIM_ISA` when set (and not `auto`), else the
@@ -266,7 +302,10 @@ impl Isa {
     /// narrow int8 layers are packed for (see `int8::Layout`).
     pub(super) fn has_u8_dot(self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        return matches!(self, Isa::Avx512Bf16 | Isa::Avx512Vnni | Isa::AvxVnni);
+        return matches!(
+            self,
+            Isa::Amx | Isa::Avx512Bf16 | Isa::Avx512Vnni | Isa::AvxVnni
+        );
         #[allow(unreachable_code)]
         false
     }
@@ -275,7 +314,16 @@ impl Isa {
     /// packed for (elsewhere they run on the f32 kernels).
     pub(super) fn has_bf16_dot(self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        return matches!(self, Isa::Avx512Bf16);
+        return matches!(self, Isa::Amx | Isa::Avx512Bf16);
+        #[allow(unreachable_code)]
+        false
+    }
+
+    /// Whether the path multiplies int8 and bf16 on tiles ([`tblock`]),
+    /// which their layers are packed for.
+    pub(super) fn has_tiles(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return self == Isa::Amx;
         #[allow(unreachable_code)]
         false
     }
@@ -287,7 +335,7 @@ impl Isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 | Isa::AvxVnni => F32Path::Avx2,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 | Isa::Avx512Vnni | Isa::Avx512Bf16 => F32Path::Avx512,
+            Isa::Avx512 | Isa::Avx512Vnni | Isa::Avx512Bf16 | Isa::Amx => F32Path::Avx512,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => F32Path::Neon,
         }
@@ -368,7 +416,7 @@ pub(super) fn qpanel(isa: Isa, p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
             #[cfg(target_arch = "x86_64")]
             Isa::AvxVnni => unsafe { avxvnni::qpanel_u8(p, c, ldc) },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni | Isa::Avx512Bf16 => unsafe { avx512::qpanel_u8(p, c, ldc) },
+            Isa::Avx512Vnni | Isa::Avx512Bf16 | Isa::Amx => unsafe { avx512::qpanel_u8(p, c, ldc) },
             _ => scalar::qpanel(p, c, ldc),
         }
         return;
@@ -382,7 +430,7 @@ pub(super) fn qpanel(isa: Isa, p: &QPanel<'_>, c: &mut [f32], ldc: usize) {
         #[cfg(target_arch = "x86_64")]
         Isa::AvxVnni => unsafe { avxvnni::qpanel(p, c, ldc) },
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni | Isa::Avx512Bf16 => unsafe { avx512::qpanel(p, c, ldc) },
+        Isa::Avx512Vnni | Isa::Avx512Bf16 | Isa::Amx => unsafe { avx512::qpanel(p, c, ldc) },
         #[cfg(target_arch = "aarch64")]
         Isa::Neon => unsafe { neon::qpanel(p, c, ldc) },
     }
@@ -406,9 +454,33 @@ pub(super) fn bpanel(isa: Isa, p: &BPanel<'_>, c: &mut [f32], ldc: usize) {
         // SAFETY: the Isa exists only when the CPU has its instructions;
         // the asserts above bound every access the kernel makes.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Bf16 => unsafe { avx512::bpanel(p, c, ldc) },
+        Isa::Avx512Bf16 | Isa::Amx => unsafe { avx512::bpanel(p, c, ldc) },
         _ => scalar::bpanel(p, c, ldc),
     }
+}
+
+/// Rows of C against every token over the whole K on tiles: int8 or bf16
+/// as `p.q` says, on the AMX path.
+#[cfg(target_arch = "x86_64")]
+pub(super) fn tblock(isa: Isa, p: &amx::TBlock<'_>, c: &mut [f32], ldc: usize) {
+    use amx::TILE;
+    assert!(isa.has_tiles(), "{isa:?}: no tiles");
+    assert!(p.rows > 0 && p.lda > 0 && p.lda % TILE == 0);
+    assert!(p.n > 0 && p.n % NR == 0 && p.n <= p.ldb && p.n <= ldc);
+    assert!(p.a.len() >= p.rows.next_multiple_of(TILE) * p.lda);
+    assert!(p.b.len() >= (p.lda - 1) * p.ldb + p.n);
+    assert!(c.len() >= (p.rows - 1) * ldc + p.n);
+    if let Init::Bias(bias) | Init::LoadBias(bias) = p.init {
+        assert!(bias.len() >= p.rows);
+    }
+    if let Some(q) = &p.q {
+        assert!(q.w_scale.len() >= p.rows && q.zero.row_sum.len() >= p.rows);
+        assert!(q.x_scale.len() >= p.n && q.zero.zero.len() >= p.n);
+    }
+    // SAFETY: the path exists only where the CPU has AMX and AVX-512 and
+    // the OS granted the tiles (in unit tests, on the emulation); the
+    // asserts above bound every tile load and store.
+    unsafe { amx::tblock(p, c, ldc) }
 }
 
 /// Rows 2p and 2p + 1 of `x` (`k` rows of `ld`, `n` columns) rounded to

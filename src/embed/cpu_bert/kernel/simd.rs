@@ -211,10 +211,10 @@ pub(super) unsafe fn panel<S: Vf32, const T: usize, const V: usize>(
 /// What a float panel's epilogue applies besides the column scale:
 /// `rows` of output, where the accumulators start, the activation.
 #[derive(Clone, Copy)]
-struct Epilogue<'a> {
-    rows: usize,
-    init: super::Init<'a>,
-    act: Act,
+pub(super) struct Epilogue<'a> {
+    pub rows: usize,
+    pub init: super::Init<'a>,
+    pub act: Act,
 }
 
 impl<'a> From<&Panel<'a>> for Epilogue<'a> {
@@ -281,7 +281,7 @@ pub(super) unsafe fn bpanel<S: Vf32, const T: usize, const V: usize>(
 /// Tile `t`'s epilogue and store. Rows past the edge of M were computed
 /// and are dropped here.
 #[inline(always)]
-unsafe fn store_tile<S: Vf32, const V: usize>(
+pub(super) unsafe fn store_tile<S: Vf32, const V: usize>(
     p: &Epilogue<'_>,
     acc: &[[S; V]; MR],
     t: usize,
@@ -432,6 +432,7 @@ pub(super) unsafe fn qpanel<S: Vf32, const T: usize, const V: usize>(
     let zero = p.u8.map(|z| {
         std::array::from_fn::<S::I, V, _>(|i| S::load_i32(z.zero.as_ptr().add(i * S::LANES)))
     });
+    let e = QEpilogue::from(p);
     let tiles = p.rows.div_ceil(MR);
     let mut t = 0;
     while t < tiles {
@@ -439,20 +440,45 @@ pub(super) unsafe fn qpanel<S: Vf32, const T: usize, const V: usize>(
         if t + T <= tiles {
             let acc = dot_t(ap, p.tile_stride, p.b.as_ptr(), p.ldb, p.kpc);
             for (i, tile) in acc.iter().enumerate() {
-                qstore_tile(p, tile, t + i, cp, ldc, &xs, zero.as_ref());
+                qstore_tile(&e, tile, t + i, cp, ldc, &xs, zero.as_ref());
             }
             t += T;
         } else {
             let acc = dot_1(ap, p.tile_stride, p.b.as_ptr(), p.ldb, p.kpc);
-            qstore_tile(p, &acc[0], t, cp, ldc, &xs, zero.as_ref());
+            qstore_tile(&e, &acc[0], t, cp, ldc, &xs, zero.as_ref());
             t += 1;
         }
     }
 }
 
+/// What an int8 panel's epilogue applies: [`Epilogue`]'s, and the
+/// dequantization's row side (scales, and the row sums of the zero-point
+/// correction for quads).
+pub(super) struct QEpilogue<'a> {
+    pub rows: usize,
+    pub init: super::Init<'a>,
+    pub act: Act,
+    pub w_scale: &'a [f32],
+    pub row_sum: Option<&'a [i32]>,
+}
+
+impl<'a> From<&QPanel<'a>> for QEpilogue<'a> {
+    fn from(p: &QPanel<'a>) -> Self {
+        QEpilogue {
+            rows: p.rows,
+            init: p.init,
+            act: p.act,
+            w_scale: p.w_scale,
+            row_sum: p.u8.map(|z| z.row_sum),
+        }
+    }
+}
+
+/// Tile `t`'s int8 epilogue and store: `(acc - z·row_sum)·w_scale·x_scale
+/// + bias (+ C)`, then the activation. Rows past the edge of M are dropped.
 #[inline(always)]
-unsafe fn qstore_tile<S: Vf32, const V: usize>(
-    p: &QPanel<'_>,
+pub(super) unsafe fn qstore_tile<S: Vf32, const V: usize>(
+    p: &QEpilogue<'_>,
     acc: &[[S::I; V]; MR],
     t: usize,
     cp: *mut f32,
@@ -467,8 +493,8 @@ unsafe fn qstore_tile<S: Vf32, const V: usize>(
         let ct = cp.add(i * ldc);
         let (ws, bias) = (S::splat(p.w_scale[i]), S::splat(p.init.bias(i)));
         for (h, &a) in row.iter().enumerate() {
-            let a = match (zero, p.u8) {
-                (Some(z), Some(u)) => S::sub_mul_i32(a, z[h], u.row_sum[i]),
+            let a = match (zero, p.row_sum) {
+                (Some(z), Some(row_sum)) => S::sub_mul_i32(a, z[h], row_sum[i]),
                 _ => a,
             };
             let v = S::from_i32(a).mul(ws).mul(xs[h]).add(bias);
