@@ -16,6 +16,9 @@
 # and prints the two calls. The first only copies .gpu/a across (its files
 # stay on the machine while it is warm, 30 s); the second assembles the
 # model, checks its sha256, and runs:
+#   - scripts/cpu-kernels-check.sh on the host CPU: every kernel path
+#     (amx included, where the CPU has it) at f32, int8 and bf16 against
+#     the reference vectors, and docs/s of amx against avx512-bf16;
 #   - nvidia-smi, for the card's name in the results;
 #   - papersim bench embed --device cpu,cuda:0 --precision f32,f16 on the
 #     2,000 abstracts, as a table and an SVG chart, then on CUDA at
@@ -60,7 +63,7 @@ warm 30 s between calls):
   1. run(command="ls -la .gpu/a && nvidia-smi -L", carry=[".gpu/a"], timeout_s=120)
   2. run(command="bash scripts/gpu-check.sh device", carry=[".gpu/b"], timeout_s=420)
 then give_back, and copy the files from $OUT (bench.md, bench.svg,
-budgets.md, parity.md, gpu.txt, log) into the README's Performance section.
+budgets.md, parity.md, gpu.txt, cpu/kernels.md, log) into docs/performance.md.
 EOF
 }
 
@@ -98,6 +101,10 @@ print(":".join(dirs))')
   ldd "$work/papersim" | grep -E "cuda|cublas|curand|nvrtc" || echo "no CUDA libraries linked: a CPU build"
   local ps=("$work/papersim")
   local corpus=.gpu/b/arxiv-2000.jsonl.gz n="${GPU_CHECK_N:-2000}"
+  # The host CPU first (usually a Xeon with AMX): every kernel path forced
+  # through PAPERSIM_ISA, its parity and speed (about 2 minutes).
+  scripts/cpu-kernels-check.sh "$work/papersim" "$work/model" .gpu/b/reference.jsonl \
+    "$corpus" "$OUT/cpu" || echo "gpu-check: the CPU kernel check failed (see above)"
   "${ps[@]}" bench embed --model "$work/model" --corpus "$corpus" -n "$n" \
     --device cpu,cuda:0 --precision f32,f16 --plot "$OUT/bench.svg" | tee "$OUT/bench.md"
   # CUDA's default token budget per forward (32768) is a guess; these runs
@@ -121,7 +128,9 @@ st = load(refs)
 runs = {name: load(f"{work}/ref-{name}.jsonl") for name in ("cpu-f32", "cuda0-f32", "cuda0-f16")}
 def cos(a, b):
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-print(f"{len(st)} reference texts\n")
+# embed skips the empty and blank texts: compare the ones every run has.
+ids = [i for i in st if all(i in v for v in runs.values())]
+print(f"{len(ids)} of {len(st)} reference texts (embed skips the empty ones)\n")
 print("| run | vs | min cosine | mean cosine |")
 print("|---|---|---|---|")
 worst = 1.0
@@ -129,7 +138,7 @@ for name, vecs in runs.items():
     for other, ref in (("sentence-transformers", st), ("cpu-f32", runs["cpu-f32"])):
         if name == other:
             continue
-        c = [cos(vecs[i], ref[i]) for i in st]
+        c = [cos(vecs[i], ref[i]) for i in ids]
         print(f"| {name} | {other} | {min(c):.6f} | {sum(c) / len(c):.6f} |")
         if other == "cpu-f32":
             worst = min(worst, min(c))

@@ -50,7 +50,7 @@ pub struct BenchEmbedArgs {
         value_name = "DEVICES"
     )]
     device: Vec<DeviceSpec>,
-    /// Precisions to compare on each device, comma-separated: f32, int8 (CPU), f16 (CUDA).
+    /// Precisions to compare on each device, comma-separated: f32, bf16, int8 (CPU), f16 (CUDA).
     #[arg(
         long,
         value_delimiter = ',',
