@@ -367,7 +367,7 @@ unsafe fn epilogue(
     ldc: usize,
 ) {
     let rows = TILE.min(p.rows - i);
-    let init = p.init.from_row(i);
+    let init = p.init.at_row(i);
     let cp = c.as_mut_ptr().add(i * ldc + j);
     // MR-row slices of the tile; rows past the tile (the last slice's
     // 17th and 18th) repeat its last row and are not stored.

@@ -75,7 +75,7 @@ impl Init<'_> {
     }
 
     /// The same start for the rows from `i` on.
-    pub(super) fn from_row(self, i: usize) -> Self {
+    pub(super) fn at_row(self, i: usize) -> Self {
         match self {
             Init::Bias(b) => Init::Bias(&b[i..]),
             Init::LoadBias(b) => Init::LoadBias(&b[i..]),
@@ -465,8 +465,8 @@ pub(super) fn bpanel(isa: Isa, p: &BPanel<'_>, c: &mut [f32], ldc: usize) {
 pub(super) fn tblock(isa: Isa, p: &amx::TBlock<'_>, c: &mut [f32], ldc: usize) {
     use amx::TILE;
     assert!(isa.has_tiles(), "{isa:?}: no tiles");
-    assert!(p.rows > 0 && p.lda > 0 && p.lda % TILE == 0);
-    assert!(p.n > 0 && p.n % NR == 0 && p.n <= p.ldb && p.n <= ldc);
+    assert!(p.rows > 0 && p.lda > 0 && p.lda.is_multiple_of(TILE));
+    assert!(p.n > 0 && p.n.is_multiple_of(NR) && p.n <= p.ldb && p.n <= ldc);
     assert!(p.a.len() >= p.rows.next_multiple_of(TILE) * p.lda);
     assert!(p.b.len() >= (p.lda - 1) * p.ldb + p.n);
     assert!(c.len() >= (p.rows - 1) * ldc + p.n);
