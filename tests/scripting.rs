@@ -230,6 +230,15 @@ fn exit_codes_and_unknown_paper() {
     );
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert_eq!(json(&o)["results"], serde_json::json!([]));
+    // An impossible date is a usage error naming it, not an empty result.
+    for bad in ["2026-13", "2026-02-30"] {
+        let o = run(
+            &["similar", "--library", l, "2101.00002", "--since", bad],
+            &[],
+        );
+        assert_eq!(code(&o), 2, "{}", stderr(&o));
+        assert!(stderr(&o).contains(bad), "{}", stderr(&o));
+    }
     let o = run(&["similar", "--library", l, "no-such-paper", "--json"], &[]);
     let e = json_error(&o, "query.unknown_paper");
     assert!(e["file"].is_null() && e["line"].is_null(), "{e}");

@@ -14,22 +14,33 @@ pub struct Filter {
     pub categories: Vec<String>,
 }
 
-/// Validates a `YYYY[-MM[-DD]]` bound.
+/// Validates a `YYYY[-MM[-DD]]` bound: the shape, then the calendar (a
+/// month 01-12, a day that month has), so that `2026-13` is an error
+/// rather than a filter that silently keeps nothing.
 pub fn parse_date_bound(s: &str) -> Result<String, String> {
     let parts: Vec<&str> = s.split('-').collect();
     let widths = [4, 2, 2];
-    let ok = !parts.is_empty()
+    let shaped = !parts.is_empty()
         && parts.len() <= 3
         && parts
             .iter()
             .zip(widths)
             .all(|(p, w)| p.len() == w && p.bytes().all(|b| b.is_ascii_digit()));
-    if ok {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
+    if !shaped {
+        return Err(format!(
             "{s:?} is not a date: expected YYYY, YYYY-MM or YYYY-MM-DD"
-        ))
+        ));
+    }
+    // All digits, at most four: these parse.
+    let num = |p: &str| p.parse::<u32>().unwrap_or(0);
+    match parts[..] {
+        [_, m, ..] if !(1..=12).contains(&num(m)) => {
+            Err(format!("{s:?} is not a date: month {m} is not 01-12"))
+        }
+        [y, m, d] if chrono::NaiveDate::from_ymd_opt(num(y) as i32, num(m), num(d)).is_none() => {
+            Err(format!("{s:?} is not a date: {y}-{m} has no day {d}"))
+        }
+        _ => Ok(s.to_string()),
     }
 }
 
@@ -131,5 +142,24 @@ mod tests {
         assert!(parse_date_bound("20").is_err());
         assert!(parse_date_bound("2020/05").is_err());
         assert!(parse_date_bound("2020-5").is_err());
+    }
+
+    #[test]
+    fn impossible_dates_are_refused_by_name() {
+        for ok in ["2024-02-29", "2026-12", "2026-01-31", "0001-01-01"] {
+            assert_eq!(parse_date_bound(ok).as_deref(), Ok(ok));
+        }
+        for (bad, says) in [
+            ("2026-13", "month 13"),
+            ("2026-00", "month 00"),
+            ("2026-99-99", "month 99"),
+            ("2020-02-30", "no day 30"),
+            ("2023-02-29", "no day 29"),
+            ("2026-04-31", "no day 31"),
+            ("2026-01-00", "no day 00"),
+        ] {
+            let err = parse_date_bound(bad).unwrap_err();
+            assert!(err.contains(bad) && err.contains(says), "{bad}: {err}");
+        }
     }
 }

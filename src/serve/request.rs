@@ -683,6 +683,13 @@ mod tests {
             (Route::Search, b"{\"query\": ", 400, None),
             (Route::Similar, b"k=abc", 422, None),
             (Route::Similar, b"since=20", 422, Some("since")),
+            (Route::Similar, b"since=2026-13", 422, Some("since")),
+            (
+                Route::Search,
+                br#"{"query": "x", "filters": {"since": "2020-99-99"}}"#,
+                422,
+                Some("filters.since"),
+            ),
             (Route::Similar, b"k=1 2", 400, None),
             (Route::Similar, b"\xff", 400, None),
             (
