@@ -153,7 +153,7 @@ fn api_keys(file: Option<&std::path::Path>) -> Result<serve::auth::ApiKeys> {
     use serve::auth;
     let mut keys = Vec::new();
     if let Some(path) = file {
-        let (from_file, shared) = auth::read_key_file(path)?;
+        let (from_file, shared) = auth::read_key_file(path).map_err(serve::ServeError::from)?;
         if shared {
             tracing::warn!(
                 "{}: other users can read this key file; `chmod 600 {}`",

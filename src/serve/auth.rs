@@ -29,7 +29,7 @@ pub enum KeyError {
     },
     /// A key in the file is unusable (the key itself is not repeated).
     #[error("{}:{line}: {reason}", path.display())]
-    Bad {
+    BadKey {
         /// The key file, or `PAPERSIM_API_KEY`.
         path: PathBuf,
         /// 1-based line.
@@ -160,7 +160,7 @@ pub fn parse_keys(text: &str, path: &Path) -> Result<Vec<String>, KeyError> {
         if key.is_empty() || key.starts_with('#') {
             continue;
         }
-        check_key(key).map_err(|reason| KeyError::Bad {
+        check_key(key).map_err(|reason| KeyError::BadKey {
             path: path.to_path_buf(),
             line: i + 1,
             reason,
