@@ -187,7 +187,9 @@ fn papersim_error(e: &(dyn StdError + 'static)) -> Option<Where> {
                     KeyError::Read { path, .. } | KeyError::Empty { path } => {
                         (kind("serve", k), file(path), None)
                     }
-                    KeyError::BadKey { path, line, .. } => (kind("serve", k), file(path), Some(*line)),
+                    KeyError::BadKey { path, line, .. } => {
+                        (kind("serve", k), file(path), Some(*line))
+                    }
                 }
             }
             ServeError::Io { .. } | ServeError::Anonymous { .. } | ServeError::Origin { .. } => {

@@ -150,6 +150,7 @@ async fn embed_texts(
     truncate: bool,
     field: &str,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
+    s.queue.precheck(client).map_err(|r| refused(s, r))?;
     let e = s.embedder.clone();
     let (texts, counts) = s
         .blocking(move || {

@@ -194,10 +194,15 @@ impl Queue {
         Ok((Queue { shared }, handle))
     }
 
-    fn push(&self, client: Client, work: Work, tokens: usize) -> Result<(), Refused> {
-        let mut st = self.shared.lock();
+    /// Whether `client`'s job of `tokens` would be let in now.
+    fn admit(&self, st: &mut State, client: Client, tokens: usize) -> Result<(), Refused> {
+        let now = Instant::now();
         let own = st.per_client.get(&client).copied().unwrap_or(0);
-        let others = st.per_client.len() - usize::from(own > 0);
+        // Shared between the clients active lately, not only those with work
+        // queued this instant: a polite client between two requests still
+        // holds its place.
+        let active = st.active_clients(now);
+        let others = active - usize::from(st.last_seen.contains_key(&client));
         let admitted = if st.closed {
             Err(Refusal::QueueFull)
         } else {
@@ -209,12 +214,23 @@ impl Queue {
                 self.shared.limits.max_queued_tokens,
             )
         };
-        if let Err(reason) = admitted {
-            return Err(Refused {
-                reason,
-                retry_after: fair::retry_after_secs(own.max(tokens), st.tokens_per_s),
-            });
-        }
+        admitted.map_err(|reason| Refused {
+            reason,
+            retry_after: fair::retry_after_secs(own.max(tokens), st.tokens_per_s),
+        })
+    }
+
+    /// Refuses `client` before its texts are even tokenized when it already
+    /// holds its share of the queue: a client hammering a full queue costs
+    /// little.
+    pub fn precheck(&self, client: Client) -> Result<(), Refused> {
+        let mut st = self.shared.lock();
+        self.admit(&mut st, client, 1)
+    }
+
+    fn push(&self, client: Client, work: Work, tokens: usize) -> Result<(), Refused> {
+        let mut st = self.shared.lock();
+        self.admit(&mut st, client, tokens)?;
         let now = Instant::now();
         st.tokens += tokens;
         *st.per_client.entry(client).or_default() += tokens;
