@@ -772,7 +772,7 @@ fn keys_rate_limits_and_cors() {
             "--client-rate",
             "0.5",
             "--client-burst",
-            "2",
+            "3",
             "--cors-origin",
             "https://lab.example.org",
         ],
@@ -792,8 +792,9 @@ fn keys_rate_limits_and_cors() {
     assert_eq!(no_key.json()["error_type"], "Unauthorized");
     // The key's client gets its burst, then 429 with the wait; the other key
     // has its own bucket.
-    assert_eq!(get("/info", &key1).status, 200);
-    assert_eq!(get("/info", &key1).status, 200);
+    for _ in 0..3 {
+        assert_eq!(get("/info", &key1).status, 200);
+    }
     let limited = get("/info", &key1);
     assert_eq!(limited.status, 429, "{}", limited.head);
     let wait: u64 = limited.header("retry-after").unwrap().parse().unwrap();
