@@ -25,7 +25,7 @@ const KEYS: [&str; 4] = [
 /// Requests each polite client sends per phase, one at a time.
 const POLITE_REQUESTS: usize = 25;
 /// A polite client's pause between its requests.
-const THINK: Duration = Duration::from_millis(50);
+const THINK: Duration = Duration::from_millis(200);
 /// The greedy client: this many connections at once, each sending batches
 /// of this many abstracts back to back; when refused, it waits as
 /// Retry-After says (at most 2 s), as the openai and huggingface_hub

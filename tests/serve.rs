@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 
-use common::http::{parse, raw, request};
+use common::http::{parse, request};
 use common::{ok, papersim};
 
 /// A library of the first `n` papers of the bundled arXiv sample.

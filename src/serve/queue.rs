@@ -341,7 +341,7 @@ fn worker(shared: &Shared, embedder: &Embedder) {
             }
             // Out of the queue, highest index first so the others stay valid.
             let mut picks: Vec<(usize, usize)> = plan.iter().map(|t| (t.job, t.texts)).collect();
-            picks.sort_by(|a, b| b.0.cmp(&a.0));
+            picks.sort_by_key(|p| std::cmp::Reverse(p.0));
             let mut taken: Vec<Taken> = picks
                 .into_iter()
                 .map(|(i, n)| {

@@ -59,12 +59,6 @@ pub fn exchange(
     raw_answer(addr, &msg)
 }
 
-/// Sends `msg` as is: (status, body).
-pub fn raw(addr: SocketAddr, msg: &[u8]) -> (u16, Vec<u8>) {
-    let a = raw_answer(addr, msg);
-    (a.status, a.body)
-}
-
 fn raw_answer(addr: SocketAddr, msg: &[u8]) -> Answer {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
