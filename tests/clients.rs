@@ -115,12 +115,15 @@ impl Drop for Server {
     }
 }
 
+/// The 40-paper library and the clients' python, or None (skipped).
+fn setup() -> Option<(&'static Path, PathBuf)> {
+    let lib = common::library_once(&LIB, &common::arxiv_sample(), &["--limit", "40"])?;
+    Some((lib, venv_python()?))
+}
+
 #[test]
 fn openai_and_huggingface_hub_clients_work_unchanged() {
-    let Some(lib) = common::library_once(&LIB, &common::arxiv_sample(), &["--limit", "40"]) else {
-        return;
-    };
-    let Some(python) = venv_python() else {
+    let Some((lib, python)) = setup() else {
         return;
     };
     let server = Server::start(lib, &[]);
@@ -132,10 +135,7 @@ fn openai_and_huggingface_hub_clients_work_unchanged() {
 
 #[test]
 fn with_an_api_key_the_clients_need_it_and_get_their_authentication_errors() {
-    let Some(lib) = common::library_once(&LIB, &common::arxiv_sample(), &["--limit", "40"]) else {
-        return;
-    };
-    let Some(python) = venv_python() else {
+    let Some((lib, python)) = setup() else {
         return;
     };
     let key = "3f9c2a7be14d6058c1a9e7d2b4f60a83";

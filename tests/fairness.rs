@@ -50,22 +50,11 @@ fn abstracts() -> Vec<String> {
         .collect()
 }
 
-fn post(addr: SocketAddr, key: &str, body: &serde_json::Value) -> (u16, Duration) {
+/// One `/embed` request with `key`: status, latency, and Retry-After (0
+/// when none).
+fn post(addr: SocketAddr, key: &str, body: &serde_json::Value) -> (u16, Duration, u64) {
     let auth = format!("Bearer {key}");
     let started = Instant::now();
-    let a = common::http::exchange(
-        addr,
-        "POST",
-        "/embed",
-        &[("Authorization", &auth)],
-        Some(body.to_string().as_bytes()),
-    );
-    (a.status, started.elapsed())
-}
-
-/// The greedy client's request: status and Retry-After (0 when none).
-fn post_greedy(addr: SocketAddr, body: &serde_json::Value) -> (u16, u64) {
-    let auth = format!("Bearer {}", KEYS[0]);
     let a = common::http::exchange(
         addr,
         "POST",
@@ -77,7 +66,7 @@ fn post_greedy(addr: SocketAddr, body: &serde_json::Value) -> (u16, u64) {
         .header("retry-after")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    (a.status, wait)
+    (a.status, started.elapsed(), wait)
 }
 
 /// The three polite clients at once: every latency, and the non-200s.
@@ -89,7 +78,8 @@ fn polite_round(addr: SocketAddr, texts: &Arc<Vec<String>>) -> (Vec<f64>, Vec<u1
                 let mut out = Vec::new();
                 for i in 0..POLITE_REQUESTS {
                     let text = &texts[(c * 37 + i) % 100];
-                    out.push(post(addr, KEYS[c], &json!({ "inputs": text })));
+                    let (status, took, _) = post(addr, KEYS[c], &json!({ "inputs": text }));
+                    out.push((status, took));
                     std::thread::sleep(THINK);
                 }
                 out
@@ -146,7 +136,7 @@ fn a_greedy_client_cannot_slow_the_polite_ones_down() {
                     let batch: Vec<&String> = (0..GREEDY_BATCH)
                         .map(|j| &texts[100 + (g * 71 + i * GREEDY_BATCH + j) % 300])
                         .collect();
-                    let (status, retry_after) = post_greedy(addr, &json!({ "inputs": batch }));
+                    let (status, _, retry_after) = post(addr, KEYS[0], &json!({ "inputs": batch }));
                     if status == 200 {
                         ok.fetch_add(1, Ordering::Relaxed);
                     } else {
