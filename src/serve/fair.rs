@@ -191,7 +191,8 @@ pub fn plan_call(jobs: &[Pending], budget: usize) -> Vec<Take> {
             used += t;
             n += 1;
         }
-        if n > 0 {
+        // A job with no texts is taken too, or it would wait forever.
+        if n > 0 || job.tokens.is_empty() {
             takes.push(Take { job: i, texts: n });
         }
         if n < job.tokens.len() {
@@ -309,6 +310,10 @@ mod tests {
             vec![Take { job: 0, texts: 1 }]
         );
         assert!(plan_call(&[], 100).is_empty());
+        assert_eq!(
+            plan_call(&[embed(0, 0, &[])], 100),
+            vec![Take { job: 0, texts: 0 }]
+        );
     }
 
     #[test]
