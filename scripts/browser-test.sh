@@ -2,9 +2,10 @@
 # The search page in a real browser: Debian's headless Chromium driven by
 # playwright-core (tests/browser). Installs what is missing (chromium via
 # apt-get, playwright-core via npm ci), builds papersim and a 200-paper
-# library from the bundled sample, serves it on a free loopback port, loads
-# the page, searches, clicks "more like this", builds a related-work list,
-# and stops the server. Leaves a screenshot in target/browser-test.png.
+# library from the bundled sample, serves it on a free loopback port with an
+# API key, loads the page, gives it the key (a wrong one first), searches,
+# clicks "more like this", builds a related-work list, and stops the server.
+# Leaves a screenshot in target/browser-test.png.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -36,7 +37,8 @@ trap cleanup EXIT
 
 "$bin" build --corpus data/arxiv-sample.jsonl.gz --library "$work/lib" --limit 200 >/dev/null
 # Port 0: the kernel picks a free port; the server prints the address it got.
-"$bin" serve --library "$work/lib" --addr 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
+key=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+PAPERSIM_API_KEY=$key "$bin" serve --library "$work/lib" --addr 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
 pid=$!
 url=
 for _ in $(seq 1 600); do
@@ -48,7 +50,7 @@ done
 [ -n "$url" ] || { echo "browser-test: no address from the server" >&2; exit 1; }
 echo "browser-test: server at $url"
 
-BASE_URL="$url" node tests/browser/page.test.mjs target/browser-test.png
+BASE_URL="$url" API_KEY="$key" node tests/browser/page.test.mjs target/browser-test.png
 
 kill -TERM "$pid"
 wait "$pid"

@@ -4,7 +4,9 @@
 //! huggingface_hub's `InferenceClient(model=url)` `feature_extraction` and
 //! `sentence_similarity` as against a text-embeddings-inference server, plus
 //! TEI's `/info` and `/tokenize` shapes. The checks live in
-//! `tests/clients/drive.py`. Skipped with a printed reason where python3,
+//! `tests/clients/drive.py`. Against a server with an API key, the same
+//! clients with the right key work and with a wrong or missing one raise
+//! their library's authentication error (`tests/clients/auth.py`). Skipped with a printed reason where python3,
 //! venv or pip is missing, except under CI=true, where that is a failure.
 #![cfg(feature = "serve")]
 
@@ -72,6 +74,24 @@ fn venv_python() -> Option<PathBuf> {
     Some(python)
 }
 
+static LIB: OnceLock<PathBuf> = OnceLock::new();
+
+/// Runs `tests/clients/SCRIPT ARGS…`; its last line, a JSON summary.
+fn drive(python: &Path, script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python)
+        .arg(common::root().join("tests/clients").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run tests/clients/{script}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a JSON summary")
+}
+
 /// `papersim serve` on a free loopback port, killed when dropped.
 struct Server {
     child: Child,
@@ -79,8 +99,8 @@ struct Server {
 }
 
 impl Server {
-    fn start(lib: &Path) -> Server {
-        let (child, addr) = common::start_server(lib, &[]);
+    fn start(lib: &Path, env: &[(&str, &str)]) -> Server {
+        let (child, addr) = common::start_server_env(lib, &[], env);
         Server {
             child,
             url: format!("http://{addr}"),
@@ -95,30 +115,35 @@ impl Drop for Server {
     }
 }
 
+/// The 40-paper library and the clients' python, or None (skipped).
+fn setup() -> Option<(&'static Path, PathBuf)> {
+    let lib = common::library_once(&LIB, &common::arxiv_sample(), &["--limit", "40"])?;
+    Some((lib, venv_python()?))
+}
+
 #[test]
 fn openai_and_huggingface_hub_clients_work_unchanged() {
-    static LIB: OnceLock<PathBuf> = OnceLock::new();
-    let Some(lib) = common::library_once(&LIB, &common::arxiv_sample(), &["--limit", "40"]) else {
+    let Some((lib, python)) = setup() else {
         return;
     };
-    let Some(python) = venv_python() else {
-        return;
-    };
-    let server = Server::start(lib);
-    let out = Command::new(&python)
-        .arg(common::root().join("tests/clients/drive.py"))
-        .arg(&server.url)
-        .output()
-        .expect("run tests/clients/drive.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "drive.py failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap_or_default()).expect("a JSON summary");
+    let server = Server::start(lib, &[]);
+    let summary = drive(&python, "drive.py", &[&server.url]);
     eprintln!("clients: {summary}");
     assert_eq!(summary["hf_too_long"], 413);
     assert_eq!(summary["hf_bad_request"], 422);
+}
+
+#[test]
+fn with_an_api_key_the_clients_need_it_and_get_their_authentication_errors() {
+    let Some((lib, python)) = setup() else {
+        return;
+    };
+    let key = "3f9c2a7be14d6058c1a9e7d2b4f60a83";
+    let server = Server::start(lib, &[("PAPERSIM_API_KEY", key)]);
+    let summary = drive(&python, "auth.py", &[&server.url, key]);
+    eprintln!("clients with a key: {summary}");
+    assert_eq!(summary["openai_wrong"], "AuthenticationError");
+    assert_eq!(summary["openai_missing"], "AuthenticationError");
+    assert_eq!(summary["hf_wrong"], "HfHubHTTPError 401");
+    assert_eq!(summary["hf_missing"], "HfHubHTTPError 401");
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{json, Value};
 
+use common::http::{parse, request};
 use common::{ok, papersim};
 
 /// A library of the first `n` papers of the bundled arXiv sample.
@@ -70,70 +71,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// One HTTP/1.1 exchange on a fresh connection: (status, body).
-fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(b) = body {
-        head += &format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        );
-    }
-    head += "\r\n";
-    let mut msg = head.into_bytes();
-    msg.extend_from_slice(body.unwrap_or_default());
-    raw(addr, &msg)
-}
-
-fn raw(addr: SocketAddr, msg: &[u8]) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s.write_all(msg).unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let split = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&resp)));
-    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap();
-    let mut body = resp[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    (status, body)
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
-        b = &b[eol + 4 + n..];
-    }
-}
-
-fn parse((status, body): (u16, Vec<u8>)) -> (u16, Value) {
-    let v = serde_json::from_slice(&body).unwrap_or_else(|_| {
-        panic!(
-            "status {status}, body not JSON: {:?}",
-            String::from_utf8_lossy(&body)
-        )
-    });
-    (status, v)
 }
 
 fn floats(v: &Value) -> Vec<f32> {
@@ -742,4 +679,180 @@ fn prompt_names_and_retrieve_model_on_a_model_with_prompts() {
             .contains("org/other-model"),
         "{v}"
     );
+}
+
+#[test]
+fn a_non_loopback_address_needs_a_key_or_allow_anonymous() {
+    let Some(lib) = library() else { return };
+    // Refused before the model is loaded: at once, naming the ways out.
+    for addr in ["0.0.0.0:8080", "[::]:8080", "192.168.1.20:8080"] {
+        let started = Instant::now();
+        let out = papersim(&["serve", "--library", common::s(lib), "--addr", addr]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{addr}: {}",
+            common::stderr(&out)
+        );
+        let err = common::stderr(&out);
+        for hint in [
+            "without an API key",
+            "--api-key-file",
+            "PAPERSIM_API_KEY",
+            "--allow-anonymous",
+        ] {
+            assert!(err.contains(hint), "{addr}: no {hint:?} in {err}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{addr}: slow refusal"
+        );
+    }
+    // A weak key is refused by file and line, without repeating the key.
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.txt");
+    std::fs::write(&keys, "# lab keys\n0123456789abcdef0123\nhunter2\n").unwrap();
+    let out = papersim(&[
+        "serve",
+        "--library",
+        common::s(lib),
+        "--api-key-file",
+        common::s(&keys),
+    ]);
+    let err = common::stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("keys.txt:3: a key of 7 characters"), "{err}");
+    assert!(!err.contains("hunter2"), "the key leaked: {err}");
+
+    // On purpose: it starts, and warns.
+    let mut child = common::command(&["serve", "--library", common::s(lib)])
+        .args(["--addr", "0.0.0.0:0", "--allow-anonymous"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    let mut out = child.stdout.take().unwrap();
+    while out.read(&mut b).unwrap_or(0) == 1 && b[0] != b'\n' {
+        line.push(b[0]);
+    }
+    let _ = child.kill();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let _ = child.wait();
+    assert!(
+        String::from_utf8_lossy(&line).contains("on http://0.0.0.0:"),
+        "{line:?}"
+    );
+    assert!(
+        err.contains("without an API key (--allow-anonymous)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn keys_rate_limits_and_cors() {
+    let Some(lib) = library() else { return };
+    let (k1, k2) = ("a3f1c9e27b5d4086a1c2", "9d8e7f6a5b4c3d2e1f00");
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("{k1}\n{k2}\n")).unwrap();
+    std::fs::set_permissions(&keys, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let server = Server::start(
+        lib,
+        &[
+            "--api-key-file",
+            common::s(&keys),
+            "--client-rate",
+            "0.5",
+            "--client-burst",
+            "3",
+            "--cors-origin",
+            "https://lab.example.org",
+        ],
+    );
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        common::http::exchange(server.addr, "GET", path, headers, None)
+    };
+    let bearer1 = format!("Bearer {k1}");
+    let bearer2 = format!("Bearer {k2}");
+    let key1 = [("Authorization", bearer1.as_str())];
+    let key2 = [("Authorization", bearer2.as_str())];
+
+    assert_eq!(get("/health", &[]).status, 200);
+    let no_key = get("/info", &[]);
+    assert_eq!(no_key.status, 401);
+    assert_eq!(no_key.header("www-authenticate"), Some("Bearer"));
+    assert_eq!(no_key.json()["error_type"], "Unauthorized");
+    // The key's client gets its burst, then 429 with the wait; the other key
+    // has its own bucket.
+    for _ in 0..3 {
+        assert_eq!(get("/info", &key1).status, 200);
+    }
+    let limited = get("/info", &key1);
+    assert_eq!(limited.status, 429, "{}", limited.head);
+    let wait: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    assert_eq!(get("/v1/models", &key2).status, 200);
+
+    // CORS: an allowed origin's preflight (no key needed) and answers.
+    let preflight = |origin: &str| {
+        common::http::exchange(
+            server.addr,
+            "OPTIONS",
+            "/search",
+            &[
+                ("Origin", origin),
+                ("Access-Control-Request-Method", "POST"),
+                (
+                    "Access-Control-Request-Headers",
+                    "authorization, content-type",
+                ),
+            ],
+            None,
+        )
+    };
+    let ok = preflight("https://lab.example.org");
+    assert_eq!(ok.status, 204, "{}", ok.head);
+    assert_eq!(
+        ok.header("access-control-allow-origin"),
+        Some("https://lab.example.org")
+    );
+    assert!(ok
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("authorization"));
+    let other = preflight("https://elsewhere.example.org");
+    assert_eq!(other.status, 403);
+    assert_eq!(other.header("access-control-allow-origin"), None);
+    let answer = common::http::exchange(
+        server.addr,
+        "POST",
+        "/search",
+        &[("Origin", "https://lab.example.org"), key2[0]],
+        Some(br#"{"query": "graph neural networks", "k": 2}"#),
+    );
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        Some("https://lab.example.org")
+    );
+
+    let m = String::from_utf8(get("/metrics", &key2).body).unwrap();
+    for (reason, at_least) in [("unauthorized", 1), ("client_rate", 1)] {
+        let n: u64 = m
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("papersim_rejected_total{{reason=\"{reason}\"}} "))
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {reason} in {m}"));
+        assert!(n >= at_least, "{reason}: {n}");
+    }
 }

@@ -181,7 +181,20 @@ fn papersim_error(e: &(dyn StdError + 'static)) -> Option<Where> {
         return Some(match e {
             ServeError::Store(s) => store(s),
             ServeError::Query(q) => query(q),
-            ServeError::Io { .. } => (kind("serve", e), None, None),
+            ServeError::Key(k) => {
+                use papersim::serve::auth::KeyError;
+                match k {
+                    KeyError::Read { path, .. } | KeyError::Empty { path } => {
+                        (kind("serve", k), file(path), None)
+                    }
+                    KeyError::BadKey { path, line, .. } => {
+                        (kind("serve", k), file(path), Some(*line))
+                    }
+                }
+            }
+            ServeError::Io { .. } | ServeError::Anonymous { .. } | ServeError::Origin { .. } => {
+                (kind("serve", e), None, None)
+            }
         });
     }
     if let Some(e) = e.downcast_ref::<QueryError>() {

@@ -1,11 +1,9 @@
 //! Request handlers: papersim's own endpoints, TEI's `/embed`, OpenAI's
 //! `/v1/embeddings`, and the page.
 
-use std::sync::atomic::Ordering;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{header, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
@@ -13,6 +11,8 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::error::{body_error, ApiError};
+use super::fair::Client;
+use super::queue::Refused;
 use super::request::{
     is_similarity, parse_embed_openai, parse_embed_tei, parse_related, parse_search, parse_similar,
     parse_similarity, parse_tokenize, ParseLimits, RelatedQuery,
@@ -132,17 +132,25 @@ fn request_prompt(s: &Shared, prompt_name: Option<&str>) -> Result<Option<Prompt
     }
 }
 
+/// A queue refusal as a 429, counted by reason.
+fn refused(s: &Shared, r: Refused) -> ApiError {
+    s.metrics.refuse(r.reason);
+    ApiError::too_many(r.reason, r.retry_after)
+}
+
 /// Embeds `texts` through the shared queue, `prompt` in front of each.
 /// Returns one vector per text and the tokens they were embedded with (the
 /// prompt's included). `truncate` false: a text over the model's window is
 /// a 413 instead of being cut.
 async fn embed_texts(
     s: &Shared,
+    client: Client,
     texts: Vec<String>,
     prompt: Option<Prompt>,
     truncate: bool,
     field: &str,
 ) -> Result<(Vec<Vec<f32>>, usize), ApiError> {
+    s.queue.precheck(client).map_err(|r| refused(s, r))?;
     let e = s.embedder.clone();
     let (texts, counts) = s
         .blocking(move || {
@@ -172,11 +180,12 @@ async fn embed_texts(
             .with_field(format!("{field}[{i}]")));
         }
     }
-    let tokens: usize = counts.iter().map(|&(n, _)| n).sum();
-    let rx = s.queue.embed(texts, tokens).map_err(|_| {
-        s.metrics.rejected_overload.fetch_add(1, Ordering::Relaxed);
-        ApiError::overloaded()
-    })?;
+    let per_text: Vec<usize> = counts.iter().map(|&(n, _)| n).collect();
+    let tokens: usize = per_text.iter().sum();
+    let rx = s
+        .queue
+        .embed(client, texts, per_text)
+        .map_err(|r| refused(s, r))?;
     let rows = rx
         .await
         .map_err(|_| ApiError::internal("the embedding worker failed"))?
@@ -190,6 +199,7 @@ async fn embed_texts(
 
 pub async fn search(
     State(s): State<Shared>,
+    Extension(client): Extension<Client>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let req = parse_search(&body.map_err(body_error)?, &parse_limits(&s))?;
@@ -198,7 +208,8 @@ pub async fn search(
     // Embedded in keyword mode too: the cosine is the score every mode shows.
     let vector = {
         let prompt = s.embedder.prompt(Role::Query).cloned();
-        let (mut v, _) = embed_texts(&s, vec![req.query.clone()], prompt, true, "query").await?;
+        let (mut v, _) =
+            embed_texts(&s, client, vec![req.query.clone()], prompt, true, "query").await?;
         v.pop()
     };
     let text = req.query.clone();
@@ -223,13 +234,10 @@ pub async fn search(
         let (l, text) = (lib.clone(), req.query.clone());
         let rx = s
             .queue
-            .task(RELATED_COST_TOKENS, move |e| {
+            .task(client, RELATED_COST_TOKENS, move |e| {
                 query::explain_query(&l, e, &text, &mut hits).map(|()| hits)
             })
-            .map_err(|_| {
-                s.metrics.rejected_overload.fetch_add(1, Ordering::Relaxed);
-                ApiError::overloaded()
-            })?;
+            .map_err(|r| refused(&s, r))?;
         hits = rx
             .await
             .map_err(|_| ApiError::internal("the embedding worker failed"))??;
@@ -270,6 +278,7 @@ pub async fn similar(
 
 pub async fn related(
     State(s): State<Shared>,
+    Extension(client): Extension<Client>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let parsed = parse_related(&body.map_err(body_error)?, &parse_limits(&s))?;
@@ -282,13 +291,10 @@ pub async fn related(
         // turn with the merged embedding batches.
         let rx = s
             .queue
-            .task(RELATED_COST_TOKENS, move |e| {
+            .task(client, RELATED_COST_TOKENS, move |e| {
                 query::related(&l, Some(e), &r, &o)
             })
-            .map_err(|_| {
-                s.metrics.rejected_overload.fetch_add(1, Ordering::Relaxed);
-                ApiError::overloaded()
-            })?;
+            .map_err(|r| refused(&s, r))?;
         rx.await
             .map_err(|_| ApiError::internal("the embedding worker failed"))??
     } else {
@@ -312,11 +318,12 @@ pub async fn related(
 /// text-embeddings-inference's `POST /embed`.
 pub async fn embed_tei(
     State(s): State<Shared>,
+    Extension(client): Extension<Client>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<Vec<f32>>>, ApiError> {
     let req = parse_embed_tei(&body.map_err(body_error)?, &parse_limits(&s))?;
     let prompt = request_prompt(&s, req.prompt_name.as_deref())?;
-    let (vectors, _) = embed_texts(&s, req.texts, prompt, req.truncate, "inputs").await?;
+    let (vectors, _) = embed_texts(&s, client, req.texts, prompt, req.truncate, "inputs").await?;
     Ok(Json(vectors))
 }
 
@@ -326,15 +333,16 @@ pub async fn embed_tei(
 /// them to a TEI url.
 pub async fn tei_root(
     State(s): State<Shared>,
+    Extension(client): Extension<Client>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(body_error)?;
     if is_similarity(&body) {
-        return similarity(&s, &body).await.map(|v| Json(json!(v)));
+        return similarity(&s, client, &body).await.map(|v| Json(json!(v)));
     }
     let req = parse_embed_tei(&body, &parse_limits(&s))?;
     let prompt = request_prompt(&s, req.prompt_name.as_deref())?;
-    let (vectors, _) = embed_texts(&s, req.texts, prompt, req.truncate, "inputs").await?;
+    let (vectors, _) = embed_texts(&s, client, req.texts, prompt, req.truncate, "inputs").await?;
     Ok(Json(json!(vectors)))
 }
 
@@ -342,18 +350,21 @@ pub async fn tei_root(
 /// `source_sentence` to each of `sentences`.
 pub async fn similarity_tei(
     State(s): State<Shared>,
+    Extension(client): Extension<Client>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Vec<f32>>, ApiError> {
-    similarity(&s, &body.map_err(body_error)?).await.map(Json)
+    similarity(&s, client, &body.map_err(body_error)?)
+        .await
+        .map(Json)
 }
 
-async fn similarity(s: &Shared, body: &[u8]) -> Result<Vec<f32>, ApiError> {
+async fn similarity(s: &Shared, client: Client, body: &[u8]) -> Result<Vec<f32>, ApiError> {
     let q = parse_similarity(body, &parse_limits(s))?;
     let mut texts = Vec::with_capacity(q.others.len() + 1);
     texts.push(q.source);
     texts.extend(q.others);
     let prompt = request_prompt(s, None)?;
-    let (vectors, _) = embed_texts(s, texts, prompt, q.truncate, "inputs").await?;
+    let (vectors, _) = embed_texts(s, client, texts, prompt, q.truncate, "inputs").await?;
     let (source, others) = vectors
         .split_first()
         .ok_or_else(|| ApiError::internal("no vectors came back"))?;
@@ -425,10 +436,11 @@ pub async fn model_openai(State(s): State<Shared>, Path(id): Path<String>) -> Re
 /// OpenAI's `POST /v1/embeddings`.
 pub async fn embed_openai(
     State(s): State<Shared>,
+    Extension(client): Extension<Client>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let result = match body {
-        Ok(body) => openai(&s, &body).await,
+        Ok(body) => openai(&s, client, &body).await,
         Err(e) => Err(body_error(e)),
     };
     match result {
@@ -437,13 +449,13 @@ pub async fn embed_openai(
     }
 }
 
-async fn openai(s: &Shared, body: &[u8]) -> Result<Value, ApiError> {
+async fn openai(s: &Shared, client: Client, body: &[u8]) -> Result<Value, ApiError> {
     let req = parse_embed_openai(body, &parse_limits(s))?;
     let base64 = req.base64;
     let model = req.model.unwrap_or_else(|| s.model_name.clone());
     // OpenAI's API has no prompt field: the model's default_prompt_name's.
     let prompt = request_prompt(s, None)?;
-    let (vectors, tokens) = embed_texts(s, req.texts, prompt, true, "input").await?;
+    let (vectors, tokens) = embed_texts(s, client, req.texts, prompt, true, "input").await?;
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()

@@ -3,8 +3,8 @@
 //!
 //! Two error shapes, because clients of each dialect parse their own:
 //! text-embeddings-inference's `{"error": "...", "error_type": "..."}` (with
-//! a `field` added) everywhere, and OpenAI's
-//! `{"error": {"message", "type", "param", "code"}}` on `/v1/embeddings`.
+//! a `field` added: papersim's own shape) everywhere, and OpenAI's
+//! `{"error": {"message", "type", "param", "code"}}` under `/v1/`.
 
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
 
+use super::fair::Refusal;
 use crate::query::QueryError;
 
 /// An error response: status, TEI-style kind, message and offending field,
@@ -19,14 +20,19 @@ use crate::query::QueryError;
 /// OpenAI's.
 #[derive(Debug)]
 pub struct ApiError {
-    /// The HTTP status; 429 also gets a `Retry-After: 1` header.
+    /// The HTTP status; 429 also gets a `Retry-After` header
+    /// ([`retry_after`](Self::retry_after) seconds), 401 a
+    /// `WWW-Authenticate: Bearer`.
     pub status: StatusCode,
-    /// TEI's error_type: Validation, Overloaded, Backend, Tokenizer, Empty, NotFound, Timeout.
+    /// TEI's error_type: Validation, Overloaded, Backend, Tokenizer, Empty,
+    /// NotFound, Timeout, Unauthorized.
     pub kind: &'static str,
     /// What went wrong, for a person reading the response.
     pub message: String,
     /// The request field at fault, as a path (`inputs[2]`, `filters.since`).
     pub field: Option<String>,
+    /// Seconds for a 429's `Retry-After`.
+    pub retry_after: u64,
     openai: bool,
 }
 
@@ -38,6 +44,7 @@ impl ApiError {
             kind,
             message: message.into(),
             field: None,
+            retry_after: 1,
             openai: false,
         }
     }
@@ -71,6 +78,34 @@ impl ApiError {
         )
     }
 
+    /// A 429 of kind `Overloaded` for a client over its share: of the
+    /// embedding queue or of the request rate.
+    pub fn too_many(reason: Refusal, retry_after: u64) -> Self {
+        let message = match reason {
+            Refusal::ClientRate => {
+                "this client sent more requests than its rate allows; retry after the Retry-After seconds"
+            }
+            Refusal::ClientShare => {
+                "this client already has its share of the embedding queue waiting; retry after the Retry-After seconds"
+            }
+            _ => "the embedding queue is full; retry shortly",
+        };
+        ApiError {
+            retry_after: retry_after.max(1),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "Overloaded", message)
+        }
+    }
+
+    /// A 401: no key, or a wrong one. The message never repeats the token.
+    pub fn unauthorized(missing: bool) -> Self {
+        let message = if missing {
+            "this server needs an API key: send the header `Authorization: Bearer KEY`"
+        } else {
+            "the API key is not one of this server's keys"
+        };
+        ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", message)
+    }
+
     /// Render in OpenAI's shape.
     pub fn openai(mut self) -> Self {
         self.openai = true;
@@ -81,16 +116,19 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = if self.openai {
-            let kind = match self.status.as_u16() {
-                429 => "rate_limit_error",
-                400..=499 => "invalid_request_error",
-                _ => "server_error",
+            // As OpenAI's own API answers: a bad key is an
+            // invalid_request_error whose code is invalid_api_key.
+            let (kind, code) = match self.status.as_u16() {
+                401 => ("invalid_request_error", Some("invalid_api_key")),
+                429 => ("rate_limit_error", None),
+                400..=499 => ("invalid_request_error", None),
+                _ => ("server_error", None),
             };
             serde_json::json!({"error": {
                 "message": self.message,
                 "type": kind,
                 "param": self.field,
-                "code": null,
+                "code": code,
             }})
         } else {
             serde_json::json!({
@@ -103,7 +141,13 @@ impl IntoResponse for ApiError {
         if self.status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
+                axum::http::HeaderValue::from(self.retry_after),
+            );
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
             );
         }
         resp

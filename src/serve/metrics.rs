@@ -6,6 +6,17 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::fair::Refusal;
+
+/// Every reason a request may be refused, in the order `/metrics` lists them.
+pub const REFUSALS: [Refusal; 5] = [
+    Refusal::Unauthorized,
+    Refusal::ClientRate,
+    Refusal::ClientShare,
+    Refusal::QueueFull,
+    Refusal::IndexQueueFull,
+];
+
 /// Latency buckets (seconds): from a cached /health to a queued batch.
 const LATENCY: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -87,9 +98,8 @@ pub struct Metrics {
     pub batch_requests: Histogram,
     /// Seconds per merged embedding call.
     pub forward_seconds: Histogram,
-    /// Requests refused with 429 because the embedding queue or the index
-    /// work queue was full.
-    pub rejected_overload: AtomicU64,
+    /// Requests refused (401 or 429), per [`Refusal`], in [`REFUSALS`] order.
+    refused: [AtomicU64; REFUSALS.len()],
     /// Requests that ran past the per-request timeout (answered 503).
     pub timeouts: AtomicU64,
     /// New library generations switched to.
@@ -115,7 +125,7 @@ impl Default for Metrics {
             batch_texts: Histogram::new(SIZES),
             batch_requests: Histogram::new(SIZES),
             forward_seconds: Histogram::new(LATENCY),
-            rejected_overload: AtomicU64::new(0),
+            refused: Default::default(),
             timeouts: AtomicU64::new(0),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -130,6 +140,13 @@ impl Metrics {
     pub fn set_queue(&self, jobs: usize, tokens: usize) {
         self.queue_jobs.store(jobs, Ordering::Relaxed);
         self.queue_tokens.store(tokens, Ordering::Relaxed);
+    }
+
+    /// Counts a refused request.
+    pub fn refuse(&self, why: Refusal) {
+        if let Some(i) = REFUSALS.iter().position(|&r| r == why) {
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts a request in flight; pair with [`end_request`](Self::end_request).
@@ -241,12 +258,16 @@ impl Metrics {
             "Duration of one merged embedding call.",
             &self.forward_seconds,
         );
-        counter(
-            &mut o,
-            "papersim_rejected_overload_total",
-            "Requests refused with 429 because the queue was full.",
-            load64(&self.rejected_overload),
-        );
+        o.push_str("# HELP papersim_rejected_total Requests refused, by reason (401: unauthorized; 429: the others).\n");
+        o.push_str("# TYPE papersim_rejected_total counter\n");
+        for (r, n) in REFUSALS.iter().zip(&self.refused) {
+            let _ = writeln!(
+                o,
+                "papersim_rejected_total{{reason=\"{}\"}} {}",
+                r.label(),
+                load64(n)
+            );
+        }
         counter(
             &mut o,
             "papersim_request_timeouts_total",

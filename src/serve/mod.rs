@@ -10,8 +10,11 @@
 //! `Arc` that a watcher swaps when `manifest.json` names a new generation;
 //! a request holds the `Arc` it started with, so a swap never fails it.
 
+mod access;
 mod api;
+pub mod auth;
 pub mod error;
+pub mod fair;
 pub mod metrics;
 pub mod queue;
 pub mod request;
@@ -45,6 +48,27 @@ pub enum ServeError {
     /// The session could not be opened: model missing or not the library's.
     #[error(transparent)]
     Query(#[from] QueryError),
+    /// A key file or `PAPERSIM_API_KEY` cannot be used.
+    #[error(transparent)]
+    Key(#[from] auth::KeyError),
+    /// A non-loopback address without a key and without `allow_anonymous`.
+    #[error(
+        "refusing to listen on {addr} without an API key: anyone who can reach it could read the \
+         library and spend its CPU. Put keys in a file (one a line, e.g. \
+         `openssl rand -hex 32 > keys.txt; chmod 600 keys.txt`) and pass --api-key-file keys.txt, \
+         or set PAPERSIM_API_KEY; pass --allow-anonymous to serve this network without keys on purpose, \
+         or listen on 127.0.0.1"
+    )]
+    Anonymous {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// A `--cors-origin` that is not an origin.
+    #[error("--cors-origin {origin:?}: not an origin; give scheme://host[:port] without a path (e.g. https://lab.example.org), or * for any")]
+    Origin {
+        /// What was given.
+        origin: String,
+    },
     /// A socket or runtime operation failed (binding the address, serving,
     /// starting tokio or the queue worker).
     #[error("{what}: {source}")]
@@ -79,6 +103,13 @@ pub struct Limits {
     pub batch_tokens: usize,
     /// Index requests (search, similar, related) waiting for a core (429 past it).
     pub max_waiting_queries: usize,
+    /// Tokens merged into one embedding call while several clients are
+    /// active: a request waits for at most one such call of others' work.
+    pub fair_batch_tokens: usize,
+    /// Requests a second per client (key or address); 0: no limit.
+    pub client_rate: f64,
+    /// Requests a client may send at once before `client_rate` applies.
+    pub client_burst: f64,
 }
 
 fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -99,6 +130,11 @@ impl Default for Limits {
             // data-parallel worker on a 2-core machine.
             batch_tokens: 8_192,
             max_waiting_queries: 256,
+            // One abstract (~250 tokens) is ~50 ms of the 2-core machine's
+            // forward: measured as fast per token as 4,096-token calls.
+            fair_batch_tokens: 256,
+            client_rate: 0.0,
+            client_burst: 20.0,
         }
     }
 }
@@ -116,10 +152,42 @@ pub struct ServeOptions {
     pub limits: Limits,
     /// How often manifest.json is checked for a new generation.
     pub poll: Duration,
+    /// Who may use the server, and from which web pages.
+    pub access: Access,
+}
+
+/// Who may use the server: keys, whether a non-loopback address may go
+/// without one, and the origins of web pages allowed to call it.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// The API keys; none: no authentication (loopback, or
+    /// `allow_anonymous`).
+    pub keys: auth::ApiKeys,
+    /// Serve a non-loopback address without keys, on purpose.
+    pub allow_anonymous: bool,
+    /// Origins (`https://host[:port]`, or `*`) whose pages may call the
+    /// API (CORS); none by default.
+    pub cors_origins: Vec<String>,
+}
+
+/// Refuses a non-loopback address without keys unless anonymous access
+/// was asked for; Ok(true) when the server is open to a network on
+/// purpose (worth a warning).
+pub fn check_exposure(addr: SocketAddr, access: &Access) -> Result<bool, ServeError> {
+    if addr.ip().to_canonical().is_loopback() || !access.keys.is_empty() {
+        return Ok(false);
+    }
+    if access.allow_anonymous {
+        return Ok(true);
+    }
+    Err(ServeError::Anonymous { addr })
 }
 
 pub(crate) struct AppState {
     library: RwLock<Arc<Library>>,
+    access: Access,
+    /// Each client's request-rate bucket (when `client_rate` is set).
+    rates: std::sync::Mutex<std::collections::HashMap<fair::Client, fair::Bucket>>,
     embedder: Arc<Embedder>,
     queue: Queue,
     metrics: Arc<Metrics>,
@@ -157,9 +225,7 @@ impl AppState {
     ) -> Result<R, ApiError> {
         if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.limits.max_waiting_queries {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
-            self.metrics
-                .rejected_overload
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.refuse(fair::Refusal::IndexQueueFull);
             return Err(ApiError::overloaded());
         }
         let permit = self.cores.acquire().await;
@@ -180,6 +246,20 @@ fn note_library(m: &Metrics, lib: &Library) {
 /// Serves `opts.library` until SIGINT or SIGTERM; `on_ready` gets the bound
 /// address (useful with port 0) once the server accepts connections.
 pub fn run(opts: ServeOptions, on_ready: &dyn Fn(SocketAddr)) -> Result<(), ServeError> {
+    // Before the model is loaded: a refusal should be immediate.
+    if check_exposure(opts.addr, &opts.access)? {
+        tracing::warn!(
+            "listening on {} without an API key (--allow-anonymous): anyone who can reach this address can use the server",
+            opts.addr
+        );
+    }
+    for origin in &opts.access.cors_origins {
+        if !access::is_origin(origin) {
+            return Err(ServeError::Origin {
+                origin: origin.clone(),
+            });
+        }
+    }
     let needs = Needs {
         model: true,
         keyword: false,
@@ -191,6 +271,7 @@ pub fn run(opts: ServeOptions, on_ready: &dyn Fn(SocketAddr)) -> Result<(), Serv
         embedder.clone(),
         QueueLimits {
             batch_tokens: opts.limits.batch_tokens,
+            fair_batch_tokens: opts.limits.fair_batch_tokens,
             max_queued_tokens: opts.limits.max_queued_tokens,
         },
         metrics.clone(),
@@ -204,6 +285,8 @@ pub fn run(opts: ServeOptions, on_ready: &dyn Fn(SocketAddr)) -> Result<(), Serv
     };
     let state = Arc::new(AppState {
         library: RwLock::new(Arc::new(lib)),
+        access: opts.access.clone(),
+        rates: std::sync::Mutex::default(),
         embedder,
         queue: queue.clone(),
         metrics,
@@ -245,13 +328,16 @@ async fn serve(
     let stopping = Arc::new(Notify::new());
     let notify = stopping.clone();
     let mut server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                tracing::info!("shutting down: finishing in-flight requests");
-                notify.notify_one();
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            notify.notify_one();
+        })
+        .await
     });
     on_ready(addr);
     // Graceful shutdown waits for every open connection; a client that
@@ -306,6 +392,7 @@ fn router(state: Shared) -> Router {
         .route("/v1/models/{*id}", get(api::model_openai))
         .route("/v1/embeddings", post(api::embed_openai))
         .fallback(api::not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), access::gate))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .with_state(state)

@@ -1,63 +1,52 @@
 //! The embedding queue: concurrent requests are merged into shared forward
-//! passes.
+//! passes, and the model's time is shared fairly between clients.
 //!
 //! One worker thread owns the model's compute: requests never call the
 //! model themselves. Each request enqueues a job and awaits its reply. While
-//! the worker is busy with one batch, new jobs pile up; when it comes back it
-//! takes every queued embedding job that fits a token budget and embeds all
-//! their texts in one [`Embedder::embed`] call, whose length-sorted batch
-//! planner then packs texts of different requests into the same forwards.
-//! So an idle server answers a lone request at once, and a loaded one does
-//! few large forwards instead of one per request. Admission is bounded by
-//! queued tokens: past the bound a request is refused ([`Overloaded`], HTTP
-//! 429) instead of waiting in an unbounded queue.
+//! the worker is busy with one call, new jobs pile up; when it comes back it
+//! plans the next call ([`fair::plan_call`]): queued embedding jobs in
+//! start-time fair order, up to a token budget, all their texts embedded in
+//! one [`Embedder::embed`] call, whose length-sorted batch planner then
+//! packs texts of different requests into the same forwards. So an idle
+//! server answers a lone request at once, and a loaded one does few large
+//! forwards instead of one per request.
+//!
+//! Fairness: a job is tagged by its client's place in the fair order, so a
+//! client's new request is served before another client's backlog; a job
+//! larger than the call budget is cut between texts, the rest waiting its
+//! turn; and while several clients are active the budget is small
+//! ([`fair::call_budget`]), so nobody waits behind more than one short call.
+//! Admission is bounded by queued tokens, shared between the clients in the
+//! queue ([`fair::admit`]): past it a request is refused (HTTP 429) instead
+//! of waiting in an unbounded queue.
 //!
 //! Work that needs the model for more than a plain embedding (related-work
 //! lists embed drafts and explanation sentences) runs as a task on the same
 //! thread, so the cores are never oversubscribed by two forwards at once.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
+use super::fair::{self, Client, FairClock, Pending, Refusal};
 use super::metrics::Metrics;
 use crate::embed::{EmbedError, Embedder};
 
-/// A job is refused: the queue already holds its budget of tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Overloaded;
+/// A client that queued work this recently still counts as active, for
+/// [`fair::call_budget`]: a polite client between two requests must not
+/// find a full-size call of someone else's in its way.
+const ACTIVE_WINDOW: Duration = Duration::from_secs(2);
 
-/// What kind of job sits in the queue, for [`next_batch`].
+/// A job is refused: why, and how many seconds the client should wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A plain embedding of texts; can be merged with its neighbours.
-    Embed,
-    /// A closure that uses the model itself; always runs alone.
-    Task,
-}
-
-/// How many jobs from the front of the queue the worker takes next: one
-/// task alone, or the run of embedding jobs at the front whose tokens fit
-/// `budget` (at least one, however large: admission already bounded it).
-/// FIFO: an embedding job never overtakes a task queued before it.
-pub fn next_batch(queue: impl IntoIterator<Item = (Kind, usize)>, budget: usize) -> usize {
-    let mut taken = 0;
-    let mut tokens = 0;
-    for (kind, t) in queue {
-        match kind {
-            Kind::Task if taken == 0 => return 1,
-            Kind::Task => break,
-            Kind::Embed if taken > 0 && tokens + t > budget => break,
-            Kind::Embed => {
-                taken += 1;
-                tokens += t;
-            }
-        }
-    }
-    taken
+pub struct Refused {
+    /// Queue full, or the client's share of it taken.
+    pub reason: Refusal,
+    /// For `Retry-After`.
+    pub retry_after: u64,
 }
 
 /// Splits the rows of a merged embedding back into each request's share:
@@ -76,21 +65,40 @@ type Reply = oneshot::Sender<Result<Vec<f32>, EmbedError>>;
 type TaskFn = Box<dyn FnOnce(&Embedder) + Send>;
 
 enum Work {
-    Embed { texts: Vec<String>, reply: Reply },
-    Task(TaskFn),
+    /// Texts still to embed (with their token counts), the rows of those
+    /// already embedded, and where the whole answer goes.
+    Embed {
+        texts: Vec<String>,
+        tokens: Vec<usize>,
+        done: Vec<f32>,
+        reply: Reply,
+    },
+    Task {
+        run: TaskFn,
+        cost: [usize; 1],
+    },
 }
 
 struct Job {
     work: Work,
-    tokens: usize,
+    client: Client,
+    start: u64,
+    seq: u64,
     enqueued: Instant,
 }
 
 impl Job {
-    fn kind(&self) -> Kind {
-        match self.work {
-            Work::Embed { .. } => Kind::Embed,
-            Work::Task(_) => Kind::Task,
+    fn pending(&self) -> (bool, &[usize]) {
+        match &self.work {
+            Work::Embed { tokens, .. } => (false, tokens),
+            Work::Task { cost, .. } => (true, cost),
+        }
+    }
+
+    fn tokens(&self) -> usize {
+        match &self.work {
+            Work::Embed { tokens, .. } => tokens.iter().sum(),
+            Work::Task { cost, .. } => cost[0],
         }
     }
 }
@@ -101,15 +109,48 @@ pub struct QueueLimits {
     /// Tokens of queued work merged into one `embed` call (which cuts them
     /// into forwards of its own token budget).
     pub batch_tokens: usize,
-    /// Tokens that may wait in the queue; more is refused.
+    /// Tokens per call while several clients are active.
+    pub fair_batch_tokens: usize,
+    /// Tokens that may wait in the queue, shared between clients; more is
+    /// refused.
     pub max_queued_tokens: usize,
 }
 
 #[derive(Default)]
 struct State {
-    jobs: VecDeque<Job>,
+    jobs: Vec<Job>,
+    /// Tokens queued in all, and per client; a job being embedded counts
+    /// until it is done.
     tokens: usize,
+    per_client: HashMap<Client, usize>,
+    /// When each client last queued work.
+    last_seen: HashMap<Client, Instant>,
+    clock: FairClock,
+    seq: u64,
+    /// Tokens a second the model has been embedding (moving average), for
+    /// `Retry-After`.
+    tokens_per_s: f64,
     closed: bool,
+}
+
+impl State {
+    fn release(&mut self, client: Client, tokens: usize) {
+        self.tokens = self.tokens.saturating_sub(tokens);
+        if let Some(t) = self.per_client.get_mut(&client) {
+            *t = t.saturating_sub(tokens);
+            if *t == 0 {
+                self.per_client.remove(&client);
+            }
+        }
+    }
+
+    /// Clients with queued work or seen within [`ACTIVE_WINDOW`].
+    fn active_clients(&mut self, now: Instant) -> usize {
+        let per_client = &self.per_client;
+        self.last_seen
+            .retain(|c, t| now.duration_since(*t) < ACTIVE_WINDOW || per_client.contains_key(c));
+        self.last_seen.len()
+    }
 }
 
 struct Shared {
@@ -121,7 +162,7 @@ struct Shared {
 
 impl Shared {
     // A panic while the lock is held cannot leave `State` half-updated (every
-    // update is a push/pop plus a counter), so a poisoned lock is still usable.
+    // update is a push/pop plus counters), so a poisoned lock is still usable.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -153,20 +194,56 @@ impl Queue {
         Ok((Queue { shared }, handle))
     }
 
-    fn push(&self, work: Work, tokens: usize) -> Result<(), Overloaded> {
+    /// Whether `client`'s job of `tokens` would be let in now.
+    fn admit(&self, st: &mut State, client: Client, tokens: usize) -> Result<(), Refused> {
+        let now = Instant::now();
+        let own = st.per_client.get(&client).copied().unwrap_or(0);
+        // Shared between the clients active lately, not only those with work
+        // queued this instant: a polite client between two requests still
+        // holds its place.
+        let active = st.active_clients(now);
+        let others = active - usize::from(st.last_seen.contains_key(&client));
+        let admitted = if st.closed {
+            Err(Refusal::QueueFull)
+        } else {
+            fair::admit(
+                own,
+                st.tokens,
+                others,
+                tokens,
+                self.shared.limits.max_queued_tokens,
+            )
+        };
+        admitted.map_err(|reason| Refused {
+            reason,
+            retry_after: fair::retry_after_secs(own.max(tokens), st.tokens_per_s),
+        })
+    }
+
+    /// Refuses `client` before its texts are even tokenized when it already
+    /// holds its share of the queue: a client hammering a full queue costs
+    /// little.
+    pub fn precheck(&self, client: Client) -> Result<(), Refused> {
         let mut st = self.shared.lock();
-        // An empty queue always admits, so a request within the per-request
-        // limits can never be refused forever.
-        if st.closed
-            || (!st.jobs.is_empty() && st.tokens + tokens > self.shared.limits.max_queued_tokens)
-        {
-            return Err(Overloaded);
-        }
+        self.admit(&mut st, client, 1)
+    }
+
+    fn push(&self, client: Client, work: Work, tokens: usize) -> Result<(), Refused> {
+        let mut st = self.shared.lock();
+        self.admit(&mut st, client, tokens)?;
+        let now = Instant::now();
         st.tokens += tokens;
-        st.jobs.push_back(Job {
+        *st.per_client.entry(client).or_default() += tokens;
+        st.last_seen.insert(client, now);
+        let start = st.clock.tag(client, tokens);
+        st.seq += 1;
+        let seq = st.seq;
+        st.jobs.push(Job {
             work,
-            tokens,
-            enqueued: Instant::now(),
+            client,
+            start,
+            seq,
+            enqueued: now,
         });
         self.shared.metrics.set_queue(st.jobs.len(), st.tokens);
         drop(st);
@@ -174,15 +251,23 @@ impl Queue {
         Ok(())
     }
 
-    /// Queues `texts` (`tokens` in all) for embedding; the reply holds
-    /// `texts.len() * dim` floats in input order.
+    /// Queues `texts` (`tokens[i]` tokens each) for embedding on behalf of
+    /// `client`; the reply holds `texts.len() * dim` floats in input order.
     pub fn embed(
         &self,
+        client: Client,
         texts: Vec<String>,
-        tokens: usize,
-    ) -> Result<oneshot::Receiver<Result<Vec<f32>, EmbedError>>, Overloaded> {
+        tokens: Vec<usize>,
+    ) -> Result<oneshot::Receiver<Result<Vec<f32>, EmbedError>>, Refused> {
         let (tx, rx) = oneshot::channel();
-        self.push(Work::Embed { texts, reply: tx }, tokens)?;
+        let total = tokens.iter().sum();
+        let work = Work::Embed {
+            texts,
+            tokens,
+            done: Vec::new(),
+            reply: tx,
+        };
+        self.push(client, work, total)?;
         Ok(rx)
     }
 
@@ -190,15 +275,17 @@ impl Queue {
     /// admission weight in tokens. The receiver errs if `f` panicked.
     pub fn task<R: Send + 'static>(
         &self,
+        client: Client,
         cost: usize,
         f: impl FnOnce(&Embedder) -> R + Send + 'static,
-    ) -> Result<oneshot::Receiver<R>, Overloaded> {
+    ) -> Result<oneshot::Receiver<R>, Refused> {
         let (tx, rx) = oneshot::channel();
         let run: TaskFn = Box::new(move |e: &Embedder| {
             // The requester may have given up (timeout); nothing to do then.
             let _ = tx.send(f(e));
         });
-        self.push(Work::Task(run), cost)?;
+        let work = Work::Task { run, cost: [cost] };
+        self.push(client, work, cost)?;
         Ok(rx)
     }
 
@@ -209,9 +296,17 @@ impl Queue {
     }
 }
 
+/// Part of a job in the current call: the job itself (out of the queue
+/// meanwhile) and how many of its texts the call embeds.
+struct Taken {
+    job: Job,
+    texts: Vec<String>,
+    taken_tokens: usize,
+}
+
 fn worker(shared: &Shared, embedder: &Embedder) {
     loop {
-        let batch: Vec<Job> = {
+        let taken: Vec<Taken> = {
             let mut st = shared.lock();
             while st.jobs.is_empty() && !st.closed {
                 st = shared.ready.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -219,98 +314,154 @@ fn worker(shared: &Shared, embedder: &Embedder) {
             if st.jobs.is_empty() {
                 return;
             }
-            let n = next_batch(
-                st.jobs.iter().map(|j| (j.kind(), j.tokens)),
+            let budget = fair::call_budget(
+                st.active_clients(Instant::now()),
                 shared.limits.batch_tokens,
+                shared.limits.fair_batch_tokens,
             );
-            let batch: Vec<Job> = st.jobs.drain(..n).collect();
-            st.tokens -= batch.iter().map(|j| j.tokens).sum::<usize>();
+            let plan = {
+                let pending: Vec<Pending> = st
+                    .jobs
+                    .iter()
+                    .map(|j| {
+                        let (task, tokens) = j.pending();
+                        Pending {
+                            task,
+                            start: j.start,
+                            seq: j.seq,
+                            tokens,
+                        }
+                    })
+                    .collect();
+                fair::plan_call(&pending, budget)
+            };
+            if let Some(first) = plan.first() {
+                let start = st.jobs[first.job].start;
+                st.clock.serve(start);
+            }
+            // Out of the queue, highest index first so the others stay valid.
+            let mut picks: Vec<(usize, usize)> = plan.iter().map(|t| (t.job, t.texts)).collect();
+            picks.sort_by_key(|p| std::cmp::Reverse(p.0));
+            let mut taken: Vec<Taken> = picks
+                .into_iter()
+                .map(|(i, n)| {
+                    let mut job = st.jobs.swap_remove(i);
+                    let (texts, taken_tokens) = match &mut job.work {
+                        Work::Embed { texts, tokens, .. } => {
+                            let n = n.min(texts.len());
+                            let t: usize = tokens.drain(..n).sum();
+                            // The rest of the job keeps its place in the
+                            // fair order, behind what was taken.
+                            job.start += t as u64;
+                            (texts.drain(..n).collect(), t)
+                        }
+                        Work::Task { .. } => (Vec::new(), 0),
+                    };
+                    Taken {
+                        job,
+                        texts,
+                        taken_tokens,
+                    }
+                })
+                .collect();
+            taken.sort_by_key(|t| t.job.seq);
             shared.metrics.set_queue(st.jobs.len(), st.tokens);
-            batch
+            taken
         };
-        let waited = batch.first().map(|j| j.enqueued.elapsed());
-        if let Some(w) = waited {
+        if let Some(w) = taken.iter().map(|t| t.job.enqueued.elapsed()).max() {
             shared.metrics.queue_wait.observe(w.as_secs_f64());
         }
-        run_batch(shared, embedder, batch);
+        run_call(shared, embedder, taken);
     }
 }
 
-fn run_batch(shared: &Shared, embedder: &Embedder, batch: Vec<Job>) {
+fn run_call(shared: &Shared, embedder: &Embedder, taken: Vec<Taken>) {
     let mut texts: Vec<String> = Vec::new();
-    let mut replies: Vec<(Reply, usize)> = Vec::new();
-    for job in batch {
-        match job.work {
-            Work::Task(f) => {
+    let mut counts = Vec::new();
+    let mut jobs = Vec::new();
+    for t in taken {
+        let client = t.job.client;
+        match t.job.work {
+            Work::Task { run, cost } => {
                 // A panic must not kill the only worker: the task's sender is
                 // dropped, so its requester gets an error instead.
-                let _ = catch_unwind(AssertUnwindSafe(|| f(embedder)));
+                let _ = catch_unwind(AssertUnwindSafe(|| run(embedder)));
+                shared.lock().release(client, cost[0]);
             }
-            // Skip work whose requester already gave up (timed out).
-            Work::Embed { reply, .. } if reply.is_closed() => {}
-            Work::Embed { texts: t, reply } => {
-                replies.push((reply, t.len()));
-                texts.extend(t);
+            // The requester gave up (timed out): the job goes, unrun.
+            Work::Embed { ref reply, .. } if reply.is_closed() => {
+                let left = t.taken_tokens + t.job.tokens();
+                shared.lock().release(client, left);
+            }
+            Work::Embed { .. } => {
+                counts.push(t.texts.len());
+                texts.extend(t.texts);
+                jobs.push((t.job, t.taken_tokens));
             }
         }
     }
-    if replies.is_empty() {
+    if jobs.is_empty() {
         return;
     }
     let started = Instant::now();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let result = catch_unwind(AssertUnwindSafe(|| embedder.embed(&refs, &|_| {})));
+    let seconds = started.elapsed().as_secs_f64();
     let m = &shared.metrics;
-    m.forward_seconds.observe(started.elapsed().as_secs_f64());
+    m.forward_seconds.observe(seconds);
     m.batch_texts.observe(texts.len() as f64);
-    m.batch_requests.observe(replies.len() as f64);
-    match result {
-        Ok(Ok((rows, _))) => {
-            let counts: Vec<usize> = replies.iter().map(|(_, c)| *c).collect();
-            let parts = split_rows(rows, &counts, embedder.info().dim);
-            for ((reply, _), part) in replies.into_iter().zip(parts) {
-                let _ = reply.send(Ok(part));
-            }
-        }
-        Ok(Err(e)) => {
-            let msg = e.to_string();
-            for (reply, _) in replies {
-                let _ = reply.send(Err(EmbedError::Forward(msg.clone())));
-            }
-        }
+    m.batch_requests.observe(jobs.len() as f64);
+    let parts: Result<Vec<Vec<f32>>, Option<String>> = match result {
+        Ok(Ok((rows, _))) => Ok(split_rows(rows, &counts, embedder.info().dim)),
+        Ok(Err(e)) => Err(Some(e.to_string())),
         // Panicked: dropping the senders tells every requester.
-        Err(_) => {}
+        Err(_) => Err(None),
+    };
+    let mut st = shared.lock();
+    let done: usize = jobs.iter().map(|(_, t)| t).sum();
+    if parts.is_ok() && seconds > 0.0 {
+        let rate = done as f64 / seconds;
+        st.tokens_per_s = if st.tokens_per_s > 0.0 {
+            0.8 * st.tokens_per_s + 0.2 * rate
+        } else {
+            rate
+        };
     }
+    let mut parts = match parts {
+        Ok(p) => p.into_iter().map(Ok).collect(),
+        Err(e) => vec![Err(e); jobs.len()],
+    };
+    for ((mut job, taken_tokens), part) in jobs.into_iter().zip(parts.drain(..)) {
+        st.release(job.client, taken_tokens);
+        match part {
+            Ok(rows) => {
+                if let Work::Embed { texts, done, .. } = &mut job.work {
+                    done.extend(rows);
+                    if !texts.is_empty() {
+                        // The rest waits for its turn.
+                        st.jobs.push(job);
+                        continue;
+                    }
+                }
+                if let Work::Embed { done, reply, .. } = job.work {
+                    let _ = reply.send(Ok(done));
+                }
+            }
+            Err(msg) => {
+                let left = job.tokens();
+                st.release(job.client, left);
+                if let (Some(msg), Work::Embed { reply, .. }) = (msg, job.work) {
+                    let _ = reply.send(Err(EmbedError::Forward(msg)));
+                }
+            }
+        }
+    }
+    shared.metrics.set_queue(st.jobs.len(), st.tokens);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    use super::Kind::{Embed, Task};
-
-    #[test]
-    fn merges_embed_jobs_up_to_the_budget() {
-        let q = [(Embed, 100), (Embed, 200), (Embed, 300), (Embed, 50)];
-        assert_eq!(next_batch(q, 600), 3);
-        assert_eq!(next_batch(q, 10_000), 4);
-        assert_eq!(next_batch(q, 300), 2);
-    }
-
-    #[test]
-    fn an_oversized_job_still_runs_alone() {
-        assert_eq!(next_batch([(Embed, 5000), (Embed, 1)], 100), 1);
-    }
-
-    #[test]
-    fn tasks_run_alone_and_keep_their_place() {
-        assert_eq!(next_batch([(Task, 10), (Embed, 1)], 100), 1);
-        assert_eq!(
-            next_batch([(Embed, 1), (Embed, 1), (Task, 1), (Embed, 1)], 100),
-            2
-        );
-        assert_eq!(next_batch(std::iter::empty(), 100), 0);
-    }
 
     #[test]
     fn split_rows_routes_results_back_in_order() {

@@ -1,6 +1,9 @@
 // The search page in a real browser (Debian's headless Chromium, driven by
 // playwright-core): load, search, "more like this", build a related-work list.
-// Usage: BASE_URL=http://127.0.0.1:PORT node page.test.mjs [screenshot.png]
+// With API_KEY set (the server's key), the page must first ask for the key:
+// a wrong one is refused and asked again, the right one is kept in session
+// storage only, and a reload does not ask again.
+// Usage: BASE_URL=http://127.0.0.1:PORT [API_KEY=KEY] node page.test.mjs [screenshot.png]
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -8,6 +11,7 @@ import { join } from "node:path";
 import assert from "node:assert/strict";
 
 const base = process.env.BASE_URL;
+const apiKey = process.env.API_KEY;
 if (!base) throw new Error("set BASE_URL");
 const screenshot = process.argv[2];
 const userDataDir = mkdtempSync(join(tmpdir(), "papersim-chromium-"));
@@ -34,7 +38,24 @@ try {
 
   step(`loading ${base}/`);
   await page.goto(base + "/");
+  if (apiKey) {
+    step("the page asks for the API key");
+    await page.waitForSelector("#key-form:not([hidden])");
+    assert.match(await page.locator("#key-message").innerText(), /needs an API key/);
+    await page.fill("#api-key", "not-the-key-0000000000");
+    await page.click("#key-button");
+    await page.waitForFunction(() => /refused/.test(document.getElementById("key-message").textContent)
+      && !document.getElementById("key-form").hidden);
+    await page.fill("#api-key", apiKey);
+    await page.click("#key-button");
+    await page.waitForFunction(() => /\d[\d,]* papers/.test(document.getElementById("library-info").textContent));
+    const stored = await page.evaluate(() => [sessionStorage.getItem("papersim-api-key"), localStorage.length, document.cookie]);
+    assert.deepEqual(stored, [apiKey, 0, ""]);
+    step("a reload keeps the key for the tab without asking again");
+    await page.reload();
+  }
   await page.waitForFunction(() => /\d[\d,]* papers/.test(document.getElementById("library-info").textContent));
+  assert.ok(await page.isHidden("#key-form"), "the key form is still shown");
   assert.equal(await page.title(), "papersim");
 
   step("searching");
@@ -95,8 +116,9 @@ try {
     await page.waitForFunction(() => !document.getElementById("status").classList.contains("error"));
     await page.screenshot({ path: screenshot, fullPage: false });
   }
-  // A 422 logs one console error in Chromium ("Failed to load resource"); that one is expected.
-  const unexpected = problems.filter((p) => !/status of 422/.test(p));
+  // A 422 logs one console error in Chromium ("Failed to load resource"); that one is expected,
+  // and so are the 401s before the key was given.
+  const unexpected = problems.filter((p) => !/status of 422/.test(p) && !(apiKey && /status of 401/.test(p)));
   assert.deepEqual(unexpected, [], unexpected.join("\n"));
   step("PASS");
 } finally {

@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+pub mod http;
+
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
@@ -256,10 +258,20 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// flags) and returns the child and the address it printed. Its stdout keeps
 /// being drained so the server never blocks on a full pipe.
 pub fn start_server(lib: &Path, extra: &[&str]) -> (std::process::Child, std::net::SocketAddr) {
+    start_server_env(lib, extra, &[])
+}
+
+/// [`start_server`] with environment variables set (`PAPERSIM_API_KEY`).
+pub fn start_server_env(
+    lib: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::net::SocketAddr) {
     use std::io::Read;
     let mut child = command(&["serve", "--library", s(lib)])
         .args(["--addr", "127.0.0.1:0"])
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()

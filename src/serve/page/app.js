@@ -4,12 +4,45 @@
 const $ = (id) => document.getElementById(id);
 const seeds = new Map(); // id -> title
 
+// A server started with API keys answers 401 without one: the page asks
+// its user once and keeps the key in this tab's session storage only (gone
+// when the tab closes; never in local storage, a cookie or the URL).
+const KEY_ITEM = "papersim-api-key";
+let keyAsked = null; // one prompt shared by every request that got a 401
+
+function askForKey(message) {
+  if (!keyAsked) {
+    keyAsked = new Promise((resolve) => {
+      const form = $("key-form");
+      $("key-message").textContent = message;
+      form.hidden = false;
+      $("api-key").focus();
+      form.onsubmit = (ev) => {
+        ev.preventDefault();
+        const key = $("api-key").value.trim();
+        if (!key) return;
+        sessionStorage.setItem(KEY_ITEM, key);
+        $("api-key").value = "";
+        form.hidden = true;
+        keyAsked = null;
+        resolve();
+      };
+    });
+  }
+  return keyAsked;
+}
+
 async function api(method, path, body) {
-  const resp = await fetch(path, {
-    method,
-    headers: body ? { "Content-Type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined,
-  });
+  let resp;
+  for (;;) {
+    const headers = body ? { "Content-Type": "application/json" } : {};
+    const key = sessionStorage.getItem(KEY_ITEM);
+    if (key) headers.Authorization = `Bearer ${key}`;
+    resp = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined });
+    if (resp.status !== 401) break;
+    if (key && sessionStorage.getItem(KEY_ITEM) === key) sessionStorage.removeItem(KEY_ITEM);
+    await askForKey(key ? "That key was refused; enter another:" : "This server needs an API key:");
+  }
   const data = await resp.json().catch(() => ({}));
   if (!resp.ok) {
     const field = data.field ? ` (${data.field})` : "";
