@@ -690,7 +690,7 @@ pub fn feed_profile_ranker(
     lib: &Library,
 ) -> Result<impl Fn(&ProfileCase, &[usize]) -> Result<Vec<usize>, QueryError> + '_, QueryError> {
     let first = lib.vectors().rows().min(1);
-    let fitted = ProfileScorer::new(lib, &(0..first).collect::<Vec<_>>())?;
+    let fitted = ProfileScorer::new(lib, &(0..first).collect::<Vec<_>>(), &[])?;
     let whitening = fitted.whitening().clone();
     let norms: Vec<f32> = (0..lib.len())
         .map(|r| fitted.norm(lib.vectors().row(r)))

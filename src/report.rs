@@ -3,8 +3,11 @@
 use std::fmt::Write;
 
 mod bibtex;
+mod feed;
 
 pub use bibtex::{bibtex, latex_text};
+
+pub use feed::{render_feed, FeedFormat};
 
 use crate::eval::ModeResult;
 use crate::pipeline::{AddReport, BuildReport};

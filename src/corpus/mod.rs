@@ -12,6 +12,7 @@
 
 mod bibtex;
 mod delimited;
+mod fetch;
 mod fields;
 mod hf_daily;
 mod input;
@@ -38,6 +39,7 @@ pub use template::TextTemplate;
 
 pub(crate) use fields::is_arxiv_id;
 
+pub use fetch::{fetch_listing, is_url, next_page_url};
 pub use listing::{parse_listing, Listing, ListingFailure};
 
 use input::{Input, LineReader};
@@ -114,6 +116,14 @@ pub enum CorpusError {
         code: String,
         /// The server's message.
         message: String,
+    },
+    /// A listing URL could not be fetched (network, HTTP status, no curl).
+    #[error("{url}: {reason}")]
+    Fetch {
+        /// The page's URL.
+        url: String,
+        /// What went wrong, and what to do.
+        reason: String,
     },
     /// A Zotero database that could not be read (not one, or damaged).
     #[error("{}: {reason}", .path.display())]

@@ -15,11 +15,14 @@
 //! The explanation of a hit is the profile paper closest to it (whitened
 //! cosine) and the candidate's sentence closest to that paper.
 
+use std::collections::HashSet;
+
 use serde::Serialize;
 
-use super::QueryError;
-use crate::corpus::Paper;
-use crate::index::{dot, Whitening};
+use super::{row_of, QueryError};
+use crate::corpus::{locate_sentences, Paper};
+use crate::embed::{is_unit, Embedder, Role, SentenceMethod, SentenceReach, TextSentences};
+use crate::index::{dot, Whitening, FIT_SAMPLE};
 use crate::store::Library;
 
 /// Whitening power of the feed's ranking. Chosen on the even-numbered half
@@ -41,13 +44,21 @@ pub struct ProfileScorer {
 }
 
 impl ProfileScorer {
-    /// Fits the whitening to the library's vectors and takes `profile`
-    /// (library rows) as the profile. Fails when the profile is empty or the
-    /// library is too small to whiten (fewer papers than dimensions).
-    pub fn new(lib: &Library, profile: &[usize]) -> Result<Self, QueryError> {
+    /// Fits the whitening to the library's live vectors and `extra` ones
+    /// (`n · dim` floats: the papers to rank, which are the background a
+    /// profile of the whole library stands out from), and takes `profile`
+    /// (library rows) as the profile. Fails when the profile is empty or
+    /// there are too few vectors to whiten (fewer than dimensions).
+    pub fn new(lib: &Library, profile: &[usize], extra: &[f32]) -> Result<Self, QueryError> {
         let vectors = lib.vectors();
-        let whitening = Whitening::fit(vectors.as_slice(), vectors.dim(), FEED_POWER)
-            .ok_or(QueryError::TooFewPapers { dim: vectors.dim() })?;
+        let dim = vectors.dim();
+        let live = (0..lib.len()).filter(|&r| lib.is_live(r));
+        // Evenly spaced rows, as many as the fit reads at most.
+        let step = lib.live_len().div_ceil(FIT_SAMPLE).max(1);
+        let mut background: Vec<f32> = live.step_by(step).flat_map(|r| vectors.row(r)).copied().collect();
+        background.extend_from_slice(extra);
+        let whitening = Whitening::fit(&background, dim, FEED_POWER)
+            .ok_or(QueryError::TooFewPapers { dim })?;
         Self::with_whitening(lib, whitening, profile)
     }
 
@@ -207,7 +218,7 @@ pub fn rank_feed(
                 score,
                 because: Because {
                     id: profile_paper.id.clone(),
-                    title: profile_paper.title.clone(),
+                    title: headline(&profile_paper),
                     similarity,
                     sentence,
                 },
@@ -215,6 +226,160 @@ pub fn rank_feed(
             })
         })
         .collect()
+}
+
+/// What a feed is ranked against, and what of the listing is kept.
+#[derive(Debug, Clone, Default)]
+pub struct FeedRequest {
+    /// Profile: these library papers. With `collections` also empty, the
+    /// whole library is the profile.
+    pub seeds: Vec<String>,
+    /// Profile: the library's papers filed in these Zotero collections
+    /// (their sub-collections included).
+    pub collections: Vec<String>,
+    /// Keep listing papers dated on or after this day (`YYYY-MM-DD`);
+    /// undated papers are kept.
+    pub since: Option<String>,
+    /// Hits wanted.
+    pub k: usize,
+}
+
+/// A ranked feed and what was left out of the listing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Feed {
+    /// Papers in the profile.
+    pub profile: usize,
+    /// Listing papers ranked.
+    pub ranked: usize,
+    /// Listing papers the library has already (same id, arXiv id or DOI).
+    pub known: usize,
+    /// Listing papers dated before `since`.
+    pub older: usize,
+    /// The best `k`, best first.
+    pub hits: Vec<FeedHit>,
+}
+
+/// The profile's library rows, as `req` names them.
+pub fn profile_rows(lib: &Library, req: &FeedRequest) -> Result<Vec<usize>, QueryError> {
+    let mut rows: Vec<usize> = req
+        .seeds
+        .iter()
+        .map(|id| row_of(lib, id))
+        .collect::<Result<_, _>>()?;
+    if !req.collections.is_empty() {
+        let before = rows.len();
+        for row in (0..lib.len()).filter(|&r| lib.is_live(r)) {
+            let p = lib.paper(row)?;
+            if p.collections.iter().any(|c| req.collections.contains(c)) && !rows.contains(&row)
+            {
+                rows.push(row);
+            }
+        }
+        if rows.len() == before {
+            return Err(QueryError::EmptyCollections {
+                names: req.collections.join(", "),
+            });
+        }
+    }
+    if req.seeds.is_empty() && req.collections.is_empty() {
+        rows = (0..lib.len()).filter(|&r| lib.is_live(r)).collect();
+    }
+    Ok(rows)
+}
+
+/// Ranks a listing's `papers` against the profile `req` names: papers the
+/// library has (by id, arXiv id or DOI) and papers dated before
+/// `req.since` are left out, the rest embedded the library's way (with
+/// their sentences, for the explanation) and ranked.
+pub fn feed(
+    lib: &Library,
+    embedder: &Embedder,
+    papers: Vec<Paper>,
+    req: &FeedRequest,
+    progress: &dyn Fn(usize),
+) -> Result<Feed, QueryError> {
+    let profile = profile_rows(lib, req)?;
+    let mut known_keys: HashSet<String> = HashSet::new();
+    for row in (0..lib.len()).filter(|&r| lib.is_live(r)) {
+        let p = lib.paper(row)?;
+        known_keys.insert(p.id.to_ascii_lowercase());
+        known_keys.extend(p.eprint.iter().map(|e| e.to_ascii_lowercase()));
+        known_keys.extend(p.doi.iter().map(|d| d.to_ascii_lowercase()));
+    }
+    let (mut known, mut older) = (0, 0);
+    let papers: Vec<Paper> = papers
+        .into_iter()
+        .filter(|p| {
+            let keys = std::iter::once(&p.id).chain(&p.eprint).chain(&p.doi);
+            let is_known = keys
+                .map(|k| k.to_ascii_lowercase())
+                .any(|k| known_keys.contains(&k));
+            let is_older = match (&req.since, &p.date) {
+                (Some(since), Some(date)) => date.as_str() < since.as_str(),
+                _ => false,
+            };
+            known += usize::from(is_known);
+            older += usize::from(!is_known && is_older);
+            !is_known && !is_older
+        })
+        .collect();
+    let template = &lib.manifest().text_template;
+    let located: Vec<_> = papers.iter().map(|p| locate_sentences(template, p)).collect();
+    let texts: Vec<&str> = located.iter().map(|l| l.text.as_str()).collect();
+    let wanted: Vec<TextSentences> = located
+        .iter()
+        .map(|l| TextSentences {
+            sentences: &l.sentences,
+            spans: &l.spans,
+        })
+        .collect();
+    let got = embedder.embed_with_sentences(
+        Role::Document,
+        SentenceMethod::Contextual,
+        SentenceReach::All,
+        &texts,
+        &wanted,
+        progress,
+    )?;
+    let dim = embedder.info().dim;
+    let ranked = papers.len();
+    let candidates: Vec<Candidate> = papers
+        .into_iter()
+        .zip(located)
+        .zip(got.sentences)
+        .enumerate()
+        .filter_map(|(i, ((paper, l), sentence_vectors))| {
+            let vector = got.vectors[i * dim..(i + 1) * dim].to_vec();
+            // A text the model gave no direction cannot be ranked.
+            is_unit(&vector).then_some(Candidate {
+                paper,
+                vector,
+                sentences: l.sentences,
+                sentence_vectors,
+            })
+        })
+        .collect();
+    let extra: Vec<f32> = candidates.iter().flat_map(|c| c.vector.iter().copied()).collect();
+    let scorer = ProfileScorer::new(lib, &profile, &extra)?;
+    let hits = rank_feed(lib, &scorer, candidates, req.k)?;
+    Ok(Feed {
+        profile: profile.len(),
+        ranked,
+        known,
+        older,
+        hits,
+    })
+}
+
+/// A paper's title, or the start of its abstract when it has none.
+fn headline(p: &Paper) -> String {
+    if !p.title.is_empty() {
+        return p.title.clone();
+    }
+    let mut words = p.abstract_text.split_whitespace();
+    let start: Vec<&str> = words.by_ref().take(12).collect();
+    let more = if words.next().is_some() { " …" } else { "" };
+    format!("{}{more}", start.join(" "))
 }
 
 /// Ranks the library's live rows (but `exclude`) against `scorer`'s

@@ -22,7 +22,10 @@ use crate::store::{Library, StoreError};
 pub use crate::corpus::split_sentences;
 pub use align::align;
 pub use explain::{SentenceCache, Why};
-pub use feed::{rank_feed, rank_library, Because, Candidate, FeedHit, ProfileScorer, FEED_POWER};
+pub use feed::{
+    feed, profile_rows, rank_feed, rank_library, Because, Candidate, Feed, FeedHit, FeedRequest,
+    ProfileScorer, FEED_POWER,
+};
 pub use filter::{parse_date_bound, Filter};
 pub use related::{rank_positives, related, Fusion, Positive, RelatedRequest};
 pub use session::{load_embedder, ModelChoice, Needs, Session};
@@ -47,6 +50,12 @@ pub enum QueryError {
     /// sentences.
     #[error("nothing to relate to: give --abstract, --seed or --query")]
     NoPositives,
+    /// No library paper is filed in the `--collection`s given.
+    #[error("no paper of the library is filed in collection(s) {names}; build it from Zotero with those collections, or check the names")]
+    EmptyCollections {
+        /// The names as given, comma-separated.
+        names: String,
+    },
     /// A ranking that whitens the library's vectors was asked of a library
     /// with fewer papers than the vectors have dimensions.
     #[error("the library has fewer papers than its vectors have dimensions ({dim}): too few to rank a feed against; add papers")]
