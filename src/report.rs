@@ -257,6 +257,18 @@ pub fn add_summary(r: &AddReport) -> String {
     for (k, v) in rows {
         let _ = writeln!(out, "{k:>14}  {v}");
     }
+    if !r.absent.is_empty() {
+        const SHOWN: usize = 10;
+        let more = r.absent.len().saturating_sub(SHOWN);
+        let _ = writeln!(
+            out,
+            "{:>14}  {} papers of the library are not in the corpus (kept; `papersim remove` drops them): {}{}",
+            "absent",
+            r.absent.len(),
+            r.absent[..r.absent.len().min(SHOWN)].join(" "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        );
+    }
     out
 }
 

@@ -47,8 +47,8 @@ impl ProfileScorer {
     /// Fits the whitening to the library's live vectors and `extra` ones
     /// (`n · dim` floats: the papers to rank, which are the background a
     /// profile of the whole library stands out from), and takes `profile`
-    /// (library rows) as the profile. Fails when the profile is empty or
-    /// there are too few vectors to whiten (fewer than dimensions).
+    /// (library rows) as the profile. With fewer vectors than dimensions
+    /// the vectors are only centred. Fails when the profile is empty.
     pub fn new(lib: &Library, profile: &[usize], extra: &[f32]) -> Result<Self, QueryError> {
         let vectors = lib.vectors();
         let dim = vectors.dim();
@@ -57,8 +57,12 @@ impl ProfileScorer {
         let step = lib.live_len().div_ceil(FIT_SAMPLE).max(1);
         let mut background: Vec<f32> = live.step_by(step).flat_map(|r| vectors.row(r)).copied().collect();
         background.extend_from_slice(extra);
-        let whitening = Whitening::fit(&background, dim, FEED_POWER)
-            .ok_or(QueryError::TooFewPapers { dim })?;
+        let whitening = match Whitening::fit(&background, dim, FEED_POWER) {
+            Some(w) => w,
+            // Too few vectors to estimate a covariance (a small library and
+            // listing): centred cosines, the covariance left alone.
+            None => centring(&background, dim).ok_or(QueryError::TooFewPapers { dim })?,
+        };
         Self::with_whitening(lib, whitening, profile)
     }
 
@@ -369,6 +373,22 @@ pub fn feed(
         older,
         hits,
     })
+}
+
+/// The whitening that only subtracts the mean of `vectors` (identity
+/// matrix); None without vectors.
+fn centring(vectors: &[f32], dim: usize) -> Option<Whitening> {
+    let n = vectors.len() / dim.max(1);
+    if n == 0 {
+        return None;
+    }
+    let mut mean = vec![0f32; dim];
+    for row in vectors.chunks_exact(dim) {
+        mean.iter_mut().zip(row).for_each(|(m, x)| *m += x / n as f32);
+    }
+    let mut identity = vec![0f32; dim * dim];
+    (0..dim).for_each(|i| identity[i * dim + i] = 1.0);
+    Whitening::from_parts(dim, mean, identity)
 }
 
 /// A paper's title, or the start of its abstract when it has none.

@@ -56,9 +56,8 @@ pub enum QueryError {
         /// The names as given, comma-separated.
         names: String,
     },
-    /// A ranking that whitens the library's vectors was asked of a library
-    /// with fewer papers than the vectors have dimensions.
-    #[error("the library has fewer papers than its vectors have dimensions ({dim}): too few to rank a feed against; add papers")]
+    /// A feed was asked of a library without live papers.
+    #[error("the library has no papers ({dim}-dimensional vectors) to rank a feed against; add papers")]
     TooFewPapers {
         /// The vectors' dimensions.
         dim: usize,
