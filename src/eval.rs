@@ -620,11 +620,19 @@ pub fn profile_cases(lib: &Library, qrels: &Qrels) -> Vec<ProfileCase> {
             Some(ProfileCase {
                 paper,
                 profile: links.iter().step_by(2).map(|l| l.1).collect(),
-                targets: links.iter().skip(1).step_by(2).map(|l| l.0.to_string()).collect(),
+                targets: links
+                    .iter()
+                    .skip(1)
+                    .step_by(2)
+                    .map(|l| l.0.to_string())
+                    .collect(),
             })
         })
         .collect()
 }
+
+/// A profile ranker's answer: rows, best first.
+pub type Ranked = Result<Vec<usize>, QueryError>;
 
 /// The mean scores of one ranker on the profile experiment.
 #[derive(Debug, Clone, Serialize)]
@@ -653,7 +661,7 @@ pub fn evaluate_profiles(
     lib: &Library,
     cases: &[ProfileCase],
     ranker: &str,
-    rank: &dyn Fn(&ProfileCase, &[usize]) -> Result<Vec<usize>, QueryError>,
+    rank: &dyn Fn(&ProfileCase, &[usize]) -> Ranked,
 ) -> Result<ProfileResult, EvalError> {
     let mut recalls = Vec::with_capacity(cases.len());
     let mut ndcg = 0.0;
@@ -688,7 +696,7 @@ pub fn evaluate_profiles(
 /// the whitening fitted once.
 pub fn feed_profile_ranker(
     lib: &Library,
-) -> Result<impl Fn(&ProfileCase, &[usize]) -> Result<Vec<usize>, QueryError> + '_, QueryError> {
+) -> Result<impl Fn(&ProfileCase, &[usize]) -> Ranked + '_, QueryError> {
     let first = lib.vectors().rows().min(1);
     let fitted = ProfileScorer::new(lib, &(0..first).collect::<Vec<_>>(), &[])?;
     let whitening = fitted.whitening().clone();
@@ -705,7 +713,7 @@ pub fn feed_profile_ranker(
 pub fn related_profile_ranker(
     lib: &Library,
     mode: Mode,
-) -> impl Fn(&ProfileCase, &[usize]) -> Result<Vec<usize>, QueryError> + '_ {
+) -> impl Fn(&ProfileCase, &[usize]) -> Ranked + '_ {
     move |case, exclude| {
         let opts = Options {
             k: PROFILE_DEPTH,

@@ -70,15 +70,25 @@ fn both_schema_versions_read_the_same_papers() {
         let papers = stored_papers(&lib);
         let ids: Vec<&str> = papers.iter().filter_map(|p| p["id"].as_str()).collect();
         // Trashed item, attachment, note and feed item are left out.
-        assert_eq!(ids, ["AAAA1111", "BBBB2222", "CCCC3333", "DDDD4444"], "{version}");
+        assert_eq!(
+            ids,
+            ["AAAA1111", "BBBB2222", "CCCC3333", "DDDD4444"],
+            "{version}"
+        );
         let dpr = &papers[0];
-        assert_eq!(dpr["authors"], serde_json::json!(["Vladimir Karpukhin", "Barlas Oguz"]));
+        assert_eq!(
+            dpr["authors"],
+            serde_json::json!(["Vladimir Karpukhin", "Barlas Oguz"])
+        );
         assert_eq!(dpr["date"], "2020");
         assert_eq!(dpr["doi"], "10.18653/v1/2020.emnlp-main.550");
         let colbert = &papers[1];
         assert_eq!(colbert["eprint"], "2004.12832");
         assert_eq!(colbert["date"], "2020-04");
-        assert_eq!(colbert["collections"], serde_json::json!(["Dense", "Retrieval"]));
+        assert_eq!(
+            colbert["collections"],
+            serde_json::json!(["Dense", "Retrieval"])
+        );
         let transformer = &papers[2];
         assert_eq!(transformer["doi"], "10.5555/3295222.3295349");
         assert_eq!(transformer["authors"][1], "Google Brain");
@@ -97,16 +107,23 @@ fn builds_while_another_connection_holds_zoteros_lock() {
     // What Zotero does while it runs: an exclusive lock, held.
     let holder = Connection::open(&db).unwrap();
     holder
-        .execute_batch("PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE items SET synced = 1;")
+        .execute_batch(
+            "PRAGMA locking_mode=EXCLUSIVE; BEGIN EXCLUSIVE; UPDATE items SET synced = 1;",
+        )
         .unwrap();
-    let other = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let other =
+        Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let plain = other.query_row("SELECT count(*) FROM items", [], |r| r.get::<_, i64>(0));
     assert!(plain.is_err(), "the lock should stop an ordinary reader");
     let before = std::fs::read(&db).unwrap();
     let lib = dir.path().join("lib");
     let summary = build_json(&db, &lib, &[]);
     assert_eq!(summary["papers"], 4);
-    assert_eq!(std::fs::read(&db).unwrap(), before, "zotero.sqlite was written to");
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "zotero.sqlite was written to"
+    );
     holder.execute_batch("ROLLBACK").unwrap();
 }
 
@@ -129,12 +146,20 @@ fn add_embeds_only_what_changed_and_reports_removed_items() {
         .unwrap();
     }
     let report = json(&ok(papersim(&[
-        "add", "--corpus", s(&folder), "--library", s(&lib), "--json",
+        "add",
+        "--corpus",
+        s(&folder),
+        "--library",
+        s(&lib),
+        "--json",
     ])));
     assert_eq!(report["replaced"], 1, "{report}");
     assert_eq!(report["new"], 0);
     assert_eq!(report["unchanged"], 2);
-    assert_eq!(report["embed"]["docs"], 1, "only the edited item is embedded: {report}");
+    assert_eq!(
+        report["embed"]["docs"], 1,
+        "only the edited item is embedded: {report}"
+    );
     assert_eq!(report["absent"], serde_json::json!(["DDDD4444"]));
 }
 
@@ -151,13 +176,30 @@ fn collections_take_their_sub_collections() {
         .map(|p| p["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, ["AAAA1111", "BBBB2222"]);
-    let o = common::build(&fixture("zotero7"), &dir.path().join("x"), &["--collection", "Nope"]);
+    let o = common::build(
+        &fixture("zotero7"),
+        &dir.path().join("x"),
+        &["--collection", "Nope"],
+    );
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("Dense, Models, Retrieval"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Dense, Models, Retrieval"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 fn feed_json(lib: &Path, listing: &str, extra: &[&str]) -> Value {
-    let mut args = vec!["feed", "--library", s(lib), "--listing", listing, "--json", "-k", "30"];
+    let mut args = vec![
+        "feed",
+        "--library",
+        s(lib),
+        "--listing",
+        listing,
+        "--json",
+        "-k",
+        "30",
+    ];
     args.extend_from_slice(extra);
     json(&ok(papersim(&args)))
 }
@@ -175,7 +217,12 @@ fn hit_ids(feed: &Value) -> Vec<String> {
 fn every_listing_dialect_ranks_the_same_thirty_papers() {
     let Some(lib) = zotero_library() else { return };
     let mut rankings = Vec::new();
-    for name in ["api-atom.xml", "oai-arxivraw.xml", "oai-arxiv.xml", "rss.xml"] {
+    for name in [
+        "api-atom.xml",
+        "oai-arxivraw.xml",
+        "oai-arxiv.xml",
+        "rss.xml",
+    ] {
         let Some(path) = listing(name) else { return };
         let feed = feed_json(lib, s(&path), &[]);
         assert_eq!(feed["ranked"], 30, "{name}");
@@ -187,14 +234,19 @@ fn every_listing_dialect_ranks_the_same_thirty_papers() {
     }
     // The same papers and texts (abstracts as arXiv serves them): the same order.
     for (name, ids) in &rankings[1..] {
-        assert_eq!(ids, &rankings[0].1, "{name} ranks differently from the Atom feed");
+        assert_eq!(
+            ids, &rankings[0].1,
+            "{name} ranks differently from the Atom feed"
+        );
     }
 }
 
 #[test]
 fn every_output_format_and_profile_choice() {
     let Some(lib) = zotero_library() else { return };
-    let Some(path) = listing("api-atom.xml") else { return };
+    let Some(path) = listing("api-atom.xml") else {
+        return;
+    };
     for (format, marker) in [
         ("table", "because of:"),
         ("markdown", "1. **["),
@@ -202,7 +254,15 @@ fn every_output_format_and_profile_choice() {
         ("json", "\"hits\""),
     ] {
         let o = ok(papersim(&[
-            "feed", "--library", s(lib), "--listing", s(&path), "--format", format, "-k", "5",
+            "feed",
+            "--library",
+            s(lib),
+            "--listing",
+            s(&path),
+            "--format",
+            format,
+            "-k",
+            "5",
         ]));
         let out = String::from_utf8(o.stdout).unwrap();
         assert!(out.contains(marker), "{format}:\n{out}");
@@ -214,7 +274,14 @@ fn every_output_format_and_profile_choice() {
     assert_eq!(by_seed["profile"], 1);
     // Every paper of the Atom feed was published on 2026-06-30.
     let o = papersim(&[
-        "feed", "--library", s(lib), "--listing", s(&path), "--since", "2026-07-01", "--json",
+        "feed",
+        "--library",
+        s(lib),
+        "--listing",
+        s(&path),
+        "--since",
+        "2026-07-01",
+        "--json",
     ]);
     assert_eq!(o.status.code(), Some(1), "nothing newer: exit 1");
     assert_eq!(json(&o)["older"], 30);
@@ -233,7 +300,10 @@ fn a_listing_cut_short_or_an_oai_error_prints_nothing() {
         assert!(o.stdout.is_empty(), "{name}: partial output");
         let err = stderr(&o);
         assert!(err.contains(expected), "{name}: {err}");
-        assert!(err.contains(&format!("{}", path.display())), "{name}: {err}");
+        assert!(
+            err.contains(&format!("{}", path.display())),
+            "{name}: {err}"
+        );
     }
 }
 
@@ -269,7 +339,10 @@ fn serve(pages: Vec<Vec<u8>>) -> (String, Arc<Mutex<Vec<String>>>) {
 }
 
 fn curl_present() -> bool {
-    let found = std::process::Command::new("curl").arg("--version").output().is_ok();
+    let found = std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok();
     if !found {
         eprintln!("SKIPPED: no curl on this machine (feed downloads listings with it)");
     }
@@ -293,7 +366,14 @@ fn oai_pages_are_followed_and_a_failing_page_leaves_no_output() {
     // Two pages: the first carries a resumption token, the last an empty one.
     let (url, log) = serve(vec![read(&first), read(&last)]);
     let start = format!("{url}?verb=ListRecords&metadataPrefix=arXivRaw&set=cs");
-    let o = ok(papersim(&["feed", "--library", s(lib), "--listing", &start, "--json"]));
+    let o = ok(papersim(&[
+        "feed",
+        "--library",
+        s(lib),
+        "--listing",
+        &start,
+        "--json",
+    ]));
     let feed = json(&o);
     // Both pages hold the same 30 papers: the second page's are duplicates.
     assert_eq!(feed["ranked"], 30);
@@ -301,12 +381,19 @@ fn oai_pages_are_followed_and_a_failing_page_leaves_no_output() {
     let requests = log.lock().unwrap().clone();
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert!(
-        requests[1].contains("resumptionToken=verb%253DListRecords%2526metadataPrefix%253DarXivRaw"),
+        requests[1]
+            .contains("resumptionToken=verb%253DListRecords%2526metadataPrefix%253DarXivRaw"),
         "{requests:?}"
     );
     // The second page is an OAI-PMH error: nothing printed, exit 2.
     let (url, _) = serve(vec![read(&first), read(&error)]);
-    let o = papersim(&["feed", "--library", s(lib), "--listing", &format!("{url}?verb=ListRecords")]);
+    let o = papersim(&[
+        "feed",
+        "--library",
+        s(lib),
+        "--listing",
+        &format!("{url}?verb=ListRecords"),
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(o.stdout.is_empty());
     assert!(stderr(&o).contains("badResumptionToken"), "{}", stderr(&o));

@@ -20,9 +20,11 @@ pub const MAX_PAGES: usize = 1000;
 
 /// Whether `source` names a URL rather than a file.
 pub fn is_url(source: &str) -> bool {
-    ["http://", "https://"]
-        .iter()
-        .any(|p| source.get(..p.len()).is_some_and(|s| s.eq_ignore_ascii_case(p)))
+    ["http://", "https://"].iter().any(|p| {
+        source
+            .get(..p.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(p))
+    })
 }
 
 fn failed(url: &str, reason: String) -> CorpusError {
@@ -87,7 +89,9 @@ pub fn fetch_listing(url: &str) -> Result<Listing, CorpusError> {
         if pages == MAX_PAGES {
             return Err(failed(
                 url,
-                format!("still more pages after {MAX_PAGES}; ask for a shorter listing (from/until)"),
+                format!(
+                    "still more pages after {MAX_PAGES}; ask for a shorter listing (from/until)"
+                ),
             ));
         }
         let next = next_page_url(url, &token);

@@ -137,22 +137,23 @@ fn parse_tree(bytes: &[u8]) -> Result<Element, ListingFailure> {
         line: line_at(bytes, pos),
         reason,
     };
-    let start = |e: &quick_xml::events::BytesStart, pos: usize| -> Result<Element, ListingFailure> {
-        let mut attrs = Vec::new();
-        for a in e.attributes() {
-            let a = a.map_err(|err| malformed(pos, format!("bad attribute: {err}")))?;
-            let value = a
-                .unescape_value()
-                .map_err(|err| malformed(pos, format!("bad attribute value: {err}")))?;
-            attrs.push((local(a.key.as_ref()), value.into_owned()));
-        }
-        Ok(Element {
-            name: local(e.name().as_ref()),
-            attrs,
-            line: line_at(bytes, pos),
-            ..Element::default()
-        })
-    };
+    let start =
+        |e: &quick_xml::events::BytesStart, pos: usize| -> Result<Element, ListingFailure> {
+            let mut attrs = Vec::new();
+            for a in e.attributes() {
+                let a = a.map_err(|err| malformed(pos, format!("bad attribute: {err}")))?;
+                let value = a
+                    .unescape_value()
+                    .map_err(|err| malformed(pos, format!("bad attribute value: {err}")))?;
+                attrs.push((local(a.key.as_ref()), value.into_owned()));
+            }
+            Ok(Element {
+                name: local(e.name().as_ref()),
+                attrs,
+                line: line_at(bytes, pos),
+                ..Element::default()
+            })
+        };
     loop {
         let pos = reader.buffer_position() as usize;
         let event = reader.read_event().map_err(|err| {
@@ -395,7 +396,10 @@ fn oai(root: &Element) -> Result<Listing, ListingFailure> {
 /// arXiv's RSS feed: `<item>`s whose description is
 /// `arXiv:ID Announce Type: new \nAbstract: ...`.
 fn rss(root: &Element) -> Listing {
-    let items = root.child("channel").into_iter().flat_map(|c| c.all("item"));
+    let items = root
+        .child("channel")
+        .into_iter()
+        .flat_map(|c| c.all("item"));
     let events = items
         .map(|item| {
             let mut p = new_paper(arxiv_id(&item.text_of("link")));

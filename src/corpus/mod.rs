@@ -532,9 +532,11 @@ fn open_file(path: &Path, format: Format) -> Result<Box<dyn Source>, CorpusError
 /// error fails here, before any paper is handed out.
 fn read_listing(mut input: Input) -> Result<Listing, CorpusError> {
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut input.reader, &mut bytes).map_err(|source| CorpusError::Io {
-        path: input.path().to_path_buf(),
-        source,
+    std::io::Read::read_to_end(&mut input.reader, &mut bytes).map_err(|source| {
+        CorpusError::Io {
+            path: input.path().to_path_buf(),
+            source,
+        }
     })?;
     listing_from_bytes(&bytes, input.path())
 }

@@ -76,10 +76,8 @@ impl TempCopy {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let dir = std::env::temp_dir().join(format!(
-            "papersim-zotero-{}-{nanos}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("papersim-zotero-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let copy = TempCopy { dir };
         let target = copy.dir.join(DATABASE);
@@ -203,7 +201,13 @@ fn read_items_sql(conn: &Connection, wanted: &[String]) -> Result<Vec<Event>, Re
         }
     }
     let mut excluded: HashSet<i64> = HashSet::new();
-    for table in ["deletedItems", "itemAttachments", "itemNotes", "itemAnnotations", "feedItems"] {
+    for table in [
+        "deletedItems",
+        "itemAttachments",
+        "itemNotes",
+        "itemAnnotations",
+        "feedItems",
+    ] {
         if table_exists(conn, table)? {
             let mut stmt = conn.prepare(&format!("SELECT itemID FROM {table}"))?;
             for id in stmt.query_map([], |r| r.get::<_, i64>(0))? {
@@ -335,8 +339,8 @@ fn read_items_sql(conn: &Connection, wanted: &[String]) -> Result<Vec<Event>, Re
                 trashed.insert(id?);
             }
         }
-        let mut stmt =
-            conn.prepare("SELECT collectionID, collectionName, parentCollectionID FROM collections")?;
+        let mut stmt = conn
+            .prepare("SELECT collectionID, collectionName, parentCollectionID FROM collections")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -467,11 +471,16 @@ fn arxiv_of(fields: &HashMap<String, String>, doi: Option<&str>) -> Option<Strin
 
 fn paper(it: Item, collections: Vec<String>) -> Paper {
     let f = &it.fields;
-    let get = |k: &str| f.get(k).map(|v| normalize_whitespace(v)).filter(|v| !v.is_empty());
-    let doi = f
-        .get("DOI")
-        .and_then(|d| normalize_doi(d))
-        .or_else(|| f.get("extra").and_then(|e| extra_value(e, "DOI")).and_then(normalize_doi));
+    let get = |k: &str| {
+        f.get(k)
+            .map(|v| normalize_whitespace(v))
+            .filter(|v| !v.is_empty())
+    };
+    let doi = f.get("DOI").and_then(|d| normalize_doi(d)).or_else(|| {
+        f.get("extra")
+            .and_then(|e| extra_value(e, "DOI"))
+            .and_then(normalize_doi)
+    });
     let eprint = arxiv_of(f, doi.as_deref());
     let any_author = it.creators.iter().any(|(_, a)| *a);
     let authors = it
@@ -504,8 +513,14 @@ mod tests {
     #[test]
     fn zotero_dates() {
         assert_eq!(zotero_date("1987-00-00 1987").as_deref(), Some("1987"));
-        assert_eq!(zotero_date("2019-06-00 June 2019").as_deref(), Some("2019-06"));
-        assert_eq!(zotero_date("2021-03-04 4/3/2021").as_deref(), Some("2021-03-04"));
+        assert_eq!(
+            zotero_date("2019-06-00 June 2019").as_deref(),
+            Some("2019-06")
+        );
+        assert_eq!(
+            zotero_date("2021-03-04 4/3/2021").as_deref(),
+            Some("2021-03-04")
+        );
     }
 
     #[test]

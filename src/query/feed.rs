@@ -55,7 +55,11 @@ impl ProfileScorer {
         let live = (0..lib.len()).filter(|&r| lib.is_live(r));
         // Evenly spaced rows, as many as the fit reads at most.
         let step = lib.live_len().div_ceil(FIT_SAMPLE).max(1);
-        let mut background: Vec<f32> = live.step_by(step).flat_map(|r| vectors.row(r)).copied().collect();
+        let mut background: Vec<f32> = live
+            .step_by(step)
+            .flat_map(|r| vectors.row(r))
+            .copied()
+            .collect();
         background.extend_from_slice(extra);
         let whitening = match Whitening::fit(&background, dim, FEED_POWER) {
             Some(w) => w,
@@ -274,8 +278,7 @@ pub fn profile_rows(lib: &Library, req: &FeedRequest) -> Result<Vec<usize>, Quer
         let before = rows.len();
         for row in (0..lib.len()).filter(|&r| lib.is_live(r)) {
             let p = lib.paper(row)?;
-            if p.collections.iter().any(|c| req.collections.contains(c)) && !rows.contains(&row)
-            {
+            if p.collections.iter().any(|c| req.collections.contains(c)) && !rows.contains(&row) {
                 rows.push(row);
             }
         }
@@ -328,7 +331,10 @@ pub fn feed(
         })
         .collect();
     let template = &lib.manifest().text_template;
-    let located: Vec<_> = papers.iter().map(|p| locate_sentences(template, p)).collect();
+    let located: Vec<_> = papers
+        .iter()
+        .map(|p| locate_sentences(template, p))
+        .collect();
     let texts: Vec<&str> = located.iter().map(|l| l.text.as_str()).collect();
     let wanted: Vec<TextSentences> = located
         .iter()
@@ -363,7 +369,10 @@ pub fn feed(
             })
         })
         .collect();
-    let extra: Vec<f32> = candidates.iter().flat_map(|c| c.vector.iter().copied()).collect();
+    let extra: Vec<f32> = candidates
+        .iter()
+        .flat_map(|c| c.vector.iter().copied())
+        .collect();
     let scorer = ProfileScorer::new(lib, &profile, &extra)?;
     let hits = rank_feed(lib, &scorer, candidates, req.k)?;
     Ok(Feed {
@@ -384,7 +393,9 @@ fn centring(vectors: &[f32], dim: usize) -> Option<Whitening> {
     }
     let mut mean = vec![0f32; dim];
     for row in vectors.chunks_exact(dim) {
-        mean.iter_mut().zip(row).for_each(|(m, x)| *m += x / n as f32);
+        mean.iter_mut()
+            .zip(row)
+            .for_each(|(m, x)| *m += x / n as f32);
     }
     let mut identity = vec![0f32; dim * dim];
     (0..dim).for_each(|i| identity[i * dim + i] = 1.0);

@@ -57,7 +57,9 @@ pub enum QueryError {
         names: String,
     },
     /// A feed was asked of a library without live papers.
-    #[error("the library has no papers ({dim}-dimensional vectors) to rank a feed against; add papers")]
+    #[error(
+        "the library has no papers ({dim}-dimensional vectors) to rank a feed against; add papers"
+    )]
     TooFewPapers {
         /// The vectors' dimensions.
         dim: usize,

@@ -83,7 +83,11 @@ fn table(feed: &Feed) -> String {
             h.paper.title,
             authors(h)
         );
-        let _ = writeln!(out, "     because of: {} ({})", h.because.title, h.because.id);
+        let _ = writeln!(
+            out,
+            "     because of: {} ({})",
+            h.because.title, h.because.id
+        );
         if let Some(s) = &h.because.sentence {
             let _ = writeln!(out, "     \"{s}\"");
         }
@@ -98,7 +102,13 @@ fn markdown(feed: &Feed) -> String {
             Some(url) => format!("[{}]({url})", h.paper.title),
             None => h.paper.title.clone(),
         };
-        let _ = writeln!(out, "{}. **{title}** ({}), {}", h.rank, h.paper.id, authors(h));
+        let _ = writeln!(
+            out,
+            "{}. **{title}** ({}), {}",
+            h.rank,
+            h.paper.id,
+            authors(h)
+        );
         let _ = write!(out, "   Because of *{}*", h.because.title);
         match &h.because.sentence {
             Some(s) => {
@@ -220,7 +230,10 @@ mod tests {
     #[test]
     fn markdown_links_and_explains() {
         let md = render_feed(FeedFormat::Markdown, &feed());
-        assert!(md.contains("1. **[A <b> & c](https://arxiv.org/abs/2606.1)**"), "{md}");
+        assert!(
+            md.contains("1. **[A <b> & c](https://arxiv.org/abs/2606.1)**"),
+            "{md}"
+        );
         assert!(md.contains("Because of *Profile \"paper\"*: \"It <works>.\""));
         assert!(md.contains("1 already in the library"));
     }
