@@ -532,28 +532,11 @@ pub fn evaluate_related(
         }
         links.sort();
         let (seed_links, targets) = links.split_at(seeds);
-        let texts: Vec<String> = std::iter::once(row)
-            .chain(seed_links.iter().map(|l| l.1))
-            .map(|r| crate::query::paper_text(lib, r))
-            .collect::<Result<_, _>>()?;
         let rows: Vec<usize> = std::iter::once(row)
             .chain(seed_links.iter().map(|l| l.1))
             .collect();
-        let sentences: Vec<Option<Vec<f32>>> = rows
-            .iter()
-            .map(|&r| crate::query::stored_sentences(lib, r, mode))
-            .collect::<Result<_, _>>()?;
-        let positives: Vec<Positive> = rows
-            .iter()
-            .zip(&texts)
-            .zip(&sentences)
-            .map(|((&r, t), s)| Positive {
-                vector: Some(lib.vectors().row(r)),
-                text: t,
-                sentences: s.as_deref(),
-            })
-            .collect();
-        let ranked = rank_positives(lib, &positives, fusion, &opts, &rows)?;
+        let stored = StoredPositives::read(lib, &rows, mode)?;
+        let ranked = rank_positives(lib, &stored.positives(lib, &rows), fusion, &opts, &rows)?;
         let ranked: Vec<&str> = ranked
             .iter()
             .filter_map(|x| lib.papers().id(x.row))
@@ -577,6 +560,41 @@ pub fn evaluate_related(
         recall20: r20 / d,
         recall50: r50 / d,
     })
+}
+
+/// Library papers as positives of a ranking: their stored texts and, for
+/// the sentences mode, their stored sentence vectors.
+struct StoredPositives {
+    texts: Vec<String>,
+    sentences: Vec<Option<Vec<f32>>>,
+}
+
+impl StoredPositives {
+    fn read(lib: &Library, rows: &[usize], mode: Mode) -> Result<Self, QueryError> {
+        Ok(StoredPositives {
+            texts: rows
+                .iter()
+                .map(|&r| crate::query::paper_text(lib, r))
+                .collect::<Result<_, _>>()?,
+            sentences: rows
+                .iter()
+                .map(|&r| crate::query::stored_sentences(lib, r, mode))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The positives of `rows` (the rows [`Self::read`] was given).
+    fn positives<'a>(&'a self, lib: &'a Library, rows: &[usize]) -> Vec<Positive<'a>> {
+        rows.iter()
+            .zip(&self.texts)
+            .zip(&self.sentences)
+            .map(|((&r, t), s)| Positive {
+                vector: Some(lib.vectors().row(r)),
+                text: t,
+                sentences: s.as_deref(),
+            })
+            .collect()
+    }
 }
 
 /// Papers of the profile experiment: a query paper needs this many links
@@ -721,27 +739,8 @@ pub fn related_profile_ranker(
             strategy: Strategy::Exact,
             ..Options::default()
         };
-        let texts: Vec<String> = case
-            .profile
-            .iter()
-            .map(|&r| crate::query::paper_text(lib, r))
-            .collect::<Result<_, _>>()?;
-        let sentences: Vec<Option<Vec<f32>>> = case
-            .profile
-            .iter()
-            .map(|&r| crate::query::stored_sentences(lib, r, mode))
-            .collect::<Result<_, _>>()?;
-        let positives: Vec<Positive> = case
-            .profile
-            .iter()
-            .zip(&texts)
-            .zip(&sentences)
-            .map(|((&r, t), s)| Positive {
-                vector: Some(lib.vectors().row(r)),
-                text: t,
-                sentences: s.as_deref(),
-            })
-            .collect();
+        let stored = StoredPositives::read(lib, &case.profile, mode)?;
+        let positives = stored.positives(lib, &case.profile);
         let ranked = rank_positives(lib, &positives, Fusion::Centroid, &opts, exclude)?;
         Ok(ranked.iter().map(|n| n.row).collect())
     }

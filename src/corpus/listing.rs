@@ -14,7 +14,7 @@ use quick_xml::Reader;
 
 use super::fields::{
     arxiv_abs_url, clean_abstract, ensure_text, normalize_date, normalize_doi,
-    normalize_whitespace, split_author_string, split_categories,
+    normalize_whitespace, split_author_string, split_categories, strip_version,
 };
 use super::{Event, Paper};
 
@@ -246,12 +246,7 @@ fn arxiv_id(raw: &str) -> String {
         .iter()
         .find_map(|p| raw.split_once(p).map(|(_, id)| id))
         .unwrap_or(raw);
-    match id.rfind('v') {
-        Some(i) if i + 1 < id.len() && id[i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
-            id[..i].to_string()
-        }
-        _ => id.to_string(),
-    }
+    strip_version(id).to_string()
 }
 
 fn paper_event(paper: Paper, line: usize) -> Event {

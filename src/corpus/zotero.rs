@@ -22,6 +22,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::fields::{
     arxiv_abs_url, clean_abstract, ensure_text, is_arxiv_id, normalize_doi, normalize_whitespace,
+    strip_version,
 };
 use super::{CorpusError, Event, Paper};
 
@@ -444,14 +445,6 @@ fn extra_value<'a>(extra: &'a str, key: &str) -> Option<&'a str> {
 /// The arXiv id of an item: `archiveID` (`arXiv:2101.00001`), `extra`'s
 /// `arXiv:` line, an arxiv.org URL, or arXiv's DOI (`10.48550/arXiv.…`).
 fn arxiv_of(fields: &HashMap<String, String>, doi: Option<&str>) -> Option<String> {
-    let strip_version = |id: &str| -> String {
-        match id.rfind('v') {
-            Some(i) if i + 1 < id.len() && id[i + 1..].bytes().all(|b| b.is_ascii_digit()) => {
-                id[..i].to_string()
-            }
-            _ => id.to_string(),
-        }
-    };
     let field = |k: &str| fields.get(k).map(String::as_str);
     let candidates = [
         field("archiveID").and_then(|a| a.trim().strip_prefix("arXiv:")),
@@ -465,7 +458,7 @@ fn arxiv_of(fields: &HashMap<String, String>, doi: Option<&str>) -> Option<Strin
     candidates
         .into_iter()
         .flatten()
-        .map(|id| strip_version(id.trim().trim_end_matches('/')))
+        .map(|id| strip_version(id.trim().trim_end_matches('/')).to_string())
         .find(|id| is_arxiv_id(id))
 }
 
