@@ -3,6 +3,8 @@
 //! listings (every dialect, every output format, a listing cut short, an
 //! OAI-PMH error, OAI-PMH paging over HTTP), through the real binary.
 
+#![cfg(feature = "zotero")]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -22,6 +22,10 @@ mod ris;
 mod s2;
 mod sentences;
 mod template;
+#[cfg(feature = "zotero")]
+mod zotero;
+#[cfg(not(feature = "zotero"))]
+#[path = "zotero_off.rs"]
 mod zotero;
 
 use std::collections::HashMap;
