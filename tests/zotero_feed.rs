@@ -130,6 +130,38 @@ fn builds_while_another_connection_holds_zoteros_lock() {
 }
 
 #[test]
+fn changes_still_in_the_write_ahead_log_are_read_from_a_copy() {
+    if common::model_dir().is_none() {
+        return;
+    }
+    let (dir, folder) = copy_of("zotero7");
+    let db = folder.join("zotero.sqlite");
+    // A writer in WAL mode that has not checkpointed: the new item is only
+    // in zotero.sqlite-wal, which an immutable open would not see.
+    let writer = Connection::open(&db).unwrap();
+    writer
+        .execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+             INSERT INTO items (itemID, itemTypeID, libraryID, key)
+               VALUES (500, (SELECT itemTypeID FROM itemTypes WHERE typeName = 'journalArticle'), 1, 'WALL0001');
+             INSERT INTO itemDataValues VALUES (901, 'A paper that is only in the log');
+             INSERT INTO itemDataValues VALUES (902, 'Its abstract is not in the main file yet.');
+             INSERT INTO itemData VALUES (500, (SELECT fieldID FROM fields WHERE fieldName = 'title'), 901);
+             INSERT INTO itemData VALUES (500, (SELECT fieldID FROM fields WHERE fieldName = 'abstractNote'), 902);",
+        )
+        .unwrap();
+    let wal = folder.join("zotero.sqlite-wal");
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+    let (main_before, wal_before) = (std::fs::read(&db).unwrap(), std::fs::read(&wal).unwrap());
+    let lib = dir.path().join("lib");
+    assert_eq!(build_json(&folder, &lib, &[])["papers"], 5);
+    assert!(stored_papers(&lib).iter().any(|p| p["id"] == "WALL0001"));
+    assert_eq!(std::fs::read(&db).unwrap(), main_before);
+    assert_eq!(std::fs::read(&wal).unwrap(), wal_before);
+    drop(writer);
+}
+
+#[test]
 fn add_embeds_only_what_changed_and_reports_removed_items() {
     if common::model_dir().is_none() {
         return;
