@@ -27,7 +27,7 @@ sanitizer="${FUZZ_SANITIZER:-none}"
 toolchain="${FUZZ_TOOLCHAIN:-nightly}"
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(corpus_arxiv corpus_beir corpus_csv corpus_tsv corpus_hf_daily corpus_bibtex corpus_ris corpus_openalex corpus_s2 corpus_detect library_open serve_request)
+    targets=(corpus_arxiv corpus_beir corpus_csv corpus_tsv corpus_hf_daily corpus_bibtex corpus_ris corpus_openalex corpus_s2 corpus_listing corpus_detect library_open serve_request)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

@@ -12,7 +12,10 @@ use crate::embed::{is_unit, EmbedError, Embedder, Role, SentenceMethod};
 use crate::index::HnswParams;
 use crate::index::Neighbor;
 use crate::pipeline::{self, BuildOptions};
-use crate::query::{rank, rank_positives, Fusion, Mode, Options, Positive, QueryError, Strategy};
+use crate::query::{
+    rank, rank_library, rank_positives, Fusion, Mode, Options, Positive, ProfileScorer, QueryError,
+    Strategy,
+};
 use crate::store::Library;
 
 /// Everything that can go wrong while evaluating.
@@ -377,6 +380,7 @@ pub fn beir_build_options() -> BuildOptions {
         read: ReadOptions {
             format: Some(Format::Beir),
             strict: false,
+            collections: Vec::new(),
         },
         template: TextTemplate::default(),
         index: HnswParams::default(),
@@ -528,28 +532,11 @@ pub fn evaluate_related(
         }
         links.sort();
         let (seed_links, targets) = links.split_at(seeds);
-        let texts: Vec<String> = std::iter::once(row)
-            .chain(seed_links.iter().map(|l| l.1))
-            .map(|r| crate::query::paper_text(lib, r))
-            .collect::<Result<_, _>>()?;
         let rows: Vec<usize> = std::iter::once(row)
             .chain(seed_links.iter().map(|l| l.1))
             .collect();
-        let sentences: Vec<Option<Vec<f32>>> = rows
-            .iter()
-            .map(|&r| crate::query::stored_sentences(lib, r, mode))
-            .collect::<Result<_, _>>()?;
-        let positives: Vec<Positive> = rows
-            .iter()
-            .zip(&texts)
-            .zip(&sentences)
-            .map(|((&r, t), s)| Positive {
-                vector: Some(lib.vectors().row(r)),
-                text: t,
-                sentences: s.as_deref(),
-            })
-            .collect();
-        let ranked = rank_positives(lib, &positives, fusion, &opts, &rows)?;
+        let stored = StoredPositives::read(lib, &rows, mode)?;
+        let ranked = rank_positives(lib, &stored.positives(lib, &rows), fusion, &opts, &rows)?;
         let ranked: Vec<&str> = ranked
             .iter()
             .filter_map(|x| lib.papers().id(x.row))
@@ -573,6 +560,190 @@ pub fn evaluate_related(
         recall20: r20 / d,
         recall50: r50 / d,
     })
+}
+
+/// Library papers as positives of a ranking: their stored texts and, for
+/// the sentences mode, their stored sentence vectors.
+struct StoredPositives {
+    texts: Vec<String>,
+    sentences: Vec<Option<Vec<f32>>>,
+}
+
+impl StoredPositives {
+    fn read(lib: &Library, rows: &[usize], mode: Mode) -> Result<Self, QueryError> {
+        Ok(StoredPositives {
+            texts: rows
+                .iter()
+                .map(|&r| crate::query::paper_text(lib, r))
+                .collect::<Result<_, _>>()?,
+            sentences: rows
+                .iter()
+                .map(|&r| crate::query::stored_sentences(lib, r, mode))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The positives of `rows` (the rows [`Self::read`] was given).
+    fn positives<'a>(&'a self, lib: &'a Library, rows: &[usize]) -> Vec<Positive<'a>> {
+        rows.iter()
+            .zip(&self.texts)
+            .zip(&self.sentences)
+            .map(|((&r, t), s)| Positive {
+                vector: Some(lib.vectors().row(r)),
+                text: t,
+                sentences: s.as_deref(),
+            })
+            .collect()
+    }
+}
+
+/// Papers of the profile experiment: a query paper needs this many links
+/// in the library, half of which make the profile.
+pub const PROFILE_MIN_LINKS: usize = 4;
+
+/// Depth of the profile experiment's rankings (recall@20, nDCG@20).
+pub const PROFILE_DEPTH: usize = 20;
+
+/// One query paper's profile: its links at even positions among them
+/// sorted by id; the links at odd positions are the targets. The query
+/// paper itself is neither (and never ranked).
+pub struct ProfileCase {
+    /// The query paper's row.
+    pub paper: usize,
+    /// The profile's rows.
+    pub profile: Vec<usize>,
+    /// The ids to be found.
+    pub targets: Vec<String>,
+}
+
+/// The profile experiment's cases, by query id: every judged paper in the
+/// library with at least [`PROFILE_MIN_LINKS`] links there
+/// (scripts/profile-experiment.py splits the same way).
+pub fn profile_cases(lib: &Library, qrels: &Qrels) -> Vec<ProfileCase> {
+    let mut ids: Vec<&String> = qrels.keys().collect();
+    ids.sort();
+    ids.into_iter()
+        .filter_map(|id| {
+            let paper = lib.row_of(id)?;
+            let mut links: Vec<(&str, usize)> = qrels[id]
+                .iter()
+                .filter(|(_, &g)| g > 0)
+                .filter_map(|(d, _)| Some((d.as_str(), lib.row_of(d)?)))
+                .filter(|&(_, r)| r != paper)
+                .collect();
+            if links.len() < PROFILE_MIN_LINKS {
+                return None;
+            }
+            links.sort();
+            Some(ProfileCase {
+                paper,
+                profile: links.iter().step_by(2).map(|l| l.1).collect(),
+                targets: links
+                    .iter()
+                    .skip(1)
+                    .step_by(2)
+                    .map(|l| l.0.to_string())
+                    .collect(),
+            })
+        })
+        .collect()
+}
+
+/// A profile ranker's answer: rows, best first.
+pub type Ranked = Result<Vec<usize>, QueryError>;
+
+/// The mean scores of one ranker on the profile experiment.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileResult {
+    /// The ranker's name.
+    pub ranker: String,
+    /// Profiles the means are over.
+    pub profiles: usize,
+    /// Mean fraction of the targets in the top 20.
+    #[serde(rename = "recall@20")]
+    pub recall20: f64,
+    /// Mean nDCG@20 (binary gains).
+    #[serde(rename = "ndcg@20")]
+    pub ndcg20: f64,
+    /// Mean recall@20 over the profiles at even positions (by query id).
+    #[serde(rename = "recall@20 even")]
+    pub recall20_even: f64,
+    /// The same over the odd positions: choose on one half, confirm on the other.
+    #[serde(rename = "recall@20 odd")]
+    pub recall20_odd: f64,
+}
+
+/// Scores `rank` (a case's profile and excluded rows → ids, best first, at
+/// least [`PROFILE_DEPTH`] of them) on every case.
+pub fn evaluate_profiles(
+    lib: &Library,
+    cases: &[ProfileCase],
+    ranker: &str,
+    rank: &dyn Fn(&ProfileCase, &[usize]) -> Ranked,
+) -> Result<ProfileResult, EvalError> {
+    let mut recalls = Vec::with_capacity(cases.len());
+    let mut ndcg = 0.0;
+    for case in cases {
+        let exclude: Vec<usize> = case.profile.iter().copied().chain([case.paper]).collect();
+        let rows = rank(case, &exclude)?;
+        let ranked: Vec<&str> = rows
+            .iter()
+            .filter_map(|&r| lib.papers().id(r))
+            .take(PROFILE_DEPTH)
+            .collect();
+        let targets: Vec<&str> = case.targets.iter().map(String::as_str).collect();
+        recalls.push(recall_at(&ranked, &targets, PROFILE_DEPTH));
+        let judged: HashMap<String, i32> = case.targets.iter().map(|t| (t.clone(), 1)).collect();
+        ndcg += score(&ranked, &judged).ndcg20;
+    }
+    let mean = |xs: &mut dyn Iterator<Item = &f64>| {
+        let (n, s) = xs.fold((0usize, 0.0), |(n, s), x| (n + 1, s + x));
+        s / n.max(1) as f64
+    };
+    Ok(ProfileResult {
+        ranker: ranker.to_string(),
+        profiles: cases.len(),
+        recall20: mean(&mut recalls.iter()),
+        ndcg20: ndcg / cases.len().max(1) as f64,
+        recall20_even: mean(&mut recalls.iter().step_by(2)),
+        recall20_odd: mean(&mut recalls.iter().skip(1).step_by(2)),
+    })
+}
+
+/// `feed`'s ranking ([`ProfileScorer`]) of the library's other papers,
+/// the whitening fitted once.
+pub fn feed_profile_ranker(
+    lib: &Library,
+) -> Result<impl Fn(&ProfileCase, &[usize]) -> Ranked + '_, QueryError> {
+    let first = lib.vectors().rows().min(1);
+    let fitted = ProfileScorer::new(lib, &(0..first).collect::<Vec<_>>(), &[])?;
+    let whitening = fitted.whitening().clone();
+    let norms: Vec<f32> = (0..lib.len())
+        .map(|r| fitted.norm(lib.vectors().row(r)))
+        .collect();
+    Ok(move |case: &ProfileCase, exclude: &[usize]| {
+        let scorer = ProfileScorer::with_whitening(lib, whitening.clone(), &case.profile)?;
+        Ok(rank_library(lib, &scorer, &norms, exclude, PROFILE_DEPTH))
+    })
+}
+
+/// `related`'s ranking with the profile as its seeds, in `mode`.
+pub fn related_profile_ranker(
+    lib: &Library,
+    mode: Mode,
+) -> impl Fn(&ProfileCase, &[usize]) -> Ranked + '_ {
+    move |case, exclude| {
+        let opts = Options {
+            k: PROFILE_DEPTH,
+            mode,
+            strategy: Strategy::Exact,
+            ..Options::default()
+        };
+        let stored = StoredPositives::read(lib, &case.profile, mode)?;
+        let positives = stored.positives(lib, &case.profile);
+        let ranked = rank_positives(lib, &positives, Fusion::Centroid, &opts, exclude)?;
+        Ok(ranked.iter().map(|n| n.row).collect())
+    }
 }
 
 #[cfg(test)]

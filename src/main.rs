@@ -9,7 +9,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[cfg(feature = "serve")]
 use cli::serve;
-use cli::{bench, embed, eval, library, query, scripting, shard};
+use cli::{bench, embed, eval, feed, library, query, scripting, shard};
 
 const AFTER_HELP: &str = "\
 Quick start:
@@ -64,6 +64,10 @@ enum Command {
     Similar(query::SimilarArgs),
     /// A related-work list from a draft abstract, seed papers, negative seeds and/or a query.
     Related(query::RelatedArgs),
+    /// New papers (an arXiv listing: API, OAI-PMH, RSS; a file or URL)
+    /// ranked against a library, a few of its collections or seed papers,
+    /// each with the profile paper and sentence that made it rank.
+    Feed(feed::FeedArgs),
     /// Retrieval quality (nDCG@10/20, Recall@100, MRR@10, MAP) per mode.
     Eval(eval::EvalArgs),
     /// Embed {"id","text"} JSON lines; write {"id","embedding"} lines in input order.
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
         Command::Search(a) => query::search(a),
         Command::Similar(a) => query::similar(a),
         Command::Related(a) => query::related(a),
+        Command::Feed(a) => feed::feed(a),
         Command::Eval(a) => eval::eval(a),
         Command::Embed(a) => embed::embed(a),
         Command::Info(a) => library::info(a),

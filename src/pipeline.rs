@@ -525,6 +525,10 @@ pub struct AddReport {
     pub total_seconds: f64,
     /// Papers the library now holds, dead rows excluded.
     pub live: usize,
+    /// Ids of library papers the corpus no longer has (a Zotero item deleted
+    /// since): reported, kept; `papersim remove` drops them. Empty when
+    /// `--limit` read only part of the corpus.
+    pub absent: Vec<String>,
     /// Dead rows over all rows, in `[0, 1]`; `papersim compact` reclaims them.
     pub dead_fraction: f64,
     /// The embedding device, e.g. `cpu` or `cuda:0`.
@@ -553,6 +557,18 @@ pub fn add(
     let mut issues = summary.issues;
     let mut skipped = summary.skipped;
     let read = papers.len();
+    let absent: Vec<String> = if opts.limit.is_none() {
+        let in_corpus: std::collections::HashSet<&str> =
+            papers.iter().map(|p| p.id.as_str()).collect();
+        (0..lib.len())
+            .filter(|&r| lib.is_live(r))
+            .filter_map(|r| lib.papers().id(r))
+            .filter(|id| !in_corpus.contains(id))
+            .map(str::to_string)
+            .collect()
+    } else {
+        Vec::new()
+    };
 
     // Sort each paper: unchanged, new or replaced; replaced with the same
     // text keeps its vector, and with the same sentences its sentence
@@ -695,6 +711,7 @@ pub fn add(
         update_seconds: update_start.elapsed().as_secs_f64(),
         total_seconds: start.elapsed().as_secs_f64(),
         live,
+        absent,
         dead_fraction: manifest.dead.len() as f64 / manifest.papers.max(1) as f64,
         device: embedder.device_name(),
         issues,

@@ -3,8 +3,11 @@
 use std::fmt::Write;
 
 mod bibtex;
+mod feed;
 
 pub use bibtex::{bibtex, latex_text};
+
+pub use feed::{render_feed, FeedFormat};
 
 use crate::eval::ModeResult;
 use crate::pipeline::{AddReport, BuildReport};
@@ -253,6 +256,18 @@ pub fn add_summary(r: &AddReport) -> String {
     ];
     for (k, v) in rows {
         let _ = writeln!(out, "{k:>14}  {v}");
+    }
+    if !r.absent.is_empty() {
+        const SHOWN: usize = 10;
+        let more = r.absent.len().saturating_sub(SHOWN);
+        let _ = writeln!(
+            out,
+            "{:>14}  {} papers of the library are not in the corpus (kept; `papersim remove` drops them): {}{}",
+            "absent",
+            r.absent.len(),
+            r.absent[..r.absent.len().min(SHOWN)].join(" "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        );
     }
     out
 }

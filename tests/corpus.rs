@@ -61,6 +61,7 @@ fn strict(format: Option<Format>) -> ReadOptions {
     ReadOptions {
         format,
         strict: true,
+        ..ReadOptions::default()
     }
 }
 
@@ -254,6 +255,7 @@ fn garbage_after_gzip_magic_is_an_issue_not_a_panic() {
     let opts = ReadOptions {
         format: Some(Format::Arxiv),
         strict: false,
+        ..ReadOptions::default()
     };
     let (papers, summary) = read_all(&path, &opts).unwrap();
     assert!(papers.is_empty());
@@ -751,6 +753,7 @@ fn a_two_megabyte_abstract_line_is_a_bad_record_named_by_file_and_line() {
         let opts = ReadOptions {
             format: Some(format),
             strict: false,
+            ..ReadOptions::default()
         };
         let (papers, summary) = read_all(&path, &opts).unwrap();
         assert_eq!(ids(&papers), ["small", "after"], "{format}");
@@ -811,6 +814,7 @@ fn a_fifty_megabyte_line_without_newline_is_one_bad_record() {
             let opts = ReadOptions {
                 format: Some(format),
                 strict: false,
+                ..ReadOptions::default()
             };
             let (papers, summary) = read_all(&path, &opts).unwrap();
             let expected: &[&str] = match format {

@@ -338,6 +338,7 @@ fn strict_mode_stops_at_the_first_bad_record() {
         let opts = ReadOptions {
             format: None,
             strict: true,
+            ..ReadOptions::default()
         };
         let err = read_all(&fixture(name), &opts).unwrap_err();
         match err {
@@ -369,6 +370,7 @@ fn truncated_fixtures_never_panic() {
                 let opts = ReadOptions {
                     format: Some(format),
                     strict,
+                    ..ReadOptions::default()
                 };
                 let Ok(mut reader) = open(&path, &opts) else {
                     continue;
@@ -404,6 +406,7 @@ fn truncated_fixtures_never_panic() {
             let opts = ReadOptions {
                 format: Some(Format::S2),
                 strict: false,
+                ..ReadOptions::default()
             };
             if let Ok(mut reader) = open(folder.path(), &opts) {
                 for item in reader.by_ref() {

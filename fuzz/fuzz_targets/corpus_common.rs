@@ -41,6 +41,7 @@ pub fn check_corpus(path: &Path, format: Option<Format>) {
     let lenient = ReadOptions {
         format,
         strict: false,
+        ..ReadOptions::default()
     };
     let mut reader = match corpus::open(path, &lenient) {
         Ok(reader) => reader,
@@ -86,6 +87,7 @@ pub fn check_corpus(path: &Path, format: Option<Format>) {
     let strict = ReadOptions {
         format: Some(summary.format),
         strict: true,
+        ..ReadOptions::default()
     };
     let Ok(reader) = corpus::open(path, &strict) else {
         panic!("strict open failed where lenient open succeeded");

@@ -44,6 +44,13 @@ pub struct EvalArgs {
     /// other links, for RRF of the positives and for their centroid.
     #[arg(long, requires = "paper_qrels")]
     related: bool,
+    /// With --paper-qrels, the profile experiment: for each paper with at
+    /// least 4 links, half of them (even positions by id) are a reading
+    /// profile and the other half must be found among all other papers;
+    /// recall@20 and nDCG@20 of `related` (profile as seeds) per mode and
+    /// of `feed`'s ranker (docs/evaluation.md).
+    #[arg(long, requires = "paper_qrels")]
+    profiles: bool,
     /// Write a TREC run (qid Q0 docid rank score tag) of every mode to FILE.
     #[arg(long, value_name = "FILE")]
     run: Option<PathBuf>,
@@ -117,6 +124,26 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
             }
         }
     }
+    let mut profiles = Vec::new();
+    if let (true, Some(path)) = (a.profiles, &a.paper_qrels) {
+        let cases = eval::profile_cases(lib, &eval::read_qrels(path)?);
+        let feed = eval::feed_profile_ranker(lib)?;
+        profiles.push(eval::evaluate_profiles(
+            lib,
+            &cases,
+            "feed (whitened centroid)",
+            &feed,
+        )?);
+        for &mode in &a.modes {
+            let rank = eval::related_profile_ranker(lib, mode);
+            profiles.push(eval::evaluate_profiles(
+                lib,
+                &cases,
+                &format!("related centroid ({mode})"),
+                &rank,
+            )?);
+        }
+    }
     if let Some(path) = &a.run {
         store::write_atomic(path, |w| w.write_all(&run_out))
             .with_context(|| format!("writing the run file {}", path.display()))?;
@@ -134,12 +161,20 @@ pub fn eval(a: EvalArgs) -> Result<ExitCode> {
                 v["set"] = "related".into();
                 Ok(v)
             }))
+            .chain(profiles.iter().map(|r| {
+                let mut v = serde_json::to_value(r)?;
+                v["set"] = "profiles".into();
+                Ok(v)
+            }))
             .collect::<Result<Vec<serde_json::Value>>>()?;
         emit_json(&rows)?;
     } else {
         emit(&report::eval_table(&results))?;
         if !related.is_empty() {
             emit(&related_table(&related))?;
+        }
+        if !profiles.is_empty() {
+            emit(&profile_table(&profiles))?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -161,6 +196,21 @@ fn related_table(rows: &[eval::RelatedResult]) -> String {
             r.recall10,
             r.recall20,
             r.recall50
+        ));
+    }
+    out
+}
+
+/// The profile experiment as a table.
+fn profile_table(rows: &[eval::ProfileResult]) -> String {
+    let mut out = String::from(
+        "\nprofiles (half of a paper's links given, the other half to find)\n\
+         ranker                                profiles  recall@20  ndcg@20  recall@20 even  odd\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<37} {:>8} {:>10.4} {:>8.4} {:>15.4} {:>6.4}\n",
+            r.ranker, r.profiles, r.recall20, r.ndcg20, r.recall20_even, r.recall20_odd
         ));
     }
     out

@@ -23,7 +23,9 @@ pub struct BuildArgs {
     /// Papers to index: arXiv JSONL (also the Kaggle snapshot), BEIR corpus
     /// JSONL, CSV/TSV with a header (Zotero's CSV export too), a Hugging Face
     /// Daily Papers page saved as text, BibTeX (.bib), RIS (.ris), OpenAlex
-    /// works JSONL, or a folder of Semantic Scholar papers + abstracts files.
+    /// works JSONL, a folder of Semantic Scholar papers + abstracts files,
+    /// an arXiv listing (API Atom, OAI-PMH, RSS), or a Zotero library read
+    /// in place (~/Zotero or its zotero.sqlite, even while Zotero runs).
     /// Gzip is read transparently.
     #[arg(long, value_name = "FILE")]
     pub(super) corpus: PathBuf,
@@ -46,9 +48,13 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR")]
     pub(super) out: Option<PathBuf>,
     /// Corpus format, when auto-detection guesses wrong: arxiv, beir, csv,
-    /// tsv, hf-daily, bibtex, ris, openalex, s2.
+    /// tsv, hf-daily, bibtex, ris, openalex, s2, arxiv-listing, zotero.
     #[arg(long, value_name = "FORMAT")]
     pub(super) format: Option<Format>,
+    /// Zotero only: take the papers of this collection and its
+    /// sub-collections (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub(super) collection: Vec<String>,
     /// Stop at the first bad record instead of reporting and skipping it.
     #[arg(long)]
     pub(super) strict: bool,
@@ -109,6 +115,7 @@ pub fn build(a: BuildArgs) -> Result<ExitCode> {
         read: ReadOptions {
             format: a.format,
             strict: a.strict,
+            collections: a.collection.clone(),
         },
         template: a.template,
         index: HnswParams {
@@ -148,6 +155,10 @@ pub struct AddArgs {
     /// Corpus format, when auto-detection guesses wrong.
     #[arg(long, value_name = "FORMAT")]
     format: Option<Format>,
+    /// Zotero only: take the papers of this collection and its
+    /// sub-collections (repeatable).
+    #[arg(long, value_name = "NAME")]
+    collection: Vec<String>,
     /// Stop at the first bad record instead of reporting and skipping it.
     #[arg(long)]
     strict: bool,
@@ -173,6 +184,7 @@ pub fn add(a: AddArgs) -> Result<ExitCode> {
         read: ReadOptions {
             format: a.format,
             strict: a.strict,
+            collections: a.collection.clone(),
         },
         limit: a.limit,
         checkpoint_texts: a.checkpoint_every,

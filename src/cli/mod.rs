@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod embed;
 pub mod eval;
+pub mod feed;
 pub mod library;
 pub mod query;
 pub mod scripting;

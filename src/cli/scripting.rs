@@ -221,9 +221,13 @@ fn papersim_error(e: &(dyn StdError + 'static)) -> Option<Where> {
 fn corpus(e: &CorpusError) -> Where {
     let (file, line) = match e {
         CorpusError::BadRecord(issue) => (Some(issue.path.clone()), Some(issue.line)),
+        CorpusError::Listing { path, line, .. } => (Some(path.clone()), Some(*line)),
         CorpusError::Io { path, .. }
         | CorpusError::UnknownFormat { path, .. }
-        | CorpusError::BadHeader { path, .. } => (Some(path.clone()), None),
+        | CorpusError::BadHeader { path, .. }
+        | CorpusError::OaiError { path, .. }
+        | CorpusError::Zotero { path, .. } => (Some(path.clone()), None),
+        CorpusError::Fetch { url, .. } => (Some(PathBuf::from(url)), None),
         _ => (None, None),
     };
     (kind("corpus", e), file, line)

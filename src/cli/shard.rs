@@ -34,6 +34,7 @@ pub fn build(a: BuildArgs) -> Result<ExitCode> {
         read: ReadOptions {
             format: a.format,
             strict: a.strict,
+            collections: a.collection.clone(),
         },
         template: a.template,
         limit: a.limit,

@@ -426,6 +426,7 @@ fn paper(entry: &biblatex::Entry) -> Result<Paper, String> {
         journal: field("journal").or_else(|| field("journaltitle")),
         booktitle: field("booktitle"),
         eprint,
+        collections: Vec::new(),
     })
 }
 

@@ -382,6 +382,7 @@ impl DelimitedSource {
             journal,
             booktitle,
             eprint: non_empty(field(self.columns.eprint, "eprint")?),
+            collections: Vec::new(),
         })
     }
 }

@@ -214,7 +214,8 @@ pub(crate) fn arxiv_id_month(id: &str) -> Option<String> {
     Some(format!("{}-{mm}", century + yy))
 }
 
-fn strip_version(id: &str) -> &str {
+/// An arXiv id without its version suffix (`2101.00001v2` → `2101.00001`).
+pub(crate) fn strip_version(id: &str) -> &str {
     match id.rsplit_once('v') {
         Some((base, version)) if !version.is_empty() && all_digits(version) => base,
         _ => id,

@@ -332,6 +332,7 @@ fn openalex_paper(object: &Object) -> Result<Paper, String> {
         journal,
         booktitle,
         eprint: None,
+        collections: Vec::new(),
     })
 }
 
@@ -404,6 +405,7 @@ pub(crate) fn s2_paper(
         journal,
         booktitle,
         eprint,
+        collections: Vec::new(),
     })
 }
 

@@ -12,14 +12,21 @@
 
 mod bibtex;
 mod delimited;
+mod fetch;
 mod fields;
 mod hf_daily;
 mod input;
 mod json;
+mod listing;
 mod ris;
 mod s2;
 mod sentences;
 mod template;
+#[cfg(feature = "zotero")]
+mod zotero;
+#[cfg(not(feature = "zotero"))]
+#[path = "zotero_off.rs"]
+mod zotero;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -36,6 +43,9 @@ pub use template::TextTemplate;
 
 pub(crate) use fields::is_arxiv_id;
 
+pub use fetch::{fetch_listing, is_url, next_page_url};
+pub use listing::{parse_listing, Listing, ListingFailure};
+
 use input::{Input, LineReader};
 
 /// Longest record accepted, in bytes (1 MiB): one line of a JSON-lines file,
@@ -51,7 +61,8 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 pub const MAX_ABSTRACT_CHARS: usize = 100_000;
 
 /// The `--format` names, for messages.
-const FORMAT_NAMES: &str = "arxiv, beir, csv, tsv, hf-daily, bibtex, ris, openalex, s2";
+const FORMAT_NAMES: &str =
+    "arxiv, beir, csv, tsv, hf-daily, bibtex, ris, openalex, s2, arxiv-listing, zotero";
 
 /// Everything that can go wrong while reading a corpus.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +100,57 @@ pub enum CorpusError {
     /// In strict mode, the first bad record, which ends reading.
     #[error("bad record at {0}")]
     BadRecord(Issue),
+    /// An arXiv listing (Atom, OAI-PMH, RSS) that is not well-formed or
+    /// was cut short: nothing of it is used.
+    #[error("{}:{line}: {reason}", .path.display())]
+    Listing {
+        /// The listing file (or URL).
+        path: PathBuf,
+        /// 1-based line where reading stopped.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An OAI-PMH server answered with an error instead of records.
+    #[error("{}: the OAI-PMH server answered `{code}`: {message}", .path.display())]
+    OaiError {
+        /// The listing file (or URL).
+        path: PathBuf,
+        /// The OAI-PMH error code.
+        code: String,
+        /// The server's message.
+        message: String,
+    },
+    /// A listing URL could not be fetched (network, HTTP status, no curl).
+    #[error("{url}: {reason}")]
+    Fetch {
+        /// The page's URL.
+        url: String,
+        /// What went wrong, and what to do.
+        reason: String,
+    },
+    /// A Zotero database that could not be read (not one, or damaged).
+    #[error("{}: {reason}", .path.display())]
+    Zotero {
+        /// The `zotero.sqlite` file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A `--collection` the Zotero library does not have.
+    #[error("no collection named {name:?} in the Zotero library; it has: {known}")]
+    UnknownCollection {
+        /// The name as given.
+        name: String,
+        /// The library's collection names, sorted.
+        known: String,
+    },
+    /// `--collection` given for a corpus that is not a Zotero library.
+    #[error("--collection needs a Zotero library (--format zotero), not {format}")]
+    CollectionsNeedZotero {
+        /// The corpus's format.
+        format: Format,
+    },
     /// A `--template` string that does not parse (unknown placeholder,
     /// unmatched brace, or neither `{title}` nor `{abstract}`).
     #[error("invalid text template `{template}`: {reason}")]
@@ -149,6 +211,11 @@ pub struct Paper {
     /// of a paper whose own id is a citation key or a DOI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eprint: Option<String>,
+    /// The collections the paper is filed in (a Zotero library's), each
+    /// with the collections above it, so that a collection's name selects
+    /// its sub-collections' papers too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collections: Vec<String>,
 }
 
 /// The input formats understood by [`open`].
@@ -176,11 +243,17 @@ pub enum Format {
     /// Semantic Scholar datasets: `papers` JSON lines, joined with the
     /// `abstracts` dataset by `corpusid` when given a folder holding both.
     S2,
+    /// An arXiv listing: the arXiv API's Atom feed, an OAI-PMH `ListRecords`
+    /// page (`arXivRaw` or `arXiv` metadata) or the RSS feed.
+    Listing,
+    /// A Zotero library read in place: its `zotero.sqlite` or its data
+    /// folder.
+    Zotero,
 }
 
 impl Format {
     /// Every format, in the order they are listed in messages.
-    pub const ALL: [Format; 9] = [
+    pub const ALL: [Format; 11] = [
         Format::Arxiv,
         Format::Beir,
         Format::Csv,
@@ -190,6 +263,8 @@ impl Format {
         Format::Ris,
         Format::OpenAlex,
         Format::S2,
+        Format::Listing,
+        Format::Zotero,
     ];
 
     /// The name used by `--format` and [`FromStr`].
@@ -204,6 +279,8 @@ impl Format {
             Format::Ris => "ris",
             Format::OpenAlex => "openalex",
             Format::S2 => "s2",
+            Format::Listing => "arxiv-listing",
+            Format::Zotero => "zotero",
         }
     }
 }
@@ -227,12 +304,15 @@ impl FromStr for Format {
 }
 
 /// How [`open`] reads a corpus. The default detects the format and skips bad records.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReadOptions {
     /// `None` detects the format with [`detect_format`].
     pub format: Option<Format>,
     /// Make the first bad record an error instead of skipping it.
     pub strict: bool,
+    /// Zotero only: read the papers of these collections (and of their
+    /// sub-collections); empty reads all.
+    pub collections: Vec<String>,
 }
 
 /// A bad record: where it is and why it was skipped.
@@ -271,6 +351,7 @@ pub struct ReadSummary {
 // A paper is moved through once per record; boxing it would cost an
 // allocation per paper to save a few hundred bytes on the stack.
 #[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
 pub(crate) enum Event {
     Paper {
         paper: Paper,
@@ -394,8 +475,15 @@ pub fn open(path: &Path, opts: &ReadOptions) -> Result<CorpusReader, CorpusError
         Some(format) => format,
         None => detect_format(path)?,
     };
+    if !opts.collections.is_empty() && format != Format::Zotero {
+        return Err(CorpusError::CollectionsNeedZotero { format });
+    }
     let source: Box<dyn Source> = if format == Format::S2 {
         Box::new(s2::S2Source::open(path)?)
+    } else if format == Format::Zotero {
+        Box::new(EventsSource(
+            zotero::read(path, &opts.collections)?.into_iter(),
+        ))
     } else {
         open_file(path, format)?
     };
@@ -439,7 +527,79 @@ fn open_file(path: &Path, format: Format) -> Result<Box<dyn Source>, CorpusError
             LineReader::new(input),
             json::Shape::S2,
         )),
+        Format::Listing => Box::new(read_listing(input)?.into_source()),
+        Format::Zotero => Box::new(EventsSource(zotero::read(path, &[])?.into_iter())),
     })
+}
+
+/// Reads a listing file whole: a listing that is cut short or an OAI-PMH
+/// error fails here, before any paper is handed out.
+fn read_listing(mut input: Input) -> Result<Listing, CorpusError> {
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut input.reader, &mut bytes).map_err(|source| {
+        CorpusError::Io {
+            path: input.path().to_path_buf(),
+            source,
+        }
+    })?;
+    listing_from_bytes(&bytes, input.path())
+}
+
+/// Parses listing bytes (a file's or a server's answer), naming `origin` in
+/// errors.
+pub fn listing_from_bytes(bytes: &[u8], origin: &Path) -> Result<Listing, CorpusError> {
+    parse_listing(bytes).map_err(|failure| match failure {
+        ListingFailure::Malformed { line, reason } => CorpusError::Listing {
+            path: origin.to_path_buf(),
+            line,
+            reason,
+        },
+        ListingFailure::Oai { code, message } => CorpusError::OaiError {
+            path: origin.to_path_buf(),
+            code,
+            message,
+        },
+    })
+}
+
+/// Papers already in memory (a listing, pages of one fetched from a
+/// server), handed out like a file's.
+struct EventsSource(std::vec::IntoIter<Event>);
+
+impl Source for EventsSource {
+    fn next_event(&mut self) -> Result<Option<Event>, CorpusError> {
+        Ok(self.0.next())
+    }
+}
+
+impl Listing {
+    fn into_source(self) -> EventsSource {
+        EventsSource(self.events.into_iter())
+    }
+
+    /// Appends the next page's records (OAI-PMH paging) and takes its token.
+    pub fn extend(&mut self, next: Listing) {
+        self.events.extend(next.events);
+        self.resumption_token = next.resumption_token;
+    }
+}
+
+/// A streaming reader over a listing already read (e.g. fetched), with
+/// the same duplicate and bad-record policy as [`open`]; `origin` names it.
+pub fn listing_reader(listing: Listing, origin: &Path, strict: bool) -> CorpusReader {
+    CorpusReader {
+        path: origin.to_path_buf(),
+        source: Box::new(listing.into_source()),
+        strict,
+        seen: HashMap::new(),
+        summary: ReadSummary {
+            format: Format::Listing,
+            read: 0,
+            skipped: 0,
+            issues: Vec::new(),
+        },
+        done: false,
+    }
 }
 
 /// Convenience: reads everything [`open`] yields.
@@ -460,8 +620,12 @@ const SNIFF_LINES: usize = 2000;
 /// or an `https://openalex.org/` id is OpenAlex, one with `id` and `title` or
 /// `abstract` is arXiv; a first line `TY  - ...` is RIS, one starting with
 /// `@` (after `%` comments) is BibTeX; text with a `• N authors` line is
-/// hf-daily.
+/// hf-daily; a first line starting with `<` is an arXiv listing (XML). A
+/// Zotero data folder, a `.sqlite` file or any SQLite database is Zotero.
 pub fn detect_format(path: &Path) -> Result<Format, CorpusError> {
+    if zotero::is_data_folder(path) {
+        return Ok(Format::Zotero);
+    }
     if path.is_dir() {
         return Ok(Format::S2);
     }
@@ -472,6 +636,9 @@ pub fn detect_format(path: &Path) -> Result<Format, CorpusError> {
         path: path.to_path_buf(),
         reason: reason.to_string(),
     };
+    if is_sqlite(path) {
+        return Ok(Format::Zotero);
+    }
     let mut lines = LineReader::new(Input::open(path)?);
     let mut first_non_empty = true;
     for _ in 0..SNIFF_LINES {
@@ -502,6 +669,9 @@ pub fn detect_format(path: &Path) -> Result<Format, CorpusError> {
             }
             if text.starts_with('@') {
                 return Ok(Format::Bibtex);
+            }
+            if text.starts_with('<') {
+                return Ok(Format::Listing);
             }
             if text.starts_with('{') {
                 let Ok(serde_json::Value::Object(object)) = serde_json::from_str(text) else {
@@ -544,6 +714,15 @@ pub fn detect_format(path: &Path) -> Result<Format, CorpusError> {
     ))
 }
 
+/// Whether the file starts with SQLite's header string.
+fn is_sqlite(path: &Path) -> bool {
+    let mut head = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && &head == b"SQLite format 3\0"
+}
+
 fn format_from_extension(path: &Path) -> Option<Format> {
     let name = path.file_name()?.to_str()?.to_ascii_lowercase();
     let name = name.strip_suffix(".gz").unwrap_or(&name);
@@ -553,6 +732,8 @@ fn format_from_extension(path: &Path) -> Option<Format> {
         "txt" | "md" => Some(Format::HfDaily),
         "bib" | "bibtex" => Some(Format::Bibtex),
         "ris" => Some(Format::Ris),
+        "xml" | "atom" | "rss" => Some(Format::Listing),
+        "sqlite" => Some(Format::Zotero),
         _ => None,
     }
 }

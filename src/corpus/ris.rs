@@ -279,6 +279,7 @@ fn paper(record: &Record, ordinal: usize) -> Result<Paper, String> {
         journal,
         booktitle,
         eprint: None,
+        collections: Vec::new(),
     })
 }
 

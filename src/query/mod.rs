@@ -5,6 +5,7 @@
 
 mod align;
 mod explain;
+mod feed;
 mod filter;
 mod related;
 mod session;
@@ -21,6 +22,10 @@ use crate::store::{Library, StoreError};
 pub use crate::corpus::split_sentences;
 pub use align::align;
 pub use explain::{SentenceCache, Why};
+pub use feed::{
+    feed, profile_rows, rank_feed, rank_library, Because, Candidate, Feed, FeedHit, FeedRequest,
+    ProfileScorer, FEED_POWER,
+};
 pub use filter::{parse_date_bound, Filter};
 pub use related::{rank_positives, related, Fusion, Positive, RelatedRequest};
 pub use session::{load_embedder, ModelChoice, Needs, Session};
@@ -45,6 +50,20 @@ pub enum QueryError {
     /// sentences.
     #[error("nothing to relate to: give --abstract, --seed or --query")]
     NoPositives,
+    /// No library paper is filed in the `--collection`s given.
+    #[error("no paper of the library is filed in collection(s) {names}; build it from Zotero with those collections, or check the names")]
+    EmptyCollections {
+        /// The names as given, comma-separated.
+        names: String,
+    },
+    /// A feed was asked of a library without live papers.
+    #[error(
+        "the library has no papers ({dim}-dimensional vectors) to rank a feed against; add papers"
+    )]
+    TooFewPapers {
+        /// The vectors' dimensions.
+        dim: usize,
+    },
     /// The loaded model's weights hash differs from the one recorded in the
     /// library's manifest, so its query vectors would not be comparable.
     #[error("model {model} (weights sha256 {got}) is not the model this library was built with ({want_id}, sha256 {want}); pass --model with that model")]
