@@ -176,8 +176,6 @@ pub(super) fn run(isa: Isa) -> Result<(), String> {
             // The same product on tiles, the weights laid out for them.
             #[cfg(target_arch = "x86_64")]
             if quads.is_some() && isa.has_tiles() {
-                let (a, b, lda) = for_tiles(w, x, m, kp, n);
-                let mut c = values(11, m * n);
                 let q = TScale {
                     w_scale: &w_scale,
                     x_scale: &x_scale,
@@ -186,18 +184,7 @@ pub(super) fn run(isa: Isa) -> Result<(), String> {
                         zero: &zero,
                     },
                 };
-                let block = TBlock {
-                    a: &a,
-                    lda,
-                    b: &b,
-                    ldb: n,
-                    n,
-                    rows: m,
-                    init,
-                    act,
-                    q: Some(q),
-                };
-                tblock(isa, &block, &mut c, n);
+                let c = on_tiles(isa, (w, x), (m, kp, n), (init, act), Some(q), 11);
                 let err = worst(&c, &out[1]);
                 if err > 1e-5 {
                     return fail("the u8 × s8 product on tiles", err);
@@ -243,20 +230,7 @@ pub(super) fn run(isa: Isa) -> Result<(), String> {
             }
             #[cfg(target_arch = "x86_64")]
             if isa.has_tiles() {
-                let (a, b, lda) = for_tiles(&w, &x, m, kp, n);
-                let mut c = values(21, m * n);
-                let block = TBlock {
-                    a: &a,
-                    lda,
-                    b: &b,
-                    ldb: n,
-                    n,
-                    rows: m,
-                    init,
-                    act,
-                    q: None,
-                };
-                tblock(isa, &block, &mut c, n);
+                let c = on_tiles(isa, (&w, &x), (m, kp, n), (init, act), None, 21);
                 let err = worst(&c, &out[1]);
                 if err > 1e-5 {
                     return fail("the bf16 product on tiles", err);
@@ -297,11 +271,19 @@ pub(super) fn run(isa: Isa) -> Result<(), String> {
     Ok(())
 }
 
-/// Weights `w` (MR-row tiles, `kp` lanes, `m` rows) row-major with lanes
-/// and rows padded to whole AMX tiles, and activations `x` (`kp` lanes of
-/// `n` tokens) with zero lanes to the same depth; and that depth.
+/// The product of weights `w` (MR-row tiles, `kp` lanes, `m` rows) and
+/// activations `x` (`kp` lanes of `n` tokens) on tiles, into C starting as
+/// `values(seed)`: the weights repacked row-major with lanes and rows
+/// padded to whole tiles, the activations padded with zero lanes.
 #[cfg(target_arch = "x86_64")]
-fn for_tiles(w: &[i32], x: &[i32], m: usize, kp: usize, n: usize) -> (Vec<i32>, Vec<i32>, usize) {
+fn on_tiles(
+    isa: Isa,
+    (w, x): (&[i32], &[i32]),
+    (m, kp, n): (usize, usize, usize),
+    (init, act): (Init<'_>, Act),
+    q: Option<TScale<'_>>,
+    seed: u64,
+) -> Vec<f32> {
     let lda = kp.next_multiple_of(TILE);
     let mut a = vec![0; m.next_multiple_of(TILE) * lda];
     for i in 0..m {
@@ -311,5 +293,18 @@ fn for_tiles(w: &[i32], x: &[i32], m: usize, kp: usize, n: usize) -> (Vec<i32>, 
     }
     let mut b = x[..kp * n].to_vec();
     b.resize(lda * n, 0);
-    (a, b, lda)
+    let block = TBlock {
+        a: &a,
+        lda,
+        b: &b,
+        ldb: n,
+        n,
+        rows: m,
+        init,
+        act,
+        q,
+    };
+    let mut c = values(seed, m * n);
+    tblock(isa, &block, &mut c, n);
+    c
 }
