@@ -96,7 +96,7 @@ impl std::fmt::Display for DeviceSpec {
 }
 
 impl DeviceSpec {
-    fn open(&self) -> Result<Device, EmbedError> {
+    pub(super) fn open(&self) -> Result<Device, EmbedError> {
         match self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
             #[cfg(feature = "cuda")]
@@ -115,6 +115,24 @@ impl DeviceSpec {
             ))),
         }
     }
+}
+
+/// candle's forward pass for the model's `model_type`: MPNet's own
+/// ([`super::candle_mpnet::CandleMpnet`]), else BERT's.
+pub fn load_candle(
+    files: &ModelFiles,
+    spec: DeviceSpec,
+    precision: Precision,
+) -> Result<Box<dyn Backend>, EmbedError> {
+    #[derive(serde::Deserialize)]
+    struct TypeOnly {
+        model_type: Option<String>,
+    }
+    let t: TypeOnly = read_json(&files.config)?;
+    Ok(match t.model_type.as_deref() {
+        Some("mpnet") => Box::new(super::candle_mpnet::CandleMpnet::load(files, spec, precision)?),
+        _ => Box::new(CandleBert::load(files, spec, precision)?),
+    })
 }
 
 /// candle's BERT (the encoder layers of candle-transformers' BertModel),
@@ -175,7 +193,7 @@ impl Embeddings {
 
 /// The additive attention mask, `(batch, 1, 1, seq)`: 0 on real tokens, the
 /// dtype's lowest finite value on padding.
-fn additive_mask(mask: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
+pub(super) fn additive_mask(mask: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
     let lowest = match dtype {
         DType::F16 => half::f16::MIN.to_f64(),
         DType::BF16 => half::bf16::MIN.to_f64(),
@@ -235,7 +253,7 @@ impl CandleBert {
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, EmbedError> {
+pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, EmbedError> {
     std::fs::read(path).map_err(|source| EmbedError::Io {
         path: path.to_path_buf(),
         source,

@@ -7,8 +7,10 @@
 
 mod backend;
 pub mod batch;
+mod candle_mpnet;
 mod cpu_bert;
 mod model;
+mod mpnet;
 pub mod modules;
 mod pooling;
 pub mod prompts;
@@ -314,7 +316,7 @@ impl Embedder {
                         "int8 runs on the CPU only; on cuda:{n} use f32 or f16"
                     )))
                 }
-                _ => Box::new(CandleBert::load(files, device, precision)?),
+                _ => backend::load_candle(files, device, precision)?,
             })
         };
         // Parsing tokenizer.json takes about as long as loading the weights
