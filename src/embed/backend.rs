@@ -130,7 +130,9 @@ pub fn load_candle(
     }
     let t: TypeOnly = read_json(&files.config)?;
     Ok(match t.model_type.as_deref() {
-        Some("mpnet") => Box::new(super::candle_mpnet::CandleMpnet::load(files, spec, precision)?),
+        Some("mpnet") => Box::new(super::candle_mpnet::CandleMpnet::load(
+            files, spec, precision,
+        )?),
         _ => Box::new(CandleBert::load(files, spec, precision)?),
     })
 }

@@ -130,7 +130,10 @@ impl CandleMpnet {
         if c.hidden_act != "gelu" {
             return Err(EmbedError::BadModelFile {
                 path: files.config.clone(),
-                reason: format!("hidden_act {:?} is not supported for MPNet (gelu is)", c.hidden_act),
+                reason: format!(
+                    "hidden_act {:?} is not supported for MPNet (gelu is)",
+                    c.hidden_act
+                ),
             });
         }
         if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
@@ -186,7 +189,11 @@ impl CandleMpnet {
             positions,
             emb_norm,
             layers,
-            rel: RelativeBias::new(table, c.relative_attention_num_buckets, c.num_attention_heads),
+            rel: RelativeBias::new(
+                table,
+                c.relative_attention_num_buckets,
+                c.num_attention_heads,
+            ),
             heads: c.num_attention_heads,
             pos_offset: c.pad_token_id + 1,
             dtype,

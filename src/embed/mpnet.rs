@@ -141,7 +141,9 @@ mod tests {
     #[test]
     fn offsets_reversed_and_dense_agree() {
         let (buckets, heads, n) = (32, 3, 40);
-        let table: Vec<f32> = (0..buckets * heads).map(|i| i as f32 * 0.25 - 7.0).collect();
+        let table: Vec<f32> = (0..buckets * heads)
+            .map(|i| i as f32 * 0.25 - 7.0)
+            .collect();
         let rb = RelativeBias::new(table, buckets, heads);
         let dense = rb.dense(n);
         let mut rev = vec![0f32; 2 * n - 1];
