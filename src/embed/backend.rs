@@ -96,7 +96,7 @@ impl std::fmt::Display for DeviceSpec {
 }
 
 impl DeviceSpec {
-    pub(super) fn open(&self) -> Result<Device, EmbedError> {
+    fn open(&self) -> Result<Device, EmbedError> {
         match self {
             DeviceSpec::Cpu => Ok(Device::Cpu),
             #[cfg(feature = "cuda")]
@@ -216,32 +216,10 @@ impl CandleBert {
         spec: DeviceSpec,
         precision: Precision,
     ) -> Result<Self, EmbedError> {
-        let dtype = match precision {
-            Precision::F32 => DType::F32,
-            Precision::F16 => DType::F16,
-            Precision::Bf16 => DType::BF16,
-            Precision::Int8 => {
-                return Err(EmbedError::BadPrecision(format!(
-                    "{precision} is not available on {spec} with candle's BERT"
-                )))
-            }
-        };
+        let dtype = candle_dtype(precision, spec, "BERT")?;
         let config: Config = read_json(&files.config)?;
-        let device = spec.open()?;
-        let weights = read_file(&files.weights)?;
-        let model_err = |e: candle_core::Error| EmbedError::BadModelFile {
-            path: files.weights.clone(),
-            reason: e.to_string(),
-        };
-        let vb =
-            VarBuilder::from_buffered_safetensors(weights, dtype, &device).map_err(model_err)?;
-        let prefix = weight_prefixes(config.model_type.as_deref())
-            .into_iter()
-            .find(|p| vb.contains_tensor(&format!("{p}embeddings.word_embeddings.weight")));
-        let vb = match prefix.as_deref().and_then(|p| p.strip_suffix('.')) {
-            Some(p) => vb.pp(p),
-            None => vb,
-        };
+        let (device, vb) = open_weights(files, spec, dtype, config.model_type.as_deref())?;
+        let model_err = weights_error(files);
         let embeddings = Embeddings::load(vb.pp("embeddings"), &config).map_err(model_err)?;
         let encoder = BertEncoder::load(vb.pp("encoder"), &config).map_err(model_err)?;
         Ok(CandleBert {
@@ -255,7 +233,55 @@ impl CandleBert {
     }
 }
 
-pub(super) fn read_file(path: &Path) -> Result<Vec<u8>, EmbedError> {
+/// candle's dtype for `precision` (int8 is CpuBert's alone).
+pub(super) fn candle_dtype(
+    precision: Precision,
+    spec: DeviceSpec,
+    model: &str,
+) -> Result<DType, EmbedError> {
+    match precision {
+        Precision::F32 => Ok(DType::F32),
+        Precision::F16 => Ok(DType::F16),
+        Precision::Bf16 => Ok(DType::BF16),
+        Precision::Int8 => Err(EmbedError::BadPrecision(format!(
+            "{precision} is not available on {spec} with candle's {model}"
+        ))),
+    }
+}
+
+/// A candle error while reading the model's weights, as the file's error.
+pub(super) fn weights_error(
+    files: &ModelFiles,
+) -> impl Fn(candle_core::Error) -> EmbedError + Copy + '_ {
+    |e| EmbedError::BadModelFile {
+        path: files.weights.clone(),
+        reason: e.to_string(),
+    }
+}
+
+/// Opens the device and the weights at `dtype`, under the prefix the file
+/// uses for `model_type` (bare names, `bert.`, `<model_type>.`).
+pub(super) fn open_weights(
+    files: &ModelFiles,
+    spec: DeviceSpec,
+    dtype: DType,
+    model_type: Option<&str>,
+) -> Result<(Device, VarBuilder<'static>), EmbedError> {
+    let device = spec.open()?;
+    let weights = read_file(&files.weights)?;
+    let vb = VarBuilder::from_buffered_safetensors(weights, dtype, &device)
+        .map_err(weights_error(files))?;
+    let prefix = weight_prefixes(model_type)
+        .into_iter()
+        .find(|p| vb.contains_tensor(&format!("{p}embeddings.word_embeddings.weight")));
+    let vb = match prefix.as_deref().and_then(|p| p.strip_suffix('.')) {
+        Some(p) => vb.pp(p),
+        None => vb,
+    };
+    Ok((device, vb))
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, EmbedError> {
     std::fs::read(path).map_err(|source| EmbedError::Io {
         path: path.to_path_buf(),
         source,

@@ -9,8 +9,10 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
-use super::backend::{additive_mask, read_file, Backend, DeviceSpec, TokenBatch};
-use super::model::{read_json, weight_prefixes, ModelFiles};
+use super::backend::{
+    additive_mask, candle_dtype, open_weights, weights_error, Backend, DeviceSpec, TokenBatch,
+};
+use super::model::{read_json, ModelFiles};
 use super::mpnet::RelativeBias;
 use super::{EmbedError, Precision};
 
@@ -116,16 +118,7 @@ impl CandleMpnet {
         spec: DeviceSpec,
         precision: Precision,
     ) -> Result<Self, EmbedError> {
-        let dtype = match precision {
-            Precision::F32 => DType::F32,
-            Precision::F16 => DType::F16,
-            Precision::Bf16 => DType::BF16,
-            Precision::Int8 => {
-                return Err(EmbedError::BadPrecision(format!(
-                    "{precision} is not available on {spec} with candle's MPNet"
-                )))
-            }
-        };
+        let dtype = candle_dtype(precision, spec, "MPNet")?;
         let c: Config = read_json(&files.config)?;
         if c.hidden_act != "gelu" {
             return Err(EmbedError::BadModelFile {
@@ -145,21 +138,8 @@ impl CandleMpnet {
                 ),
             });
         }
-        let device = spec.open()?;
-        let weights = read_file(&files.weights)?;
-        let model_err = |e: candle_core::Error| EmbedError::BadModelFile {
-            path: files.weights.clone(),
-            reason: e.to_string(),
-        };
-        let vb =
-            VarBuilder::from_buffered_safetensors(weights, dtype, &device).map_err(model_err)?;
-        let prefix = weight_prefixes(Some("mpnet"))
-            .into_iter()
-            .find(|p| vb.contains_tensor(&format!("{p}embeddings.word_embeddings.weight")));
-        let vb = match prefix.as_deref().and_then(|p| p.strip_suffix('.')) {
-            Some(p) => vb.pp(p),
-            None => vb,
-        };
+        let (device, vb) = open_weights(files, spec, dtype, Some("mpnet"))?;
+        let model_err = weights_error(files);
         let load = || -> candle_core::Result<_> {
             let e = vb.pp("embeddings");
             let h = c.hidden_size;
