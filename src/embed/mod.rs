@@ -44,7 +44,7 @@ pub use spans::{
 pub enum EmbedError {
     /// The model could not be found: the directory lacks a required file, or a
     /// hub id is neither in the local cache nor downloadable.
-    #[error("model {model}: {reason}; {hint}", hint = FETCH_HINT)]
+    #[error("model {model}: {reason}; {hint}", hint = model::fetch_hint(model))]
     ModelMissing {
         /// The model as the user named it (path or hub id).
         model: String,
