@@ -117,6 +117,26 @@ impl DeviceSpec {
     }
 }
 
+/// candle's forward pass for the model's `model_type`: MPNet's own
+/// ([`super::candle_mpnet::CandleMpnet`]), else BERT's.
+pub fn load_candle(
+    files: &ModelFiles,
+    spec: DeviceSpec,
+    precision: Precision,
+) -> Result<Box<dyn Backend>, EmbedError> {
+    #[derive(serde::Deserialize)]
+    struct TypeOnly {
+        model_type: Option<String>,
+    }
+    let t: TypeOnly = read_json(&files.config)?;
+    Ok(match t.model_type.as_deref() {
+        Some("mpnet") => Box::new(super::candle_mpnet::CandleMpnet::load(
+            files, spec, precision,
+        )?),
+        _ => Box::new(CandleBert::load(files, spec, precision)?),
+    })
+}
+
 /// candle's BERT (the encoder layers of candle-transformers' BertModel),
 /// f32, or f16 on CUDA.
 ///
@@ -175,7 +195,7 @@ impl Embeddings {
 
 /// The additive attention mask, `(batch, 1, 1, seq)`: 0 on real tokens, the
 /// dtype's lowest finite value on padding.
-fn additive_mask(mask: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
+pub(super) fn additive_mask(mask: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
     let lowest = match dtype {
         DType::F16 => half::f16::MIN.to_f64(),
         DType::BF16 => half::bf16::MIN.to_f64(),
@@ -196,32 +216,10 @@ impl CandleBert {
         spec: DeviceSpec,
         precision: Precision,
     ) -> Result<Self, EmbedError> {
-        let dtype = match precision {
-            Precision::F32 => DType::F32,
-            Precision::F16 => DType::F16,
-            Precision::Bf16 => DType::BF16,
-            Precision::Int8 => {
-                return Err(EmbedError::BadPrecision(format!(
-                    "{precision} is not available on {spec} with candle's BERT"
-                )))
-            }
-        };
+        let dtype = candle_dtype(precision, spec, "BERT")?;
         let config: Config = read_json(&files.config)?;
-        let device = spec.open()?;
-        let weights = read_file(&files.weights)?;
-        let model_err = |e: candle_core::Error| EmbedError::BadModelFile {
-            path: files.weights.clone(),
-            reason: e.to_string(),
-        };
-        let vb =
-            VarBuilder::from_buffered_safetensors(weights, dtype, &device).map_err(model_err)?;
-        let prefix = weight_prefixes(config.model_type.as_deref())
-            .into_iter()
-            .find(|p| vb.contains_tensor(&format!("{p}embeddings.word_embeddings.weight")));
-        let vb = match prefix.as_deref().and_then(|p| p.strip_suffix('.')) {
-            Some(p) => vb.pp(p),
-            None => vb,
-        };
+        let (device, vb) = open_weights(files, spec, dtype, config.model_type.as_deref())?;
+        let model_err = weights_error(files);
         let embeddings = Embeddings::load(vb.pp("embeddings"), &config).map_err(model_err)?;
         let encoder = BertEncoder::load(vb.pp("encoder"), &config).map_err(model_err)?;
         Ok(CandleBert {
@@ -233,6 +231,54 @@ impl CandleBert {
             dim: config.hidden_size,
         })
     }
+}
+
+/// candle's dtype for `precision` (int8 is CpuBert's alone).
+pub(super) fn candle_dtype(
+    precision: Precision,
+    spec: DeviceSpec,
+    model: &str,
+) -> Result<DType, EmbedError> {
+    match precision {
+        Precision::F32 => Ok(DType::F32),
+        Precision::F16 => Ok(DType::F16),
+        Precision::Bf16 => Ok(DType::BF16),
+        Precision::Int8 => Err(EmbedError::BadPrecision(format!(
+            "{precision} is not available on {spec} with candle's {model}"
+        ))),
+    }
+}
+
+/// A candle error while reading the model's weights, as the file's error.
+pub(super) fn weights_error(
+    files: &ModelFiles,
+) -> impl Fn(candle_core::Error) -> EmbedError + Copy + '_ {
+    |e| EmbedError::BadModelFile {
+        path: files.weights.clone(),
+        reason: e.to_string(),
+    }
+}
+
+/// Opens the device and the weights at `dtype`, under the prefix the file
+/// uses for `model_type` (bare names, `bert.`, `<model_type>.`).
+pub(super) fn open_weights(
+    files: &ModelFiles,
+    spec: DeviceSpec,
+    dtype: DType,
+    model_type: Option<&str>,
+) -> Result<(Device, VarBuilder<'static>), EmbedError> {
+    let device = spec.open()?;
+    let weights = read_file(&files.weights)?;
+    let vb = VarBuilder::from_buffered_safetensors(weights, dtype, &device)
+        .map_err(weights_error(files))?;
+    let prefix = weight_prefixes(model_type)
+        .into_iter()
+        .find(|p| vb.contains_tensor(&format!("{p}embeddings.word_embeddings.weight")));
+    let vb = match prefix.as_deref().and_then(|p| p.strip_suffix('.')) {
+        Some(p) => vb.pp(p),
+        None => vb,
+    };
+    Ok((device, vb))
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, EmbedError> {

@@ -47,6 +47,7 @@ use serde::Deserialize;
 
 use super::backend::{Backend, TokenBatch};
 use super::model::{read_json, weight_prefixes, ModelFiles};
+use super::mpnet::RelativeBias;
 use super::{EmbedError, Precision};
 
 mod bf16;
@@ -67,7 +68,7 @@ const KC: usize = 384;
 /// while all token panels pass.
 const MC: usize = 192;
 
-/// The fields of a Hugging Face BERT config.json this encoder needs.
+/// The fields of a Hugging Face BERT (or MPNet) config.json this encoder needs.
 #[derive(Debug, Deserialize)]
 struct Config {
     vocab_size: usize,
@@ -77,8 +78,13 @@ struct Config {
     intermediate_size: usize,
     hidden_act: String,
     max_position_embeddings: usize,
-    type_vocab_size: usize,
+    /// Absent from MPNet's config: it has no token types.
+    #[serde(default)]
+    type_vocab_size: Option<usize>,
     layer_norm_eps: f64,
+    /// MPNet's relative-position buckets.
+    #[serde(default)]
+    relative_attention_num_buckets: Option<usize>,
     #[serde(default)]
     position_embedding_type: Option<String>,
     #[serde(default)]
@@ -100,6 +106,17 @@ struct Dims {
     type_vocab: usize,
     eps: f32,
     act: Act,
+    arch: Arch,
+}
+
+/// Which encoder the weights are: the layers are the same maths, under
+/// other tensor names, and MPNet adds a relative-position bias to every
+/// attention score (see [`super::mpnet`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arch {
+    /// BERT, RoBERTa, XLM-R.
+    Bert,
+    Mpnet,
 }
 
 /// The left operand of `C = A·B` (M x K): a weight matrix packed at load, or
@@ -334,6 +351,10 @@ struct Scratch {
     inter: Buf,
     cols: Buf,
     rows: Vec<usize>,
+    /// MPNet: each head's relative-position bias for this text, by offset
+    /// (see [`RelativeBias::by_offset`]), `2n - 1` values a head; made once
+    /// per text, read by every layer.
+    rel: Buf,
     /// The converted input of the current int8 or bf16 product.
     dense: DenseBuf,
 }
@@ -414,7 +435,10 @@ pub struct CpuBert {
     dims: Dims,
     word: Table,
     pos: Vec<f32>,
+    /// Token-type rows; one row of zeros for MPNet, which has none.
     typ: Vec<f32>,
+    /// MPNet's relative-position table; None for BERT.
+    rel_bias: Option<RelativeBias>,
     emb_ln: (Vec<f32>, Vec<f32>),
     layers: Vec<Layer>,
     isa: Isa,
@@ -460,6 +484,16 @@ impl CpuBert {
                 )));
             }
         }
+        let arch = match cfg.model_type.as_deref() {
+            Some("mpnet") => Arch::Mpnet,
+            None | Some("bert" | "roberta" | "xlm-roberta") => Arch::Bert,
+            Some(other) => {
+                return Err(bad_cfg(format!(
+                    "model_type {other:?} is not supported by the CPU encoder \
+                     (bert, roberta, xlm-roberta and mpnet are)"
+                )))
+            }
+        };
         let h = cfg.hidden_size;
         if cfg.num_attention_heads == 0 || h == 0 || !h.is_multiple_of(cfg.num_attention_heads) {
             return Err(bad_cfg(format!(
@@ -478,9 +512,15 @@ impl CpuBert {
             } else {
                 0
             },
-            type_vocab: cfg.type_vocab_size,
+            type_vocab: match arch {
+                Arch::Mpnet => 1,
+                Arch::Bert => cfg
+                    .type_vocab_size
+                    .ok_or_else(|| bad_cfg("type_vocab_size is missing".into()))?,
+            },
             eps: cfg.layer_norm_eps as f32,
             act,
+            arch,
         };
 
         let (isa, refused) = Isa::select().map_err(EmbedError::BadDevice)?;
@@ -502,10 +542,22 @@ impl CpuBert {
 
         let word = w.table("embeddings.word_embeddings.weight", &[dims.vocab, h])?;
         let pos = w.get("embeddings.position_embeddings.weight", &[dims.max_pos, h])?;
-        let typ = w.get(
-            "embeddings.token_type_embeddings.weight",
-            &[dims.type_vocab, h],
-        )?;
+        let (typ, rel_bias) = match arch {
+            Arch::Bert => {
+                let typ = w.get(
+                    "embeddings.token_type_embeddings.weight",
+                    &[dims.type_vocab, h],
+                )?;
+                (typ.into_owned(), None)
+            }
+            Arch::Mpnet => {
+                let buckets = cfg.relative_attention_num_buckets.unwrap_or(32);
+                let heads = cfg.num_attention_heads;
+                let table = w.get("encoder.relative_attention_bias.weight", &[buckets, heads])?;
+                let rb = RelativeBias::new(table.into_owned(), buckets, heads);
+                (vec![0.0; h], Some(rb))
+            }
+        };
         let emb_ln = w.layer_norm("embeddings.LayerNorm", h)?;
         // Packing is most of the load (page faults on the file and on the
         // packed copy, and int8's quantization): one layer per task. Results
@@ -522,7 +574,8 @@ impl CpuBert {
             dims,
             word,
             pos: pos.into_owned(),
-            typ: typ.into_owned(),
+            typ,
+            rel_bias,
             emb_ln,
             layers,
             isa,
@@ -571,6 +624,20 @@ impl CpuBert {
         }
         let cols = s.cols.get(2 * c.n);
         layer_norm(isa, x, h, c, &self.emb_ln, d.eps, cols);
+        // MPNet's bias, divided by the score scale: softmax multiplies
+        // scores by it, and the bias is added after that scaling.
+        let rel = match &self.rel_bias {
+            Some(rb) => {
+                let per_head = 2 * n - 1;
+                let rel = s.rel.get(rb.heads() * per_head);
+                let inv_scale = (d.head_dim as f32).sqrt();
+                for (head, r) in rel.chunks_exact_mut(per_head).enumerate() {
+                    rb.by_offset(head, n, inv_scale, r);
+                }
+                &*rel
+            }
+            None => &[],
+        };
 
         // Every product and the attention heads are split into rayon tasks:
         // while other texts keep every worker busy they run in place, and at
@@ -586,8 +653,9 @@ impl CpuBert {
             ctx.par_chunks_mut(hd * c.ld)
                 .enumerate()
                 .for_each(|(head, out)| {
+                    let rel = rel.get(head * (2 * n - 1)..(head + 1) * (2 * n - 1));
                     with_pooled(&self.head_scratch, |hs| {
-                        self.attention(hs, qkv, head, n, c, out);
+                        self.attention(hs, qkv, head, rel, n, c, out);
                     })
                 });
             // x += Wo·ctx + b: the residual is where the accumulators start.
@@ -611,12 +679,16 @@ impl CpuBert {
     }
 
     /// One head of self-attention over the `n` real tokens: softmax(Q·Kᵀ
-    /// · scale)·V into `out` (the head's hd rows of ctx).
+    /// · scale + bias)·V into `out` (the head's hd rows of ctx). `rel`:
+    /// MPNet's relative-position bias of this head divided by the scale,
+    /// by offset (None for BERT).
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         hs: &mut HeadScratch,
         qkv: &[f32],
         head: usize,
+        rel: Option<&[f32]>,
         n: usize,
         c: Cols,
         out: &mut [f32],
@@ -640,6 +712,8 @@ impl CpuBert {
         let (inv_sum, max) = hs.cols.get(2 * c.n).split_at_mut(c.n);
         max.fill(f32::NEG_INFINITY);
         let zero = Start::Zero;
+        // With a bias the maxima are taken after it is added.
+        let epilogue_max = if rel.is_none() { Some(&mut *max) } else { None };
         matmul(
             isa,
             keys,
@@ -647,10 +721,13 @@ impl CpuBert {
             zero,
             Act::None,
             None,
-            Some(max),
+            epilogue_max,
             st,
             c.ld,
         );
+        if let Some(rel) = rel {
+            add_relative_bias(st, rel, n, c, max);
+        }
         // exp(scores - max) per query column; 1/sum scales P·V's tiles.
         softmax_cols(isa, st, n, c, scale, inv_sum, max);
         let vt = pack_rows(&mut hs.vt, &qkv[v0 * c.ld..], hd, n, c.ld);
@@ -713,6 +790,36 @@ impl CpuBert {
     }
 }
 
+/// The tensor names of one layer's parts, under `encoder.layer.{i}.`.
+struct LayerNames {
+    q: &'static str,
+    k: &'static str,
+    v: &'static str,
+    attn_out: &'static str,
+    ln1: &'static str,
+}
+
+impl Arch {
+    fn layer_names(self) -> LayerNames {
+        match self {
+            Arch::Bert => LayerNames {
+                q: "attention.self.query",
+                k: "attention.self.key",
+                v: "attention.self.value",
+                attn_out: "attention.output.dense",
+                ln1: "attention.output.LayerNorm",
+            },
+            Arch::Mpnet => LayerNames {
+                q: "attention.attn.q",
+                k: "attention.attn.k",
+                v: "attention.attn.v",
+                attn_out: "attention.attn.o",
+                ln1: "attention.LayerNorm",
+            },
+        }
+    }
+}
+
 /// Layer `i`'s weights, packed as `spec` says.
 fn load_layer(
     w: &Weights<'_>,
@@ -723,13 +830,14 @@ fn load_layer(
 ) -> Result<Layer, EmbedError> {
     let h = dims.hidden;
     let l = format!("encoder.layer.{i}");
+    let n = dims.arch.layer_names();
     let spec = DenseSpec { precision, isa };
-    let q = w.get(&format!("{l}.attention.self.query.weight"), &[h, h])?;
-    let k = w.get(&format!("{l}.attention.self.key.weight"), &[h, h])?;
-    let v = w.get(&format!("{l}.attention.self.value.weight"), &[h, h])?;
-    let qb = w.get(&format!("{l}.attention.self.query.bias"), &[h])?;
-    let kb = w.get(&format!("{l}.attention.self.key.bias"), &[h])?;
-    let vb = w.get(&format!("{l}.attention.self.value.bias"), &[h])?;
+    let q = w.get(&format!("{l}.{}.weight", n.q), &[h, h])?;
+    let k = w.get(&format!("{l}.{}.weight", n.k), &[h, h])?;
+    let v = w.get(&format!("{l}.{}.weight", n.v), &[h, h])?;
+    let qb = w.get(&format!("{l}.{}.bias", n.q), &[h])?;
+    let kb = w.get(&format!("{l}.{}.bias", n.k), &[h])?;
+    let vb = w.get(&format!("{l}.{}.bias", n.v), &[h])?;
     // Q, K and V as one [3h, h] product: one pass over the activations.
     let qkv = Dense::new(
         spec,
@@ -738,12 +846,25 @@ fn load_layer(
         |r| &[&*q, &*k, &*v][r / h][(r % h) * h..][..h],
         [&*qb, &*kb, &*vb].concat(),
     );
+    // MPNet's first FFN output stays f32 under int8: its input (layer 0's
+    // GELU output) quantizes worst of all the dense layers. Measured on
+    // the reference texts' short edge cases (a CJK title, numbers,
+    // punctuation): min cosine 0.9969 with every layer int8, 0.9974 with
+    // this one in f32 (0.9996 with all twelve FFN outputs in f32); it is
+    // one of the 48 dense layers.
+    let ffn_out_spec = match (dims.arch, i, precision) {
+        (Arch::Mpnet, 0, Precision::Int8) => DenseSpec {
+            precision: Precision::F32,
+            isa,
+        },
+        _ => spec,
+    };
     Ok(Layer {
         qkv,
-        attn_out: w.linear(&format!("{l}.attention.output.dense"), h, h, spec)?,
-        ln1: w.layer_norm(&format!("{l}.attention.output.LayerNorm"), h)?,
+        attn_out: w.linear(&format!("{l}.{}", n.attn_out), h, h, spec)?,
+        ln1: w.layer_norm(&format!("{l}.{}", n.ln1), h)?,
         ffn_in: w.linear(&format!("{l}.intermediate.dense"), h, dims.inter, spec)?,
-        ffn_out: w.linear(&format!("{l}.output.dense"), dims.inter, h, spec)?,
+        ffn_out: w.linear(&format!("{l}.output.dense"), dims.inter, h, ffn_out_spec)?,
         ln2: w.layer_norm(&format!("{l}.output.LayerNorm"), h)?,
     })
 }
@@ -994,6 +1115,23 @@ fn pack_rows<'a>(dst: &'a mut Buf, src: &[f32], m: usize, k: usize, ld: usize) -
         }
     }
     out
+}
+
+/// Adds MPNet's bias to Sᵀ (`n` key rows, query columns `c.ld` apart):
+/// key k's row gets `rel[n - 1 - k..][..n]` (see
+/// [`RelativeBias::by_offset`]); `max` becomes each column's maximum,
+/// padding columns (left as they are) included, as the product's epilogue
+/// would have made it. One pass, n² adds against the product's n²·hd.
+fn add_relative_bias(st: &mut [f32], rel: &[f32], n: usize, c: Cols, max: &mut [f32]) {
+    for (k, row) in st.chunks_exact_mut(c.ld).take(n).enumerate() {
+        let bias = &rel[n - 1 - k..][..n];
+        for (s, b) in row[..n].iter_mut().zip(bias) {
+            *s += b;
+        }
+        for (m, s) in max[..c.n].iter_mut().zip(&row[..c.n]) {
+            *m = m.max(*s);
+        }
+    }
 }
 
 #[cfg(test)]

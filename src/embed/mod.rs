@@ -7,9 +7,11 @@
 
 mod backend;
 pub mod batch;
+mod candle_mpnet;
 mod cpu_bert;
 mod model;
 pub mod modules;
+mod mpnet;
 mod pooling;
 pub mod prompts;
 mod spans;
@@ -42,7 +44,7 @@ pub use spans::{
 pub enum EmbedError {
     /// The model could not be found: the directory lacks a required file, or a
     /// hub id is neither in the local cache nor downloadable.
-    #[error("model {model}: {reason}; {hint}", hint = FETCH_HINT)]
+    #[error("model {model}: {reason}; {hint}", hint = model::fetch_hint(model))]
     ModelMissing {
         /// The model as the user named it (path or hub id).
         model: String,
@@ -314,7 +316,7 @@ impl Embedder {
                         "int8 runs on the CPU only; on cuda:{n} use f32 or f16"
                     )))
                 }
-                _ => Box::new(CandleBert::load(files, device, precision)?),
+                _ => backend::load_candle(files, device, precision)?,
             })
         };
         // Parsing tokenizer.json takes about as long as loading the weights

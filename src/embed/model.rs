@@ -48,6 +48,20 @@ pub fn model_name(id: &str, sha256: &str) -> String {
 /// The command that fetches the default model, named in every "model missing" error.
 pub const FETCH_HINT: &str = "run scripts/fetch-model.sh (it installs models/all-MiniLM-L6-v2)";
 
+/// The hub id of the second model `scripts/fetch-model.sh --mpnet` installs.
+pub const MPNET_HUB_ID: &str = "sentence-transformers/all-mpnet-base-v2";
+
+/// What to run when `model` is missing: the `--mpnet` install for
+/// all-mpnet-base-v2, else [`FETCH_HINT`].
+pub fn fetch_hint(model: &str) -> &'static str {
+    if model == MPNET_HUB_ID {
+        "run scripts/fetch-model.sh --mpnet (it installs sentence-transformers/all-mpnet-base-v2 \
+         into the Hugging Face cache)"
+    } else {
+        FETCH_HINT
+    }
+}
+
 const REQUIRED: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
 
 /// The files of one resolved model and what its sentence-transformers config says.
@@ -538,6 +552,16 @@ mod tests {
         let err = from_dir(tmp.path(), "x").unwrap_err().to_string();
         assert!(err.contains("tokenizer.json"), "{err}");
         assert!(err.contains("fetch-model.sh"), "{err}");
+        assert!(!err.contains("--mpnet"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_mpnet_names_its_own_install() {
+        let empty = tempfile::tempdir().unwrap();
+        let err = resolve_in_cache(&hf_hub::Cache::new(empty.path().into()), MPNET_HUB_ID)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("fetch-model.sh --mpnet"), "{err}");
     }
 
     #[test]

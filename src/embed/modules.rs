@@ -10,13 +10,15 @@ use super::model::{pooling_from_config, read_json};
 use super::pooling::Pooling;
 use super::EmbedError;
 
-/// `model_type`s of `config.json` the BERT forward passes run: BERT itself
-/// and the RoBERTa family (same layers; positions start after `pad_token_id`).
-pub const SUPPORTED_MODEL_TYPES: [&str; 3] = ["bert", "roberta", "xlm-roberta"];
+/// `model_type`s of `config.json` the forward passes run: BERT itself, the
+/// RoBERTa family (same layers; positions start after `pad_token_id`), and
+/// MPNet (RoBERTa's positions, no token types, a relative-position bias in
+/// attention).
+pub const SUPPORTED_MODEL_TYPES: [&str; 4] = ["bert", "roberta", "xlm-roberta", "mpnet"];
 
 /// True for the model types whose position ids start at `pad_token_id + 1`.
 pub fn offsets_positions(model_type: Option<&str>) -> bool {
-    matches!(model_type, Some("roberta" | "xlm-roberta"))
+    matches!(model_type, Some("roberta" | "xlm-roberta" | "mpnet"))
 }
 
 /// Refuses a `config.json` whose `model_type` is not one of
@@ -33,7 +35,7 @@ pub fn check_model_type(config: &Path) -> Result<(), EmbedError> {
         Some(t) => Err(EmbedError::BadModelFile {
             path: config.to_path_buf(),
             reason: format!(
-                "model_type {t:?} is not supported: papersim runs BERT-family encoders ({})",
+                "model_type {t:?} is not supported: papersim runs these encoders: {}",
                 SUPPORTED_MODEL_TYPES.join(", ")
             ),
         }),

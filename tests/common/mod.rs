@@ -38,6 +38,70 @@ pub fn model_dir() -> Option<PathBuf> {
     .map(|p| p.parent().map(Path::to_path_buf).unwrap_or(p))
 }
 
+/// The hub id of the second model, all-mpnet-base-v2.
+pub const MPNET: &str = "sentence-transformers/all-mpnet-base-v2";
+
+/// all-mpnet-base-v2 in the Hugging Face cache, installed by
+/// `scripts/fetch-model.sh --mpnet` (scripts/test.sh runs it), resolved
+/// as `--model sentence-transformers/all-mpnet-base-v2` is.
+pub fn mpnet_files() -> Option<papersim::embed::ModelFiles> {
+    match papersim::embed::ModelSource::parse(MPNET).resolve() {
+        Ok(f) => Some(f),
+        Err(e) => {
+            let msg = format!("{MPNET} is not installed ({e}); run scripts/fetch-model.sh --mpnet");
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg}; CI=true, so this is a failure");
+            }
+            eprintln!("SKIPPED: {msg}");
+            None
+        }
+    }
+}
+
+/// The reference texts with all-mpnet-base-v2's vectors, made by
+/// sentence-transformers (scripts/make-mpnet-reference.sh): the texts from
+/// ../shared, the vectors and token counts from tests/fixtures/reference.
+pub fn mpnet_references() -> Option<Vec<Reference>> {
+    use sha2::Digest;
+    let texts = references()?;
+    let fixture = root().join("tests/fixtures/reference/all-mpnet-base-v2");
+    let meta = std::fs::read_to_string(fixture.with_extension("jsonl")).unwrap();
+    let raw = std::fs::read(fixture.with_extension("f32")).unwrap();
+    let dim = 768;
+    assert_eq!(raw.len(), texts.len() * dim * 4, "one vector per text");
+    let vectors: Vec<f32> = raw
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Some(
+        texts
+            .into_iter()
+            .zip(meta.lines())
+            .zip(vectors.chunks_exact(dim))
+            .map(|((t, line), v)| {
+                let m: Value = serde_json::from_str(line).unwrap();
+                assert_eq!(
+                    m["id"],
+                    t.id.as_str(),
+                    "the fixture follows the texts' order"
+                );
+                let sha = format!("{:x}", sha2::Sha256::digest(t.text.as_bytes()));
+                assert_eq!(
+                    m["text_sha256"], sha,
+                    "{}: the text changed since scripts/make-mpnet-reference.sh ran",
+                    t.id
+                );
+                Reference {
+                    id: t.id,
+                    text: t.text,
+                    n_tokens: m["n_tokens"].as_u64().unwrap() as usize,
+                    embedding: v.to_vec(),
+                }
+            })
+            .collect(),
+    )
+}
+
 /// A file under ../shared (beside the clone).
 pub fn shared(rel: &str) -> Option<PathBuf> {
     require(
