@@ -199,12 +199,15 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             );
         }
         let msg = inner.to_string();
-        // "missing field `k`" is reported at the parent's path.
-        let missing = msg
-            .strip_prefix("missing field `")
+        // "missing field `k`" is reported at the parent's path, as is
+        // "unknown field `x`, expected ..." (papersim's own bodies deny them).
+        let named = ["missing field `", "unknown field `"]
+            .iter()
+            .find_map(|prefix| msg.strip_prefix(prefix))
             .and_then(|r| r.split('`').next());
-        let field = match (missing, path.as_str()) {
+        let field = match (named, path.as_str()) {
             (Some(f), ".") => f.to_string(),
+            (Some(f), p) if p == f || p.ends_with(&format!(".{f}")) => p.to_string(),
             (Some(f), p) => format!("{p}.{f}"),
             (None, p) => p.to_string(),
         };

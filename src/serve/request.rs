@@ -80,6 +80,10 @@ pub fn parse_request(
 }
 
 #[derive(Debug, Default, Deserialize)]
+// papersim's own endpoints refuse a field they do not know (a misplaced
+// `since` would otherwise be a filter silently not applied); the
+// OpenAI and TEI bodies keep ignoring what their clients add.
+#[serde(deny_unknown_fields)]
 struct Filters {
     since: Option<String>,
     until: Option<String>,
@@ -143,6 +147,7 @@ fn yes() -> bool {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SearchBody {
     query: String,
     #[serde(default = "default_k")]
@@ -191,6 +196,7 @@ pub fn parse_search(body: &[u8], limits: &ParseLimits) -> Result<SearchQuery, Ap
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SimilarParams {
     #[serde(default = "default_k")]
     k: usize,
@@ -243,6 +249,7 @@ pub fn parse_similar(query: &str, limits: &ParseLimits) -> Result<Options, ApiEr
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RelatedBody {
     #[serde(rename = "abstract")]
     draft: Option<String>,
@@ -684,6 +691,25 @@ mod tests {
             (Route::Similar, b"k=abc", 422, None),
             (Route::Similar, b"since=20", 422, Some("since")),
             (Route::Similar, b"since=2026-13", 422, Some("since")),
+            (Route::Similar, b"k=3&sinse=2020", 422, None),
+            (
+                Route::Search,
+                br#"{"query": "x", "since": "2020"}"#,
+                422,
+                Some("since"),
+            ),
+            (
+                Route::Search,
+                br#"{"query": "x", "filters": {"sinse": "2020"}}"#,
+                422,
+                Some("filters.sinse"),
+            ),
+            (
+                Route::Related,
+                br#"{"seeds": ["a"], "categories": ["cs.LG"]}"#,
+                422,
+                Some("categories"),
+            ),
             (
                 Route::Search,
                 br#"{"query": "x", "filters": {"since": "2020-99-99"}}"#,
